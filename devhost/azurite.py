@@ -1,0 +1,115 @@
+"""Start and stop the Azurite table emulator from node_modules (tests, local runs, benchmarks)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "devstoreaccount1"
+# Azurite's published, well-known development key: not a secret.
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Azurite:
+    """A running Azurite table service."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def endpoint(self) -> str:
+        """The table endpoint URL."""
+        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        """The connection string for USAGE_STORAGE."""
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"TableEndpoint={self.endpoint};"
+        )
+
+
+def azurite_binary() -> str:
+    """The azurite-table launcher installed by ``npm ci``."""
+    local = REPO_ROOT / "node_modules" / ".bin" / "azurite-table"
+    if local.exists():
+        return str(local)
+    found = shutil.which("azurite-table")
+    if found:
+        return found
+    raise FileNotFoundError("azurite-table not found: run `npm ci` in the repository (make does it for you)")
+
+
+@contextlib.contextmanager
+def running_azurite(
+    *, data_dir: Path | None = None, port: int | None = None, log_file: Path | None = None
+) -> Iterator[Azurite]:
+    """Run Azurite (tables only) on a free loopback port; in memory unless ``data_dir`` is given."""
+    port = port or free_port()
+    args = [
+        azurite_binary(),
+        "--tableHost",
+        "127.0.0.1",
+        "--tablePort",
+        str(port),
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--loose",
+    ]
+    if data_dir is None:
+        args.append("--inMemoryPersistence")
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        args += ["--location", str(data_dir)]
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_port(port, process)
+        yield Azurite(port=port, process=process)
+    finally:
+        stop(process)
+        if log_file:
+            out.close()  # type: ignore[union-attr]
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGINT first so Azurite flushes its data; kill only if it does not exit."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Azurite exited with code {process.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"Azurite did not listen on port {port} within {timeout:.0f}s")

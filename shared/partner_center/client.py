@@ -1,0 +1,358 @@
+"""The one Partner Center client every function uses: paging, retries, 204, errors, request ids."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from shared import jsonutil
+from shared.partner_center.auth import TokenProvider
+from shared.partner_center.errors import DataNotReady, PartnerCenterError
+from shared.partner_center.retry import RETRYABLE_STATUSES, RetryPolicy, ThrottleGate, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT_EXCEPTIONS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+@dataclass(frozen=True)
+class NextLink:
+    """Where the next page is: an absolute URL and the headers to send verbatim."""
+
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Page:
+    """One page of a Partner Center collection, as received."""
+
+    items: list[Any]
+    body: Any
+    number: int
+    request_id: str
+    next: NextLink | None
+
+
+@dataclass
+class ClientStats:
+    """Counters for run records and benchmarks. Thread-safe increments."""
+
+    calls: int = 0
+    retries: int = 0
+    pages: int = 0
+    throttled: int = 0
+    not_ready: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        """Add to named counters."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+class PartnerCenterClient:
+    """GETs Partner Center resources, yielding pages so callers never hold a whole result."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        tokens: TokenProvider,
+        session: requests.Session | None = None,
+        retry: RetryPolicy | None = None,
+        correlation_id: str | None = None,
+        timeout: tuple[float, float] = (10.0, 120.0),
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        max_pages: int = 100_000,
+        pool_size: int = 16,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_root = self.base_url + "/v1/"
+        self._tokens = tokens
+        self._session = session or _new_session(pool_size)
+        self.retry = retry or RetryPolicy()
+        self.correlation_id = correlation_id or str(uuid.uuid4())
+        self._timeout = timeout
+        self._sleep = sleep
+        self.gate = ThrottleGate(clock=clock, sleep=sleep)
+        self._max_pages = max_pages
+        self.stats = ClientStats()
+
+    # -- the endpoints --------------------------------------------------------------------------------------
+
+    def usage_records(self) -> Iterator[Page]:
+        """Pages of CustomerMonthlyUsageRecord for every customer, current billing period (App+User)."""
+        return self.pages("customers/usagerecords")
+
+    def usage_summary(self, customer_id: str, subscription_id: str) -> dict[str, Any]:
+        """One subscription's SubscriptionUsageSummary, bare or unwrapped from a collection (App+User)."""
+        body, _ = self.get_json(f"customers/{customer_id}/subscriptions/{subscription_id}/usagesummary")
+        if isinstance(body, dict) and isinstance(body.get("items"), list) and "billingStartDate" not in body:
+            if len(body["items"]) != 1:
+                raise PartnerCenterError(
+                    f"usage summary collection holds {len(body['items'])} items, expected 1",
+                    path=f"customers/{customer_id}/subscriptions/{subscription_id}/usagesummary",
+                )
+            body = body["items"][0]
+        if not isinstance(body, dict):
+            raise PartnerCenterError("usage summary is not a JSON object")
+        return body
+
+    def utilization(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        start: datetime,
+        end: datetime,
+        granularity: str = "daily",
+        show_details: bool = True,
+        size: int = 1000,
+        resume_from: NextLink | None = None,
+    ) -> Iterator[Page]:
+        """Pages of AzureUtilizationRecord reported in [start, end). Raises DataNotReady on 204 (app-only)."""
+        params = {
+            "start_time": _utc_param(start),
+            "end_time": _utc_param(end),
+            "granularity": granularity,
+            "show_details": "true" if show_details else "false",
+            "size": str(size),
+        }
+        return self.pages(
+            f"customers/{customer_id}/subscriptions/{subscription_id}/utilizations/azure",
+            params,
+            app_only=True,
+            resume_from=resume_from,
+        )
+
+    def customers(self, *, size: int = 500) -> Iterator[Page]:
+        """Pages of the partner's customers (app-only)."""
+        return self.pages("customers", {"size": str(size)}, app_only=True)
+
+    def subscriptions(self, customer_id: str) -> Iterator[Page]:
+        """Pages of one customer's subscriptions (app-only)."""
+        return self.pages(f"customers/{customer_id}/subscriptions", app_only=True)
+
+    # -- paging ---------------------------------------------------------------------------------------------
+
+    def pages(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        app_only: bool = False,
+        resume_from: NextLink | None = None,
+    ) -> Iterator[Page]:
+        """Follow ``links.next`` (or a bare ``continuationToken``) until the last page, one page at a time."""
+        first_url = self._url(path)
+        url, query, headers = (
+            (resume_from.url, None, dict(resume_from.headers)) if resume_from else (first_url, params, {})
+        )
+        seen: set[NextLink] = set()
+        number = 0
+        while True:
+            body, request_id = self.get_json(url, query, headers=headers, app_only=app_only)
+            number += 1
+            self.stats.add(pages=1)
+            items = body.get("items") if isinstance(body, dict) else None
+            nxt = self._next_link(body, first_url)
+            yield Page(items=items or [], body=body, number=number, request_id=request_id, next=nxt)
+            if nxt is None:
+                return
+            if nxt in seen:
+                raise PartnerCenterError(
+                    "Partner Center handed back a continuation it already gave; stopping instead of looping",
+                    code="RepeatedContinuation",
+                    path=path,
+                    request_id=request_id,
+                    correlation_id=self.correlation_id,
+                )
+            if number >= self._max_pages:
+                raise PartnerCenterError(f"more than {self._max_pages} pages; stopping", path=path)
+            seen.add(nxt)
+            url, headers = nxt.url, dict(nxt.headers)
+            # A links.next uri carries its own query; a bare continuation token repeats the first query.
+            query = params if nxt.url == first_url else None
+
+    def items(self, path: str, params: Mapping[str, str] | None = None, *, app_only: bool = False) -> Iterator[Any]:
+        """Every item of every page."""
+        for page in self.pages(path, params, app_only=app_only):
+            yield from page.items
+
+    def _next_link(self, body: Any, first_url: str) -> NextLink | None:
+        if not isinstance(body, dict):
+            return None
+        links = body.get("links")
+        nxt = links.get("next") if isinstance(links, dict) else None
+        if isinstance(nxt, dict) and nxt.get("uri"):
+            pairs = tuple(
+                (str(h["key"]), str(h["value"]))
+                for h in nxt.get("headers") or []
+                if isinstance(h, dict) and "key" in h and "value" in h
+            )
+            return NextLink(url=self._url(str(nxt["uri"])), headers=pairs)
+        token = body.get("continuationToken")
+        if token:
+            return NextLink(url=first_url, headers=(("MS-ContinuationToken", str(token)),))
+        return None
+
+    def _url(self, path: str) -> str:
+        # Partner Center's links are relative to {base}/v1/ with no leading slash; tolerate one anyway.
+        if path.startswith(("http://", "https://")):
+            return path
+        return urljoin(self._api_root, path.lstrip("/").removeprefix("v1/"))
+
+    # -- one call -------------------------------------------------------------------------------------------
+
+    def get_json(
+        self,
+        path_or_url: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        app_only: bool = False,
+    ) -> tuple[Any, str]:
+        """GET and parse one resource, retrying what is transient. Returns (body, MS-RequestId)."""
+        url = self._url(path_or_url)
+        request_id = str(uuid.uuid4())
+        path = url.removeprefix(self.base_url)
+        attempt = 0
+        not_ready = 0
+        refreshed_token = False
+        while True:
+            attempt += 1
+            self.gate.wait()
+            send_headers = {
+                "Accept": "application/json",
+                "MS-RequestId": request_id,
+                "MS-CorrelationId": self.correlation_id,
+                "X-Locale": "en-US",
+                **(headers or {}),
+                "Authorization": "Bearer " + self._tokens.token(app_only=app_only),
+            }
+            self.stats.add(calls=1)
+            try:
+                response = self._session.get(url, params=params, headers=send_headers, timeout=self._timeout)
+            except _TRANSIENT_EXCEPTIONS as exc:
+                if attempt >= self.retry.max_attempts:
+                    raise self._error(
+                        f"GET failed after {attempt} attempts: {type(exc).__name__}", path, request_id
+                    ) from None
+                self._pause(self.retry.backoff(attempt), path, request_id, attempt, type(exc).__name__)
+                continue
+
+            status = response.status_code
+            if status == 204:
+                not_ready += 1
+                self.stats.add(not_ready=1)
+                wait = parse_retry_after(response.headers.get("Retry-After"))
+                if not_ready >= self.retry.not_ready_attempts:
+                    raise DataNotReady(path=path, retry_after=wait, request_id=request_id)
+                attempt -= 1  # 204 is a normal answer, not a failed attempt
+                self._pause(
+                    wait if wait is not None else self.retry.not_ready_default_wait, path, request_id, attempt, "204"
+                )
+                continue
+            if status == 401 and not refreshed_token:
+                # A token can be revoked before its expiry; fetch a new one once.
+                refreshed_token = True
+                self._tokens.invalidate(app_only=app_only)
+                attempt -= 1
+                continue
+            if status in RETRYABLE_STATUSES and attempt < self.retry.max_attempts:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if retry_after is not None and retry_after > self.retry.retry_after_max:
+                    raise self._from_response(response, path, request_id)
+                delay = self.retry.delay(attempt, retry_after)
+                if status == 429:
+                    self.stats.add(throttled=1)
+                    self.gate.hold(delay)
+                    delay = 0.0  # the gate, at the top of the loop, does the waiting for every thread
+                self._pause(delay, path, request_id, attempt, str(status))
+                continue
+            if status >= 400:
+                raise self._from_response(response, path, request_id)
+            try:
+                return jsonutil.loads(response.content), request_id
+            except ValueError as exc:
+                raise self._error(
+                    f"response is not JSON ({exc.__class__.__name__})", path, request_id, status
+                ) from None
+
+    def _pause(self, seconds: float, path: str, request_id: str, attempt: int, reason: str) -> None:
+        self.stats.add(retries=1)
+        log.warning(
+            "Partner Center GET %s answered %s; retrying in %.1fs (attempt %d/%d, request_id=%s, correlation_id=%s)",
+            path,
+            reason,
+            seconds,
+            attempt + 1,
+            self.retry.max_attempts,
+            request_id,
+            self.correlation_id,
+        )
+        if seconds > 0:
+            self._sleep(seconds)
+
+    def _error(self, message: str, path: str, request_id: str, status: int | None = None) -> PartnerCenterError:
+        return PartnerCenterError(
+            message, status=status, path=path, request_id=request_id, correlation_id=self.correlation_id
+        )
+
+    def _from_response(self, response: requests.Response, path: str, request_id: str) -> PartnerCenterError:
+        code, description = _error_fields(response.content)
+        return PartnerCenterError(
+            "Partner Center call failed",
+            status=response.status_code,
+            code=code,
+            description=description,
+            request_id=response.headers.get("MS-RequestId") or request_id,
+            correlation_id=response.headers.get("MS-CorrelationId") or self.correlation_id,
+            path=path,
+        )
+
+
+def _error_fields(content: bytes) -> tuple[str | None, str | None]:
+    """Partner Center's error shape, leniently: ``code`` number or string; the odd 429 body too."""
+    try:
+        body = jsonutil.loads(content) if content else None
+    except ValueError:
+        text = content.decode("utf-8-sig", errors="replace").strip()
+        return None, text[:300] or None
+    if not isinstance(body, dict):
+        return None, None
+    code = body.get("code", body.get("statusCode", body.get("errorCode")))
+    description = body.get("description", body.get("message", body.get("errorMessage")))
+    return (None if code is None else str(code)), (None if description is None else str(description)[:500])
+
+
+def _utc_param(moment: datetime) -> str:
+    """ISO 8601 in UTC with ``Z``: Partner Center mangles a raw ``+`` in query strings."""
+    if moment.tzinfo is None:
+        raise ValueError("times sent to Partner Center must be timezone-aware")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _new_session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session

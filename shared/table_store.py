@@ -1,0 +1,231 @@
+"""Azure Table Storage access: batched upserts by partition, size checks, parameterised queries."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from shared.identity import azure_credential
+from shared.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_OPERATIONS = 100
+MAX_BATCH_BYTES = 4 * 1024 * 1024 - 64 * 1024  # 4 MiB per transaction, less room for the envelope
+MAX_ENTITY_BYTES = 1024 * 1024
+MAX_PROPERTY_BYTES = 64 * 1024
+MAX_PROPERTIES = 252
+
+
+class EntityTooLarge(ValueError):
+    """An entity breaks a Table Storage size limit; raised before anything is sent."""
+
+
+@dataclass
+class StoreStats:
+    """Counts of table requests, for run records and benchmarks."""
+
+    transactions: int = 0
+    entities_written: int = 0
+    queries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        """Add to named counters."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return 4 + len(value.encode("utf-16-le"))
+    if isinstance(value, bytes):
+        return 4 + len(value)
+    if isinstance(value, bool):
+        return 1
+    return 8
+
+
+def entity_size(entity: Mapping[str, Any]) -> int:
+    """Stored size of an entity by the service's published formula (UTF-16 strings)."""
+    size = 4
+    for name, value in entity.items():
+        if name in ("PartitionKey", "RowKey"):
+            size += len(str(value).encode("utf-16-le"))
+        else:
+            size += 8 + len(name.encode("utf-16-le")) + _value_size(value)
+    return size
+
+
+def prepare_entity(table: str, entity: Mapping[str, Any]) -> dict[str, Any]:
+    """Decimals as strings (every digit kept), None dropped, size limits checked with a clear error."""
+    prepared: dict[str, Any] = {}
+    for name, value in entity.items():
+        if value is None:
+            continue
+        if isinstance(value, Decimal):
+            value = str(value)
+        if _value_size(value) - 4 > MAX_PROPERTY_BYTES:
+            raise EntityTooLarge(
+                f"property {name!r} of entity ({entity.get('PartitionKey')!r}, {entity.get('RowKey')!r}) "
+                f"in table {table} is {_value_size(value) - 4} bytes; Table Storage allows {MAX_PROPERTY_BYTES}"
+            )
+        prepared[name] = value
+    if len(prepared) - 2 > MAX_PROPERTIES:
+        raise EntityTooLarge(f"entity in table {table} has {len(prepared) - 2} properties; the limit is 252")
+    size = entity_size(prepared)
+    if size > MAX_ENTITY_BYTES:
+        raise EntityTooLarge(
+            f"entity ({entity.get('PartitionKey')!r}, {entity.get('RowKey')!r}) in table {table} is {size} bytes; "
+            f"Table Storage allows {MAX_ENTITY_BYTES}"
+        )
+    return prepared
+
+
+class TableStore:
+    """All tables of the app, by short name (``Utilization``), under one prefix."""
+
+    def __init__(self, service: TableServiceClient, *, prefix: str = "pc") -> None:
+        self._service = service
+        self.prefix = prefix
+        self._clients: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+        self.stats = StoreStats()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TableStore:
+        """Connection string (Azurite) or table service URI with a managed identity (Azure)."""
+        if settings.storage_connection_string:
+            service = TableServiceClient.from_connection_string(settings.storage_connection_string)
+        elif settings.table_service_uri:
+            service = TableServiceClient(
+                endpoint=settings.table_service_uri, credential=azure_credential(settings.storage_client_id)
+            )
+        else:
+            raise SettingsError("set USAGE_STORAGE__tableServiceUri (Azure) or USAGE_STORAGE (Azurite)")
+        return cls(service, prefix=settings.table_prefix)
+
+    def table_name(self, name: str) -> str:
+        """The full table name for a short name."""
+        return self.prefix + name
+
+    def table(self, name: str) -> TableClient:
+        """The client of one table, created on first use."""
+        client = self._clients.get(name)
+        if client is not None:
+            return client
+        with self._lock:
+            client = self._clients.get(name)
+            if client is None:
+                full = self.table_name(name)
+                try:
+                    self._service.create_table(full)
+                    log.info("created table %s", full)
+                except ResourceExistsError:
+                    pass
+                client = self._service.get_table_client(full)
+                self._clients[name] = client
+        return client
+
+    def upsert(self, name: str, entities: Iterable[Mapping[str, Any]]) -> int:
+        """Upsert (replace) entities in transactions of at most 100 per partition; returns rows written.
+
+        Rows are buffered per partition and sent as soon as a batch is full, so memory stays bounded by
+        the number of partitions in flight, not the size of the input.
+        """
+        table = self.table(name)
+        full_name = self.table_name(name)
+        pending: dict[str, list[dict[str, Any]]] = {}
+        pending_bytes: dict[str, int] = {}
+        written = 0
+        for entity in entities:
+            prepared = prepare_entity(full_name, entity)
+            pk = prepared["PartitionKey"]
+            size = entity_size(prepared)
+            batch = pending.setdefault(pk, [])
+            if batch and (len(batch) >= MAX_BATCH_OPERATIONS or pending_bytes[pk] + size > MAX_BATCH_BYTES):
+                written += self._submit(table, batch)
+                batch.clear()
+                pending_bytes[pk] = 0
+            if any(e["RowKey"] == prepared["RowKey"] for e in batch):
+                # One transaction may touch a row once: the later version wins, as a second upsert would.
+                batch[:] = [e for e in batch if e["RowKey"] != prepared["RowKey"]]
+            batch.append(prepared)
+            pending_bytes[pk] = pending_bytes.get(pk, 0) + size
+        for batch in pending.values():
+            if batch:
+                written += self._submit(table, batch)
+        return written
+
+    def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
+        if len(batch) == 1:
+            table.upsert_entity(batch[0], mode=UpdateMode.REPLACE)
+        else:
+            table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch])
+        self.stats.add(transactions=1, entities_written=len(batch))
+        return len(batch)
+
+    def upsert_one(self, name: str, entity: Mapping[str, Any]) -> None:
+        """Upsert (replace) a single entity."""
+        self.upsert(name, [entity])
+
+    def merge_one(self, name: str, entity: Mapping[str, Any]) -> None:
+        """Merge properties into an entity, creating it when missing."""
+        self.table(name).upsert_entity(prepare_entity(self.table_name(name), entity), mode=UpdateMode.MERGE)
+        self.stats.add(transactions=1, entities_written=1)
+
+    def get(self, name: str, partition_key: str, row_key: str) -> dict[str, Any] | None:
+        """One entity, or None."""
+        self.stats.add(queries=1)
+        try:
+            return dict(self.table(name).get_entity(partition_key, row_key))
+        except ResourceNotFoundError:
+            return None
+
+    def query(
+        self,
+        name: str,
+        query_filter: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        select: list[str] | None = None,
+        page_size: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Entities matching an OData filter whose values are passed only as ``@parameters``."""
+        table = self.table(name)
+        pages = table.query_entities(
+            query_filter, parameters=dict(parameters or {}), select=select, results_per_page=page_size
+        ).by_page()
+        count = 0
+        for page in pages:
+            self.stats.add(queries=1)
+            for entity in page:
+                yield dict(entity)
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+
+    def partition(self, name: str, partition_key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every entity of one partition, in RowKey order."""
+        return self.query(name, "PartitionKey eq @pk", {"pk": partition_key}, **kwargs)
+
+    def delete(self, name: str, partition_key: str, row_key: str) -> None:
+        """Delete one entity; a missing one is fine."""
+        self.table(name).delete_entity(partition_key, row_key)
+        self.stats.add(transactions=1)
+
+    def drop_tables(self) -> None:
+        """Delete every table under this prefix (tests and local resets)."""
+        for table in list(self._service.list_tables()):
+            if table.name.startswith(self.prefix):
+                self._service.delete_table(table.name)
+        self._clients.clear()

@@ -1,0 +1,34 @@
+"""Session-wide real parts: one Azurite for the whole run; each test gets its own tables."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from azure.data.tables import TableServiceClient
+
+from devhost.azurite import Azurite, running_azurite
+from shared.table_store import TableStore
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite's table service on a free loopback port, in memory, for the whole session."""
+    with running_azurite() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def table_prefix() -> str:
+    """A table-name prefix no other test uses."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def store(azurite: Azurite, table_prefix: str) -> Iterator[TableStore]:
+    """A TableStore on Azurite whose tables are this test's own, deleted afterwards."""
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    table_store = TableStore(service, prefix=table_prefix)
+    yield table_store
+    table_store.drop_tables()
