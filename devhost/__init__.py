@@ -1,0 +1,1 @@
+"""Development host: local runs, triggers and the Partner Center simulator (never deployed)."""

@@ -1,0 +1,852 @@
+"""A deterministic Partner Center world: every customer, subscription and record is computed on demand.
+
+Nothing is materialised: ids encode their own indices, and utilization record `p` of a reported day is
+computed directly from (seed, subscription, usage day, index), so a page costs O(page size).
+
+Utilization model (per legacy subscription, N = `records_per_day`, k = `split_every`):
+- Usage day `u` is a UTC date; its records `j = 0..N-1` have usageStartTime = midnight UTC of `u`
+  written with the Pacific offset (e.g. `2024-03-09T16:00:00-08:00`), as the real service does.
+- Record `j` uses meter `j % 8` and instance `j // 8`. Records with `j % k == 1 % k` are *split*: part of
+  the quantity is reported on day `u+1`, the remainder on day `u+2`. All other records are reported on `u+1`.
+- Reported day `R` (UTC date) therefore holds N records of day R-1 then S = |{j < N : j % k == 1 % k}|
+  remainders of day R-2 (only for usage days on or after the world's first usage day). Its M records are
+  reported at `R 08:00Z + floor(p * 57600 / M)` seconds, p = 0..M-1 (spread over 08:00-24:00 UTC).
+- Usage days start at `first_usage_day` = (UTC date of now at construction) - `days`; later days keep
+  appearing as time advances. A record exists once its reported time is before `now - ready_lag_s`.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+PACIFIC = ZoneInfo("America/Los_Angeles")
+UTC = timezone.utc
+LEGACY_OFFER_ID = "MS-AZR-0145P"
+AZURE_PLAN_OFFER_ID = "DZH318Z0BPS6:0001:DZH318Z0BQPV"
+KINDS = ("legacy", "azure_plan", "licence")
+
+REPORT_START_S = 8 * 3600
+REPORT_SPAN_S = 16 * 3600
+SPLIT_PHASE = 1
+_DAY_US = 86_400_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORD = date(1970, 1, 1).toordinal()
+_MASK64 = (1 << 64) - 1
+_MASK48 = (1 << 48) - 1
+_SCRAMBLE = 0x5DEECE66D  # odd: multiplying by it permutes 48-bit integers, so id tails do not look sequential
+_UNSCRAMBLE = pow(_SCRAMBLE, -1, 1 << 48)
+_CTX = Context(prec=40, rounding=ROUND_HALF_EVEN)
+_Q22 = Decimal("1E-22")
+_Q2 = Decimal("0.01")
+_HOUR = timedelta(hours=1)
+
+_COMPANIES = (
+    "Contoso",
+    "Fabrikam",
+    "Northwind Traders",
+    "Café Lumière",
+    "Adventure Works",
+    "Müller & Söhne",
+    "Tailspin Toys",
+    "Wide World Importers",
+    "Fourth Coffee",
+    "Woodgrove Bank",
+)
+# (currency code, symbol, locale, USD per unit, region display name, location)
+_CURRENCIES = (
+    ("GBP", "£", "en-GB", Decimal("1.2619"), "UK South", "uksouth"),
+    ("SEK", "kr", "sv-SE", Decimal("0.0952"), "SE Central", "swedencentral"),
+    ("EUR", "€", "fr-FR", Decimal("1.0843"), "EU West", "westeurope"),
+    ("USD", "$", "en-US", Decimal("1"), "US West 2", "westus2"),
+    ("DKK", "kr.", "da-DK", Decimal("0.1454"), "EU North", "northeurope"),
+)
+_LICENCE_OFFERS = (
+    ("Office 365 E3", "Licenses"),
+    ("Microsoft 365 Business Premium", "Licenses"),
+    ("Exchange Online (Plan 1)", "Licenses"),
+)
+_LICENCE_STATUSES = ("suspended", "expired", "disabled", "active")
+
+
+@dataclass(frozen=True)
+class _Meter:
+    name: str
+    category: str
+    subcategory: str
+    unit: str
+    provider: str
+    prefix: str
+    divisor: int
+    additional_info: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def id(self) -> str:
+        return stable_guid("meter", self.name, self.category)
+
+
+_METERS = (
+    _Meter(
+        "D2s v3",
+        "Virtual Machines",
+        "DSv3 Series",
+        "1 Hour",
+        "Microsoft.Compute/virtualMachines",
+        "vm",
+        24,
+        (("ServiceType", "Standard_D2s_v3"), ("ImageType", "Canonical"), ("UsageType", "ComputeHR"), ("VCPUs", "2")),
+    ),
+    _Meter(
+        "LRS Data Stored", "Storage", "General Block Blob", "1 GB/Month", "Microsoft.Storage/storageAccounts", "st", 31
+    ),
+    _Meter("Data Transfer Out (GB)", "Bandwidth", "", "1 GB", "Microsoft.Network/publicIPAddresses", "pip", 7),
+    _Meter("S0 DTUs", "SQL Database", "Standard", "1/Day", "Microsoft.Sql/servers/sql-main/databases", "db", 24),
+    _Meter("S1 App", "Azure App Service", "Standard Plan", "1 Hour", "Microsoft.Web/serverFarms", "plan", 24),
+    _Meter("Read Operations", "Storage", "Tables", "10K", "Microsoft.Storage/storageAccounts", "st", 3),
+    _Meter("P10 Disks", "Storage", "Premium SSD Managed Disks", "1/Month", "Microsoft.Compute/disks", "disk", 30),
+    _Meter("Data Ingestion", "Log Analytics", "", "1 GB", "Microsoft.OperationalInsights/workspaces", "law", 12),
+)
+METER_COUNT = len(_METERS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorldConfig:
+    """Shape of a simulated Partner Center world; equal configs give identical worlds."""
+
+    customers: int = 3
+    legacy_per_customer: int = 1
+    plan_per_customer: int = 1
+    licence_per_customer: int = 1
+    forbidden_customers: int = 1
+    days: int = 35
+    records_per_day: int = 4
+    usage_record_page_size: int = 0
+    customers_page_size: int = 100
+    seed: int = 1
+    now: datetime | None = None
+    token_lifetime_s: int = 3599
+    wrap_summary: bool = False
+    repeat_first_page_bug: bool = False
+    ready_lag_s: int = 7200
+    not_ready_204: bool = True
+    split_every: int = 10
+
+    def __post_init__(self) -> None:
+        counts = ("customers", "legacy_per_customer", "plan_per_customer", "licence_per_customer")
+        for name in (*counts, "forbidden_customers", "days", "records_per_day", "usage_record_page_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.forbidden_customers > self.customers:
+            raise ValueError("forbidden_customers must be <= customers")
+        if self.customers_page_size < 1 or self.token_lifetime_s < 1 or self.split_every < 0:
+            raise ValueError("customers_page_size and token_lifetime_s must be >= 1, split_every >= 0")
+        if self.customers >= 1 << 28 or self.subscriptions_per_customer >= 1 << 20:
+            raise ValueError("world too large")
+        if self.now is not None:
+            if self.now.tzinfo is None:
+                raise ValueError("now must be timezone-aware")
+            object.__setattr__(self, "now", self.now.astimezone(UTC))
+
+    @property
+    def subscriptions_per_customer(self) -> int:
+        """Subscriptions of every customer (legacy, then Azure plan, then licence)."""
+        return self.legacy_per_customer + self.plan_per_customer + self.licence_per_customer
+
+
+@dataclass(frozen=True)
+class Customer:
+    """One simulated customer."""
+
+    index: int
+    id: str
+    name: str
+    domain: str
+    forbidden: bool
+    currency: str
+    currency_symbol: str
+    locale: str
+    usd_rate: Decimal
+    region: str
+    location: str
+    zero_usage: bool
+    world: World = field(repr=False, compare=False)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The customer as `GET /v1/customers` lists it."""
+        return self.world.customer_json(self)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One simulated subscription; `kind` is "legacy", "azure_plan" or "licence"."""
+
+    customer: Customer
+    index: int
+    id: str
+    kind: str
+    seed64: int
+
+    @property
+    def customer_id(self) -> str:
+        return self.customer.id
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The subscription as `GET /v1/customers/{id}/subscriptions` lists it."""
+        return self.customer.world.subscription_json(self)
+
+    @property
+    def offer_id(self) -> str:
+        return self.raw["offerId"]
+
+    @property
+    def status(self) -> str:
+        return self.raw["status"]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+
+def _h64(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def _mix(x: int) -> int:
+    """splitmix64 finaliser: a fast, well-mixed 64-bit hash of an integer."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def stable_guid(*parts: object, tail: int | None = None) -> str:
+    """A GUID derived from `parts`; `tail` (48 bits) sets its last group."""
+    h = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+    last = h[20:32] if tail is None else f"{tail:012x}"
+    return f"{h[0:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) % 4]}{h[17:20]}-{last}"
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def epoch_us(value: datetime) -> int:
+    """Microseconds since the Unix epoch (naive values are taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def _blur(amount: Decimal, r: int) -> Decimal:
+    """Add float-like noise far below a cent: 120.5683 becomes 120.5682999999995904716."""
+    noise = Decimal(1 + (r >> 24) % 9_999_999).scaleb(-19)
+    return _CTX.subtract(amount, noise) if (r >> 60) & 1 else _CTX.add(amount, noise)
+
+
+def _money(r: int, max_cents: int) -> Decimal:
+    """An amount with ~20 significant digits, between 0.01 and max_cents / 100."""
+    return _blur(Decimal(1 + r % max_cents).scaleb(-2), r)
+
+
+def _add_months(d: date, months: int) -> date:
+    y, m = divmod(d.month - 1 + months, 12)
+    year, month = d.year + y, m + 1
+    return date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
+
+
+def _pacific_midnight(d: date) -> str:
+    return datetime.combine(d, time(), PACIFIC).isoformat()
+
+
+def _timestamp(moment: datetime, frac: int, digits: int) -> str:
+    """UTC timestamp with `digits` fractional digits, as Partner Center writes them."""
+    text = f"{moment:%Y-%m-%dT%H:%M:%S}"
+    if digits:
+        text += "." + f"{frac:07d}"[:digits]
+    return text + "+00:00"
+
+
+@lru_cache(maxsize=65536)
+def _usage_times(day_ord: int, hour: int) -> tuple[str, str]:
+    """usageStartTime/usageEndTime of a UTC usage day (hour < 0) or of one hour of it, in Pacific time."""
+    start = datetime.fromordinal(day_ord).replace(tzinfo=UTC)
+    if hour < 0:
+        end = start + timedelta(days=1)
+    else:
+        start += timedelta(hours=hour)
+        end = start + _HOUR
+    return start.astimezone(PACIFIC).isoformat(), end.astimezone(PACIFIC).isoformat()
+
+
+@dataclass(frozen=True)
+class _UsageContext:
+    """Per-subscription constants shared by every utilization record of the subscription."""
+
+    seed64: int
+    subscription_id: str
+    location: str
+    order_number: str
+    resources: tuple[dict[str, str], ...]
+    info_fields: tuple[dict[str, str], ...]
+    part_numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UtilizationQuery:
+    """A normalised utilization query: a reported-time window plus shaping options."""
+
+    customer_id: str
+    subscription_id: str
+    start_us: int
+    end_us: int
+    granularity: str = "daily"
+    show_details: bool = True
+
+
+class World:
+    """Computes the simulated Partner Center data for a WorldConfig."""
+
+    def __init__(self, config: WorldConfig | None = None) -> None:
+        self.config = config or WorldConfig()
+        c = self.config
+        self._now: datetime | None = c.now
+        self._customer_mask = _h64(c.seed, "customer-mask") & _MASK48
+        self._subscription_mask = _h64(c.seed, "subscription-mask") & _MASK48
+        self.tenant_id = stable_guid(c.seed, "partner-tenant")
+        self.first_usage_day: date = self.now().date() - timedelta(days=c.days)
+        self._first_ord = self.first_usage_day.toordinal()
+        self._n = c.records_per_day
+        k = c.split_every
+        self._split_phase = SPLIT_PHASE % k if k else 0
+        self._n_split = (self._n - self._split_phase + k - 1) // k if k and self._n > self._split_phase else 0
+        self._customer_cache = lru_cache(maxsize=8192)(self._make_customer)
+        self._usage_cache = lru_cache(maxsize=4096)(self._make_usage_context)
+
+    # ----- time -----------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The instant the world treats as now (fixed when configured or set, else the real clock)."""
+        return self._now or datetime.now(UTC)
+
+    def set_now(self, now: datetime | None) -> None:
+        """Move the world's clock (None: follow the real clock)."""
+        if now is not None and now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        self._now = None if now is None else now.astimezone(UTC)
+
+    # ----- customers and subscriptions ------------------------------------------------------------
+
+    @staticmethod
+    def _pack(value: int, mask: int) -> int:
+        return ((value * _SCRAMBLE) & _MASK48) ^ mask
+
+    @staticmethod
+    def _unpack(guid: str, mask: int) -> int:
+        """The value packed into a GUID's last group, or -1."""
+        try:
+            return ((int(guid[-12:], 16) ^ mask) * _UNSCRAMBLE) & _MASK48
+        except ValueError:
+            return -1
+
+    def _make_customer(self, index: int) -> Customer:
+        c = self.config
+        base = _COMPANIES[index % len(_COMPANIES)]
+        code, symbol, locale, rate, region, location = _CURRENCIES[index % len(_CURRENCIES)]
+        slug = "".join(ch for ch in base.lower() if ch.isascii() and ch.isalnum())
+        return Customer(
+            index=index,
+            id=stable_guid(c.seed, "customer", index, tail=self._pack(index, self._customer_mask)),
+            name=f"{base} {index + 1:03d}",
+            domain=f"{slug}{index + 1:03d}.onmicrosoft.com",
+            forbidden=index >= c.customers - c.forbidden_customers,
+            currency=code,
+            currency_symbol=symbol,
+            locale=locale,
+            usd_rate=rate,
+            region=region,
+            location=location,
+            zero_usage=index % 5 == 3,
+            world=self,
+        )
+
+    def customer(self, index: int) -> Customer:
+        """The customer at a 0-based index."""
+        if not 0 <= index < self.config.customers:
+            raise IndexError(index)
+        return self._customer_cache(index)
+
+    def find_customer(self, customer_id: str) -> Customer | None:
+        """The customer with this id (any case), or None."""
+        cid = customer_id.strip().lower()
+        index = self._unpack(cid, self._customer_mask)
+        if not 0 <= index < self.config.customers:
+            return None
+        customer = self._customer_cache(index)
+        return customer if customer.id == cid else None
+
+    def _kind(self, index: int) -> str:
+        c = self.config
+        if index < c.legacy_per_customer:
+            return "legacy"
+        if index < c.legacy_per_customer + c.plan_per_customer:
+            return "azure_plan"
+        return "licence"
+
+    def _subscription(self, customer: Customer, index: int) -> Subscription:
+        tail = self._pack((customer.index << 20) | index, self._subscription_mask)
+        sid = stable_guid(self.config.seed, "subscription", customer.index, index, tail=tail)
+        return Subscription(customer, index, sid, self._kind(index), _h64(self.config.seed, sid))
+
+    def find_subscription(self, customer_id: str, subscription_id: str) -> Subscription | None:
+        """The subscription of this customer with this id (any case), or None."""
+        customer = self.find_customer(customer_id)
+        if customer is None:
+            return None
+        sid = subscription_id.strip().lower()
+        packed = self._unpack(sid, self._subscription_mask)
+        cindex, index = packed >> 20, packed & 0xFFFFF
+        if cindex != customer.index or index >= self.config.subscriptions_per_customer:
+            return None
+        sub = self._subscription(customer, index)
+        return sub if sub.id == sid else None
+
+    def customer_ids(self, *, include_forbidden: bool = True) -> list[str]:
+        """Every customer id in listing order."""
+        return [
+            c.id
+            for c in (self.customer(i) for i in range(self.config.customers))
+            if include_forbidden or not c.forbidden
+        ]
+
+    def is_forbidden(self, customer_id: str) -> bool:
+        """True when the partner has no relationship with this customer (403/20002)."""
+        customer = self.find_customer(customer_id)
+        return bool(customer and customer.forbidden)
+
+    def subscription_ids(self, customer_id: str, kind: str | None = None) -> list[str]:
+        """Subscription ids of a customer in listing order, optionally of one kind."""
+        customer = self.find_customer(customer_id)
+        if customer is None:
+            raise KeyError(customer_id)
+        subs = (self._subscription(customer, i) for i in range(self.config.subscriptions_per_customer))
+        return [s.id for s in subs if kind is None or s.kind == kind]
+
+    def legacy_subscriptions(self, *, include_forbidden: bool = False) -> list[tuple[str, str]]:
+        """(customer id, subscription id) of every legacy subscription, in listing order."""
+        return [
+            (cid, sid)
+            for cid in self.customer_ids(include_forbidden=include_forbidden)
+            for sid in self.subscription_ids(cid, "legacy")
+        ]
+
+    def subscription_kind(self, customer_id: str, subscription_id: str) -> str | None:
+        """ "legacy", "azure_plan", "licence", or None when unknown."""
+        sub = self.find_subscription(customer_id, subscription_id)
+        return None if sub is None else sub.kind
+
+    def customer_json(self, customer: Customer) -> dict[str, Any]:
+        """A customer as `GET /v1/customers` lists it."""
+        return {
+            "id": customer.id,
+            "commerceId": stable_guid(self.config.seed, "commerce", customer.id),
+            "companyProfile": {
+                "tenantId": customer.id,
+                "domain": customer.domain,
+                "companyName": customer.name,
+                "attributes": {"objectType": "CustomerCompanyProfile"},
+            },
+            "relationshipToPartner": "reseller",
+            "allowDelegatedAccess": not customer.forbidden,
+            "links": {"self": {"uri": f"/customers/{customer.id}", "method": "GET", "headers": []}},
+            "attributes": {"objectType": "Customer"},
+        }
+
+    def customers(self) -> list[Customer]:
+        """Every customer in listing order, forbidden ones included (`.raw` is the listed JSON)."""
+        return [self.customer(i) for i in range(self.config.customers)]
+
+    def subscription_json(self, sub: Subscription) -> dict[str, Any]:
+        """A subscription as `GET /v1/customers/{id}/subscriptions` lists it."""
+        r = _mix(sub.seed64)
+        created = date(2018, 1, 1) + timedelta(days=r % 1500)
+        stamp = f"{created.isoformat()}T00:00:00Z"
+        item: dict[str, Any] = {"id": sub.id, "entitlementId": stable_guid(self.config.seed, "entitlement", sub.id)}
+        if sub.kind == "legacy":
+            offer = {"offerId": LEGACY_OFFER_ID, "offerName": "Microsoft Azure", "quantity": 1}
+            offer |= {"unitType": "Usage-based", "billingType": "usage", "billingCycle": "monthly"}
+            offer |= {"status": "active", "commitmentEndDate": "9999-12-31T00:00:00Z"}
+            name = "Microsoft Azure"
+        elif sub.kind == "azure_plan":
+            offer = {"offerId": AZURE_PLAN_OFFER_ID, "offerName": "Azure plan", "quantity": 1}
+            offer |= {"unitType": "Usage-based", "billingType": "usage", "billingCycle": "none"}
+            offer |= {"status": "active", "commitmentEndDate": "9999-12-31T00:00:00Z"}
+            name = "Azure plan"
+        else:
+            lic = sub.index - self.config.legacy_per_customer - self.config.plan_per_customer
+            name, unit = _LICENCE_OFFERS[(sub.customer.index + lic) % len(_LICENCE_OFFERS)]
+            offer = {"offerId": stable_guid("licence-offer", name).upper(), "offerName": name, "quantity": 1 + r % 40}
+            offer |= {"unitType": unit, "billingType": "license", "billingCycle": "annual"}
+            status = _LICENCE_STATUSES[(sub.customer.index + lic) % len(_LICENCE_STATUSES)]
+            offer |= {"status": status, "commitmentEndDate": f"{_add_months(created, 12).isoformat()}T00:00:00Z"}
+        item |= offer
+        item |= {
+            "friendlyName": f"{name} ({sub.customer.name})",
+            "creationDate": stamp,
+            "effectiveStartDate": stamp,
+            "autoRenewEnabled": sub.kind == "licence",
+            "isTrial": False,
+            "hasPurchasableAddons": False,
+            "contractType": "subscription",
+            "orderId": stable_guid(self.config.seed, "order", sub.id),
+            "links": {
+                "self": {
+                    "uri": f"/customers/{sub.customer.id}/subscriptions/{sub.id}",
+                    "method": "GET",
+                    "headers": [],
+                }
+            },
+            "attributes": {"etag": f"{r >> 40:x}", "objectType": "Subscription"},
+        }
+        return item
+
+    def subscriptions(self, customer_id: str) -> list[Subscription]:
+        """A customer's subscriptions in listing order (also for forbidden customers; `.raw` is the JSON)."""
+        customer = self.find_customer(customer_id)
+        if customer is None:
+            raise KeyError(customer_id)
+        return [self._subscription(customer, i) for i in range(self.config.subscriptions_per_customer)]
+
+    # ----- monthly usage records and usage summaries ----------------------------------------------
+
+    def usage_record_customers(self) -> list[str]:
+        """Ids of the customers `GET /v1/customers/usagerecords` lists: all (forbidden too) when they have Azure."""
+        if self.config.legacy_per_customer + self.config.plan_per_customer == 0:
+            return []
+        return self.customer_ids()
+
+    def usage_record(self, customer_id: str) -> dict[str, Any]:
+        """The customer's CustomerMonthlyUsageRecord for the UTC calendar month of now."""
+        customer = self.find_customer(customer_id)
+        if customer is None:
+            raise KeyError(customer_id)
+        now = self.now()
+        r = _mix(_h64(self.config.seed, customer.id, "usage-record", now.year, now.month))
+        upgraded = self.config.plan_per_customer > 0
+        if customer.zero_usage:
+            total = usd = Decimal(0)
+        else:
+            total = _money(r, 4_000_000)
+            usd = _blur(_CTX.multiply(total, customer.usd_rate).quantize(_Q2, context=_CTX), _mix(r))
+        budget: dict[str, Any] = {"attributes": {"objectType": "SpendingBudget"}}
+        percent = Decimal(0)
+        if customer.index % 3 == 1:
+            amount = Decimal(20 + (r >> 8) % 980)
+            budget = {"amount": amount, **budget}
+            percent = _CTX.multiply(_CTX.divide(total, amount), Decimal(100)).quantize(_Q2, context=_CTX)
+        month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
+        modified = max(month_start, now.replace(minute=0, second=0, microsecond=0) - timedelta(minutes=(r >> 16) % 50))
+        record: dict[str, Any] = {"budget": budget}
+        if customer.index % 2 == 0:
+            record["customerSpendingBudget"] = {"attributes": {"objectType": "SpendingBudget"}}
+        record |= {
+            "percentUsed": percent,
+            "isUpgraded": upgraded,
+            "resourceId": customer.id,
+            "id": customer.id,
+            "resourceName": customer.name,
+            "name": customer.name,
+            "totalCost": total,
+        }
+        if upgraded:
+            record |= {"currencyCode": customer.currency, "currencySymbol": customer.currency_symbol}
+        else:
+            record["currencyLocale"] = customer.locale
+        record |= {
+            "usdTotalCost": usd,
+            "lastModifiedDate": _timestamp(modified, (r >> 20) % 10**7, 7 if upgraded else 2),
+            "attributes": {"objectType": "CustomerMonthlyUsageRecord"},
+        }
+        return record
+
+    def usage_records(self) -> list[dict[str, Any]]:
+        """Every CustomerMonthlyUsageRecord, in listing order."""
+        return [self.usage_record(cid) for cid in self.usage_record_customers()]
+
+    def billing_period(self, customer_id: str, subscription_id: str) -> tuple[date, date]:
+        """(first day, last day) of the subscription's current billing period, Pacific dates.
+
+        Azure plan: the calendar month. Legacy: an anniversary period starting on the creation day (<= 28).
+        """
+        sub = self.find_subscription(customer_id, subscription_id)
+        if sub is None:
+            raise KeyError(subscription_id)
+        today = self.now().astimezone(PACIFIC).date()
+        if sub.kind == "legacy":
+            anniversary = min(28, (date(2018, 1, 1) + timedelta(days=_mix(sub.seed64) % 1500)).day)
+            start = today.replace(day=anniversary)
+            if today.day < anniversary:
+                start = _add_months(start, -1)
+        else:
+            start = today.replace(day=1)
+        return start, _add_months(start, 1) - timedelta(days=1)
+
+    def usage_summary(self, customer_id: str, subscription_id: str) -> dict[str, Any]:
+        """The bare SubscriptionUsageSummary of a legacy or Azure plan subscription."""
+        sub = self.find_subscription(customer_id, subscription_id)
+        if sub is None or sub.kind == "licence":
+            raise KeyError(subscription_id)
+        start, end = self.billing_period(customer_id, subscription_id)
+        r = _mix(_h64(self.config.seed, sub.id, "summary", start.isoformat()))
+        name = "Microsoft Azure" if sub.kind == "legacy" else "Azure plan"
+        summary: dict[str, Any] = {
+            "id": sub.id,
+            "resourceId": sub.id,
+            "name": name,
+            "resourceName": name,
+            "billingStartDate": _pacific_midnight(start),
+            "billingEndDate": _pacific_midnight(end),
+        }
+        if sub.customer.zero_usage:
+            summary["totalCost"] = Decimal(0)
+        elif sub.kind == "legacy":
+            summary["totalCost"] = Decimal(1 + r % 500_000_000).scaleb(-6)  # e.g. 22.861172
+        else:
+            summary["totalCost"] = _money(r, 2_000_000)
+        if sub.kind == "legacy":
+            summary["currencyLocale"] = sub.customer.locale
+        else:
+            usd = _CTX.multiply(summary["totalCost"], sub.customer.usd_rate).quantize(_Q2, context=_CTX)
+            summary["currencyCode"] = sub.customer.currency
+            summary["usdTotalCost"] = usd if sub.customer.zero_usage else _blur(usd, _mix(r))
+        now = self.now()
+        modified = max(
+            datetime.combine(start, time(), PACIFIC).astimezone(UTC),
+            now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1 + (r >> 12) % 5),
+        )
+        summary |= {
+            "lastModifiedDate": _timestamp(modified, (r >> 30) % 10**7, 3),
+            "links": {
+                "self": {
+                    "uri": f"/customers/{sub.customer.id}/subscriptions/{sub.id}/usagesummary",
+                    "method": "GET",
+                    "headers": [],
+                }
+            },
+            "attributes": {"etag": f"{r >> 44:x}", "objectType": "SubscriptionUsageSummary"},
+        }
+        return summary
+
+    # ----- utilization ----------------------------------------------------------------------------
+
+    def _make_usage_context(self, customer_index: int, index: int) -> _UsageContext:
+        customer = self.customer(customer_index)
+        sub = self._subscription(customer, index)
+        resources = tuple(
+            {
+                "id": m.id,
+                "name": m.name,
+                "category": m.category,
+                "subcategory": m.subcategory,
+                "region": customer.region,
+            }
+            for m in _METERS
+        )
+        info = tuple(
+            {
+                "MeteredRegion": customer.region,
+                "MeteredService": m.category,
+                "MeteredServiceType": m.subcategory,
+                "Project": f"{customer.name} {m.prefix}",
+            }
+            for m in _METERS
+        )
+        parts = tuple(f"{(_h64('part', m.name) % 900) + 100:03d}-{_h64('part#', m.name) % 90000:05d}" for m in _METERS)
+        return _UsageContext(
+            sub.seed64, sub.id, customer.location, stable_guid("order", sub.id), resources, info, parts
+        )
+
+    def _legacy(self, customer_id: str, subscription_id: str) -> Subscription:
+        sub = self.find_subscription(customer_id, subscription_id)
+        if sub is None or sub.kind != "legacy":
+            raise KeyError(subscription_id)
+        return sub
+
+    def _quantity(self, ctx: _UsageContext, day_ord: int, j: int) -> tuple[Decimal, int]:
+        r = _mix(ctx.seed64 ^ ((day_ord << 32) | j))
+        total = _CTX.divide(Decimal(1 + r % 2399), Decimal(_METERS[j % METER_COUNT].divisor))
+        return total.quantize(_Q22, context=_CTX), r
+
+    def is_split(self, index: int) -> bool:
+        """True when record `index` of a usage day is reported in two parts on two days."""
+        k = self.config.split_every
+        return bool(k) and index % k == self._split_phase
+
+    def usage_total(self, customer_id: str, subscription_id: str, usage_day: date, index: int) -> Decimal:
+        """The full quantity of record `index` of a usage day (both parts of a split record together)."""
+        sub = self._legacy(customer_id, subscription_id)
+        return self._quantity(self._usage_cache(sub.customer.index, sub.index), usage_day.toordinal(), index)[0]
+
+    def _day_layout(self, report_ord: int) -> tuple[int, int]:
+        """(records of day R-1, split remainders of day R-2) reported on UTC day R."""
+        first = self._n if report_ord - 1 >= self._first_ord else 0
+        rest = self._n_split if report_ord - 2 >= self._first_ord else 0
+        return first, rest
+
+    def _day_range(self, report_ord: int, start_us: int, end_us: int) -> tuple[int, int, int]:
+        """(lo, hi, n_first): positions p in [lo, hi) of day R are reported within [start, end)."""
+        n1, n2 = self._day_layout(report_ord)
+        m = n1 + n2
+        if m == 0:
+            return 0, 0, n1
+        base = (report_ord - _EPOCH_ORD) * _DAY_US + REPORT_START_S * 1_000_000
+        x = _ceil_div(start_us - base, 1_000_000)
+        y = _ceil_div(end_us - base, 1_000_000)
+        lo = 0 if x <= 0 else min(m, _ceil_div(x * m, REPORT_SPAN_S))
+        hi = 0 if y <= 0 else min(m, _ceil_div(y * m, REPORT_SPAN_S))
+        return lo, max(lo, hi), n1
+
+    def reported_at(self, report_day: date, position: int) -> datetime:
+        """When record `position` of a reported day was reported to billing."""
+        n1, n2 = self._day_layout(report_day.toordinal())
+        if not 0 <= position < n1 + n2:
+            raise IndexError(position)
+        base = datetime.combine(report_day, time(), UTC) + timedelta(seconds=REPORT_START_S)
+        return base + timedelta(seconds=position * REPORT_SPAN_S // (n1 + n2))
+
+    def _existing_end(self, end_us: int) -> int:
+        return min(end_us, epoch_us(self.now()) - self.config.ready_lag_s * 1_000_000)
+
+    def positions(
+        self, start_us: int, end_us: int, cursor: tuple[int, int] | None = None
+    ) -> Iterator[tuple[int, int, int]]:
+        """(reported day ordinal, position, n_first) of every existing record reported in [start, end), in order.
+
+        Starts directly at `cursor` (a position from an earlier page), so a page costs O(page + days).
+        """
+        end_us = self._existing_end(end_us)
+        if end_us <= start_us:
+            return
+        day = max(_EPOCH_ORD + start_us // _DAY_US, self._first_ord + 1)
+        last = _EPOCH_ORD + (end_us - 1) // _DAY_US
+        if cursor is not None:
+            day = max(day, cursor[0])
+        for d in range(day, last + 1):
+            lo, hi, n1 = self._day_range(d, start_us, end_us)
+            if cursor is not None and d == cursor[0]:
+                lo = max(lo, cursor[1])
+            for p in range(lo, hi):
+                yield d, p, n1
+
+    def _records(
+        self, query: UtilizationQuery, cursor: tuple[int, int] | None = None
+    ) -> Iterator[tuple[tuple[int, int], dict[str, Any]]]:
+        """(position, record) of every existing record of the query, starting at `cursor`."""
+        sub = self._legacy(query.customer_id, query.subscription_id)
+        ctx = self._usage_cache(sub.customer.index, sub.index)
+        hourly, details, every = query.granularity == "hourly", query.show_details, self.config.split_every
+        for d, p, n1 in self.positions(query.start_us, query.end_us, cursor):
+            if p < n1:
+                record = self._record(ctx, d - 1, p, 1 if self.is_split(p) else 0, hourly, details)
+            else:
+                record = self._record(ctx, d - 2, self._split_phase + (p - n1) * every, 2, hourly, details)
+            yield (d, p), record
+
+    def utilization_page(
+        self, query: UtilizationQuery, cursor: tuple[int, int] | None, size: int
+    ) -> tuple[list[dict[str, Any]], tuple[int, int] | None]:
+        """Up to `size` records from `cursor`, and the cursor of the next page (None when none is left)."""
+        items: list[dict[str, Any]] = []
+        for position, record in self._records(query, cursor):
+            if len(items) == size:
+                return items, position
+            items.append(record)
+        return items, None
+
+    def _record(
+        self, ctx: _UsageContext, day_ord: int, j: int, part: int, hourly: bool, details: bool
+    ) -> dict[str, Any]:
+        quantity, r = self._quantity(ctx, day_ord, j)
+        if part:
+            first = _CTX.multiply(quantity, Decimal(20 + (r >> 32) % 61)).scaleb(-2).quantize(_Q22, context=_CTX)
+            quantity = first if part == 1 else _CTX.subtract(quantity, first)
+        m = j % METER_COUNT
+        meter = _METERS[m]
+        instance = j // METER_COUNT
+        start, end = _usage_times(day_ord, j % 24 if hourly else -1)
+        record: dict[str, Any] = {
+            "usageStartTime": start,
+            "usageEndTime": end,
+            "resource": dict(ctx.resources[m]),
+            "quantity": quantity,
+            "unit": meter.unit,
+            "infoFields": {} if j % 3 == 0 else dict(ctx.info_fields[m]),
+        }
+        if details:
+            shape = j % 20
+            if shape == 13:
+                record["instanceData"] = None
+            elif shape != 19:
+                tags = (
+                    {}
+                    if instance % 4 == 0
+                    else {"env": ("prod", "dev", "test")[instance % 3], "costCenter": f"cc-{instance % 10:03d}"}
+                )
+                record["instanceData"] = {
+                    "resourceUri": (
+                        f"/subscriptions/{ctx.subscription_id}/resourceGroups/rg-{instance % 5}"
+                        f"/providers/{meter.provider}/{meter.prefix}-{instance}"
+                    ),
+                    "location": ctx.location,
+                    "partNumber": ctx.part_numbers[m],
+                    "orderNumber": ctx.order_number,
+                    "tags": tags,
+                    "additionalInfo": dict(meter.additional_info),
+                }
+        record["attributes"] = {"objectType": "AzureUtilizationRecord"}
+        return record
+
+    def utilization(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        granularity: str = "daily",
+        show_details: bool = True,
+    ) -> Iterator[dict[str, Any]]:
+        """Records reported in [start, end) that exist by now, in the order the API serves them."""
+        query = UtilizationQuery(
+            customer_id, subscription_id, epoch_us(start), epoch_us(end), granularity, show_details
+        )
+        for _, record in self._records(query):
+            yield record
+
+    def utilization_count(self, customer_id: str, subscription_id: str, start: datetime, end: datetime) -> int:
+        """How many records `utilization` yields for a window, in O(days)."""
+        self._legacy(customer_id, subscription_id)
+        start_us, end_us = epoch_us(start), self._existing_end(epoch_us(end))
+        if end_us <= start_us:
+            return 0
+        first = max(_EPOCH_ORD + start_us // _DAY_US, self._first_ord + 1)
+        last = _EPOCH_ORD + (end_us - 1) // _DAY_US
+        total = 0
+        for d in range(first, last + 1):
+            lo, hi, _ = self._day_range(d, start_us, end_us)
+            total += hi - lo
+        return total
+
+    def reported_day_size(self, report_day: date) -> int:
+        """How many records one legacy subscription reports on a full UTC day: N + S, N (first day) or 0."""
+        return sum(self._day_layout(report_day.toordinal()))
