@@ -34,6 +34,7 @@ class Settings:
     storage_connection_string: str = field(default="", repr=False)
     table_service_uri: str = ""
     storage_client_id: str = ""
+    identity_client_id: str = ""
     table_prefix: str = "pc"
     utilization_granularity: str = "daily"
     utilization_show_details: bool = True
@@ -98,6 +99,7 @@ class Settings:
             storage_connection_string=text("USAGE_STORAGE"),
             table_service_uri=text("USAGE_STORAGE__tableServiceUri"),
             storage_client_id=text("USAGE_STORAGE__clientId"),
+            identity_client_id=text("AZURE_CLIENT_ID", text("USAGE_STORAGE__clientId")),
             table_prefix=prefix,
             utilization_granularity=granularity,
             utilization_show_details=flag("UTILIZATION_SHOW_DETAILS", True),

@@ -1,0 +1,100 @@
+"""``GET /api/health``: each timer function's last run, judged on its newest finished run."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from shared import jsonutil
+from shared.api import queries
+from shared.settings import Settings
+from shared.table_store import TableStore
+
+TIMER_FUNCTIONS = ("fetch_usage_records", "fetch_usage_summary", "fetch_utilization")
+_MAX_TEXT = 500
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _last_error(row: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        errors = jsonutil.loads(row.get("errors") or "[]")
+    except ValueError:
+        return {"message": "the run's error list is unreadable"}
+    if not isinstance(errors, list) or not errors or not isinstance(errors[-1], dict):
+        return None
+    last = errors[-1]
+    picked = {
+        "subject": last.get("subject"),
+        "status": last.get("status"),
+        "code": last.get("code"),
+        "requestId": last.get("requestId"),
+        "correlationId": last.get("correlationId"),
+        "message": last.get("message") or last.get("description"),
+    }
+    return {k: (v[:_MAX_TEXT] if isinstance(v, str) else v) for k, v in picked.items()}
+
+
+def _run_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    finished = _time(row.get("finishedAt"))
+    rows = row.get("rows")
+    return {
+        "runId": row.get("runId"),
+        "correlationId": row.get("correlationId"),
+        "status": row.get("status"),
+        "startedAt": _iso(_time(row.get("startedAt"))),
+        "finishedAt": _iso(finished),
+        "ageSeconds": None if finished is None else round((now - finished).total_seconds(), 1),
+        "rows": rows if isinstance(rows, int) else None,
+        "errorCount": row.get("errorCount") if isinstance(row.get("errorCount"), int) else None,
+        "lastError": _last_error(row),
+    }
+
+
+def function_health(store: TableStore, function: str, now: datetime, max_age_hours: float) -> dict[str, Any]:
+    """One function: its running run (if the newest is running), its last finished run, and what is wrong."""
+    newest = queries.newest_run(store, function)
+    running = None
+    finished = newest
+    if newest is not None and newest.get("status") == "running":
+        running = _run_view(newest, now)
+        finished = queries.newest_run(store, function, finished=True)
+    reasons = []
+    last = None if finished is None else _run_view(finished, now)
+    if last is None:
+        reasons.append("never run" if running is None else "running for the first time; no run has finished")
+    elif last["status"] != "succeeded":
+        reasons.append(f"last finished run {last['status']}")
+    elif last["ageSeconds"] is None:
+        reasons.append("last finished run has no readable finish time")
+    elif last["ageSeconds"] > max_age_hours * 3600:
+        hours = last["ageSeconds"] / 3600
+        reasons.append(f"stale: last success {hours:.1f} hours ago (limit {max_age_hours:g} hours)")
+    return {"healthy": not reasons, "reasons": reasons, "lastRun": last, "running": running}
+
+
+def health(store: TableStore, settings: Settings, now: datetime) -> tuple[int, dict[str, Any]]:
+    """200 when every function's last finished run succeeded recently enough, else 503; and the report."""
+    functions = {name: function_health(store, name, now, settings.health_max_age_hours) for name in TIMER_FUNCTIONS}
+    healthy = all(f["healthy"] for f in functions.values())
+    report = {
+        "status": "healthy" if healthy else "unhealthy",
+        "checkedAt": _iso(now),
+        "maxAgeHours": settings.health_max_age_hours,
+        "functions": functions,
+    }
+    return (200 if healthy else 503), report

@@ -1,0 +1,491 @@
+"""The OpenAPI 3.1 document of the API, served at ``/api/openapi.json`` and checked against real responses."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from shared import jsonutil
+from shared.api.params import MAX_PAGE_SIZE
+
+GUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+DESCRIPTION = """\
+Azure usage of a Cloud Solution Provider's customers, cached from Partner Center by timer functions and served
+with Partner Center's paths and shapes: a portal written against Partner Center switches by base URL
+(`https://<app>.azurewebsites.net/api/v1/` instead of `https://api.partnercenter.microsoft.com/v1/`).
+
+Records are served as received: each record's stored JSON text is spliced into the body, so money and
+quantities are JSON numbers with exactly the digits Partner Center sent (parse them as decimals).
+
+Differences from Partner Center:
+- **Utilization is selected by usage time**: `start_time <= usageStartTime < end_time` (UTC). Partner Center
+  selects by the time usage was *reported*; the cache stores aligned reported-time windows and serves them by
+  usage time, so a record appears once whatever window reported it.
+- `granularity` must be the one the cache stores (app setting `UTILIZATION_GRANULARITY`, `daily` by default);
+  the other value is a 400. `show_details=false` drops `instanceData` from the records (the remaining JSON is
+  re-written from decimals, digits unchanged); `show_details=true` serves what was stored.
+- Next pages: `links.next` is Partner Center's (`...?seek_operation=Next` with the `MS-ContinuationToken`
+  header). Clients that cannot send headers may pass the token as the `continuation_token` query parameter,
+  also sent back in the `MS-ContinuationToken` response header. A token carries the original query; the
+  query parameters of a next-page call are ignored.
+- `usagerecords?billing_month=YYYY-MM` serves the snapshot stored for a past month (UTC month of the fetch);
+  `usagesummary?billing_start=YYYY-MM-DD` a stored past billing period.
+- `Accept: text/csv` or `?format=csv` returns the same records as CSV (nested fields as dotted columns).
+- Every 200 has a strong `ETag`; `If-None-Match` with it answers 304.
+- Unknown customers or subscriptions (in neither the inventory nor the data) are 404.
+
+Error codes: 20003 subscription not found and 3000 no usage data (as Partner Center); 900400 invalid input,
+900401 missing or wrong function key, 900404 not found, 900405 method not allowed, 900500 internal error
+(with a correlation id).
+"""
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema_type: str) -> dict[str, Any]:
+    return {"type": [schema_type, "null"]}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _data_responses(schema: str, description: str) -> dict[str, Any]:
+    return {
+        "200": {
+            "description": description,
+            "headers": {
+                "ETag": {"$ref": "#/components/headers/ETag"},
+                "MS-ContinuationToken": {"$ref": "#/components/headers/ContinuationToken"},
+            },
+            "content": {
+                "application/json": {"schema": _ref(schema)},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        "304": {"$ref": "#/components/responses/NotModified"},
+        "400": {"$ref": "#/components/responses/BadRequest"},
+        "401": {"$ref": "#/components/responses/Unauthorized"},
+        "404": {"$ref": "#/components/responses/NotFound"},
+        "405": {"$ref": "#/components/responses/MethodNotAllowed"},
+        "500": {"$ref": "#/components/responses/InternalError"},
+    }
+
+
+def _params(*names: str) -> list[dict[str, str]]:
+    return [{"$ref": f"#/components/parameters/{name}"} for name in names]
+
+
+def _collection(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["totalCount", "items", "links", "attributes"],
+        "properties": {
+            "totalCount": {"type": "integer", "minimum": 0, "description": "records on this page"},
+            "items": {"type": "array", "items": _ref(item)},
+            "links": _ref("ResourceLinks"),
+            "attributes": _ref("ResourceAttributes"),
+        },
+        "additionalProperties": True,
+    }
+
+
+_RUN = {
+    "type": "object",
+    "properties": {
+        "runId": _nullable("string"),
+        "correlationId": _nullable("string"),
+        "status": _nullable("string"),
+        "startedAt": _nullable("string"),
+        "finishedAt": _nullable("string"),
+        "ageSeconds": _nullable("number"),
+        "rows": _nullable("integer"),
+        "errorCount": _nullable("integer"),
+        "lastError": {
+            "type": ["object", "null"],
+            "properties": {
+                "subject": _nullable("string"),
+                "status": {"type": ["integer", "string", "null"]},
+                "code": {"type": ["integer", "string", "null"]},
+                "requestId": _nullable("string"),
+                "correlationId": _nullable("string"),
+                "message": _nullable("string"),
+            },
+            "additionalProperties": True,
+        },
+    },
+    "additionalProperties": True,
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["code", "description"],
+        "properties": {
+            "code": {"type": ["integer", "string"]},
+            "description": {"type": "string"},
+            "correlationId": {"type": "string", "description": "500 only: quote it to the operator"},
+        },
+        "additionalProperties": True,
+    },
+    "Link": {
+        "type": "object",
+        "required": ["uri", "method", "headers"],
+        "properties": {
+            "uri": {"type": "string", "description": "relative to /api/v1/ (upstream: relative to /v1/)"},
+            "method": {"type": "string"},
+            "headers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["key", "value"],
+                    "properties": {"key": {"type": "string"}, "value": {"type": "string"}},
+                },
+            },
+        },
+        "additionalProperties": True,
+    },
+    "ResourceLinks": {
+        "type": "object",
+        "required": ["self"],
+        "properties": {"self": _ref("Link"), "next": _ref("Link")},
+        "additionalProperties": True,
+    },
+    "ResourceAttributes": {
+        "type": "object",
+        "properties": {"objectType": {"type": "string"}, "etag": {"type": "string"}},
+        "additionalProperties": True,
+    },
+    "CustomerMonthlyUsageRecord": {
+        "type": "object",
+        "description": "As received from Partner Center; money with every digit received.",
+        "properties": {
+            "id": {"type": "string"},
+            "resourceId": {"type": "string"},
+            "name": _nullable("string"),
+            "resourceName": _nullable("string"),
+            "totalCost": _nullable("number"),
+            "usdTotalCost": _nullable("number"),
+            "currencyCode": _nullable("string"),
+            "currencyLocale": _nullable("string"),
+            "currencySymbol": _nullable("string"),
+            "percentUsed": _nullable("number"),
+            "isUpgraded": _nullable("boolean"),
+            "budget": {"type": ["object", "null"], "additionalProperties": True},
+            "customerSpendingBudget": {"type": ["object", "null"], "additionalProperties": True},
+            "lastModifiedDate": _nullable("string"),
+            "attributes": _ref("ResourceAttributes"),
+        },
+        "additionalProperties": True,
+    },
+    "SubscriptionUsageSummary": {
+        "type": "object",
+        "description": "As received from Partner Center; money with every digit received.",
+        "properties": {
+            "id": _nullable("string"),
+            "resourceId": _nullable("string"),
+            "name": _nullable("string"),
+            "resourceName": _nullable("string"),
+            "billingStartDate": {"type": "string"},
+            "billingEndDate": {"type": "string"},
+            "totalCost": _nullable("number"),
+            "usdTotalCost": _nullable("number"),
+            "currencyCode": _nullable("string"),
+            "currencyLocale": _nullable("string"),
+            "lastModifiedDate": _nullable("string"),
+            "links": {"type": ["object", "null"], "additionalProperties": True},
+            "attributes": _ref("ResourceAttributes"),
+        },
+        "additionalProperties": True,
+    },
+    "AzureUtilizationRecord": {
+        "type": "object",
+        "description": "As received from Partner Center; quantity with every digit received.",
+        "required": ["usageStartTime", "usageEndTime", "quantity"],
+        "properties": {
+            "usageStartTime": {"type": "string"},
+            "usageEndTime": {"type": "string"},
+            "resource": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": _nullable("string"),
+                    "category": _nullable("string"),
+                    "subcategory": _nullable("string"),
+                    "region": _nullable("string"),
+                },
+                "additionalProperties": True,
+            },
+            "quantity": {"type": "number"},
+            "unit": _nullable("string"),
+            "infoFields": {"type": ["object", "null"], "additionalProperties": True},
+            "instanceData": {
+                "type": ["object", "null"],
+                "properties": {
+                    "resourceUri": _nullable("string"),
+                    "location": _nullable("string"),
+                    "partNumber": _nullable("string"),
+                    "orderNumber": _nullable("string"),
+                    "tags": {"type": ["object", "null"], "additionalProperties": True},
+                    "additionalInfo": {"type": ["object", "null"], "additionalProperties": True},
+                },
+                "additionalProperties": True,
+            },
+            "attributes": _ref("ResourceAttributes"),
+        },
+        "additionalProperties": True,
+    },
+    "UsageRecordCollection": _collection("CustomerMonthlyUsageRecord"),
+    "UtilizationCollection": _collection("AzureUtilizationRecord"),
+    "Run": _RUN,
+    "FunctionHealth": {
+        "type": "object",
+        "required": ["healthy", "reasons", "lastRun", "running"],
+        "properties": {
+            "healthy": {"type": "boolean"},
+            "reasons": {"type": "array", "items": {"type": "string"}},
+            "lastRun": {"anyOf": [_ref("Run"), {"type": "null"}], "description": "newest finished run"},
+            "running": {"anyOf": [_ref("Run"), {"type": "null"}], "description": "newest run, if running"},
+        },
+        "additionalProperties": False,
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "checkedAt", "maxAgeHours", "functions"],
+        "properties": {
+            "status": {"enum": ["healthy", "unhealthy"]},
+            "checkedAt": {"type": "string"},
+            "maxAgeHours": {"type": "number"},
+            "functions": {
+                "type": "object",
+                "required": ["fetch_usage_records", "fetch_usage_summary", "fetch_utilization"],
+                "additionalProperties": _ref("FunctionHealth"),
+            },
+        },
+        "additionalProperties": False,
+    },
+}
+
+_PARAMETERS: dict[str, Any] = {
+    "customerId": {
+        "name": "customer_id",
+        "in": "path",
+        "required": True,
+        "description": "Customer tenant id (GUID, any case).",
+        "schema": {"type": "string", "pattern": GUID_PATTERN},
+    },
+    "subscriptionId": {
+        "name": "subscription_id",
+        "in": "path",
+        "required": True,
+        "description": "Subscription id (GUID, any case).",
+        "schema": {"type": "string", "pattern": GUID_PATTERN},
+    },
+    "format": {
+        "name": "format",
+        "in": "query",
+        "description": "`csv` or `json`; overrides the Accept header (`text/csv` there also gives CSV).",
+        "schema": {"type": "string", "enum": ["json", "csv"]},
+    },
+    "ifNoneMatch": {
+        "name": "If-None-Match",
+        "in": "header",
+        "description": "An ETag from an earlier 200: an unchanged body answers 304.",
+        "schema": {"type": "string"},
+    },
+    "billingMonth": {
+        "name": "billing_month",
+        "in": "query",
+        "description": "Serve the snapshot stored for this month (UTC month of the fetch) instead of the latest.",
+        "schema": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+    },
+    "billingStart": {
+        "name": "billing_start",
+        "in": "query",
+        "description": "Serve the stored summary of the billing period starting on this date (`YYYY-MM-DD`, or an "
+        "ISO 8601 timestamp whose date part, as written, is used).",
+        "schema": {"type": "string"},
+    },
+    "startTime": {
+        "name": "start_time",
+        "in": "query",
+        "description": "Usage start, inclusive: ISO 8601 with offset or Z. Required on the first page.",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    "endTime": {
+        "name": "end_time",
+        "in": "query",
+        "description": "Usage start, exclusive: ISO 8601 with offset or Z. Required on the first page.",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    "size": {
+        "name": "size",
+        "in": "query",
+        "description": f"Records per page, default and maximum {MAX_PAGE_SIZE}.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+    },
+    "granularity": {
+        "name": "granularity",
+        "in": "query",
+        "description": "Must be the granularity the cache stores (`UTILIZATION_GRANULARITY`, default daily).",
+        "schema": {"type": "string", "enum": ["daily", "hourly"]},
+    },
+    "showDetails": {
+        "name": "show_details",
+        "in": "query",
+        "description": "Default true; false drops `instanceData` from the records.",
+        "schema": {"type": "boolean"},
+    },
+    "seekOperation": {
+        "name": "seek_operation",
+        "in": "query",
+        "description": "`Next` on next-page calls (with the MS-ContinuationToken header).",
+        "schema": {"type": "string", "enum": ["Next"]},
+    },
+    "continuationTokenHeader": {
+        "name": "MS-ContinuationToken",
+        "in": "header",
+        "description": "The token from `links.next` (used with seek_operation=Next).",
+        "schema": {"type": "string"},
+    },
+    "continuationTokenQuery": {
+        "name": "continuation_token",
+        "in": "query",
+        "description": "The same token as a query parameter, for clients that cannot send headers.",
+        "schema": {"type": "string"},
+    },
+}
+
+_PATHS: dict[str, Any] = {
+    "/v1/customers/usagerecords": {
+        "get": {
+            "operationId": "getUsageRecords",
+            "summary": "Every customer's monthly usage record (CustomerMonthlyUsageRecord collection)",
+            "parameters": _params("billingMonth", "format", "ifNoneMatch"),
+            "responses": _data_responses("UsageRecordCollection", "The latest (or a stored month's) records"),
+        }
+    },
+    "/v1/customers/{customer_id}/subscriptions/{subscription_id}/usagesummary": {
+        "get": {
+            "operationId": "getUsageSummary",
+            "summary": "A subscription's usage summary (SubscriptionUsageSummary)",
+            "parameters": _params("customerId", "subscriptionId", "billingStart", "format", "ifNoneMatch"),
+            "responses": _data_responses("SubscriptionUsageSummary", "The latest (or a stored period's) summary"),
+        }
+    },
+    "/v1/customers/{customer_id}/subscriptions/{subscription_id}/utilizations/azure": {
+        "get": {
+            "operationId": "getAzureUtilization",
+            "summary": "A page of a subscription's Azure utilization records, by usage time",
+            "parameters": _params(
+                "customerId",
+                "subscriptionId",
+                "startTime",
+                "endTime",
+                "size",
+                "granularity",
+                "showDetails",
+                "seekOperation",
+                "continuationTokenHeader",
+                "continuationTokenQuery",
+                "format",
+                "ifNoneMatch",
+            ),
+            "responses": _data_responses("UtilizationCollection", "One page; `links.next` when more follow"),
+        }
+    },
+    "/health": {
+        "get": {
+            "operationId": "getHealth",
+            "summary": "Last run of each timer function; 503 when one never ran, failed or is stale",
+            "parameters": _params("ifNoneMatch"),
+            "responses": {
+                "200": {
+                    "description": "Every function's last finished run succeeded within HEALTH_MAX_AGE_HOURS",
+                    "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
+                    "content": {"application/json": {"schema": _ref("Health")}},
+                },
+                "304": {"$ref": "#/components/responses/NotModified"},
+                "400": {"$ref": "#/components/responses/BadRequest"},
+                "401": {"$ref": "#/components/responses/Unauthorized"},
+                "405": {"$ref": "#/components/responses/MethodNotAllowed"},
+                "500": {"$ref": "#/components/responses/InternalError"},
+                "503": {
+                    "description": "At least one function is unhealthy; `reasons` say why",
+                    "content": {"application/json": {"schema": _ref("Health")}},
+                },
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "getOpenApi",
+            "summary": "This document",
+            "parameters": _params("ifNoneMatch"),
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI document",
+                    "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "304": {"$ref": "#/components/responses/NotModified"},
+                "400": {"$ref": "#/components/responses/BadRequest"},
+                "401": {"$ref": "#/components/responses/Unauthorized"},
+                "405": {"$ref": "#/components/responses/MethodNotAllowed"},
+            },
+        }
+    },
+}
+
+_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Partner Center usage cache", "version": "1.0.0", "description": DESCRIPTION},
+    "servers": [{"url": "/api"}],
+    "security": [{"functionKeyHeader": []}, {"functionKeyQuery": []}],
+    "paths": _PATHS,
+    "components": {
+        "securitySchemes": {
+            "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+            "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+        },
+        "schemas": _SCHEMAS,
+        "parameters": _PARAMETERS,
+        "headers": {
+            "ETag": {"description": "Strong validator of the body", "schema": {"type": "string"}},
+            "ContinuationToken": {
+                "description": "Token of the next page (utilization only, when one follows)",
+                "schema": {"type": "string"},
+            },
+        },
+        "responses": {
+            "NotModified": {
+                "description": "The body is unchanged since the ETag given in If-None-Match; no body",
+                "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
+            },
+            "BadRequest": _error("A parameter is missing or malformed"),
+            "Unauthorized": {"description": "Missing or wrong function key (x-functions-key header or code)"},
+            "NotFound": _error("Unknown route, customer or subscription, or no stored data for the request"),
+            "MethodNotAllowed": {
+                "description": "Only GET is served",
+                "headers": {"Allow": {"schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": _ref("Error")}},
+            },
+            "InternalError": _error("Unexpected failure; the body holds only a correlation id"),
+        },
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """A copy of the document (callers may change theirs)."""
+    return copy.deepcopy(_DOCUMENT)
+
+
+@functools.cache
+def document_bytes() -> bytes:
+    """The document as served (built once per process)."""
+    return jsonutil.dumps(_DOCUMENT).encode("utf-8")

@@ -1,0 +1,109 @@
+"""Continuation tokens of the utilization route: opaque to clients, strictly validated on use.
+
+A token is the url-safe base64 (unpadded) of compact JSON holding the original query and the last RowKey
+served. It is not signed: it grants nothing the query parameters do not already grant (the same customer,
+subscription and time range, readable with the same function key), so a forged but well-formed token can
+only ask for a page the caller could ask for anyway. Everything in it is checked before it reaches a query:
+exact field set and types, the ids of the path, a time range in the page-1 form, a size in range, and a
+last RowKey inside that range. Anything else is a 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.api.http import bad_request
+from shared.api.params import MAX_PAGE_SIZE
+from shared.timeutil import UTC_KEY_FORMAT
+
+VERSION = 1
+MAX_TOKEN_CHARS = 2048
+_FIELDS = {"v", "c", "s", "st", "en", "n", "d", "k"}
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+_TIME_KEY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_MAX_ROW_KEY_CHARS = 512
+
+
+@dataclass(frozen=True, kw_only=True)
+class UtilizationQuery:
+    """What a utilization page reads: a RowKey range, a size, and whether instanceData is served."""
+
+    customer_id: str
+    subscription_id: str
+    start_key: str  # usage start, inclusive, as a RowKey prefix
+    end_key: str  # usage start, exclusive
+    size: int
+    show_details: bool
+    after: str | None = None  # the last RowKey already served
+
+
+def encode(query: UtilizationQuery, last_row_key: str) -> str:
+    """The token of the page after ``last_row_key``."""
+    payload = {
+        "v": VERSION,
+        "c": query.customer_id,
+        "s": query.subscription_id,
+        "st": query.start_key,
+        "en": query.end_key,
+        "n": query.size,
+        "d": query.show_details,
+        "k": last_row_key,
+    }
+    raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _is_time_key(value: Any) -> bool:
+    if not isinstance(value, str) or not _TIME_KEY.fullmatch(value):
+        return False
+    try:
+        datetime.strptime(value, UTC_KEY_FORMAT)  # noqa: DTZ007 (a UTC key, only checked for validity)
+    except ValueError:
+        return False
+    return True
+
+
+def decode(token: str, *, customer_id: str, subscription_id: str) -> UtilizationQuery:
+    """The query a token continues; 400 for anything this API did not write for this subscription."""
+    invalid = bad_request("The continuation token is not valid for this request; start again from page 1.")
+    token = token.strip()
+    if not token or len(token) > MAX_TOKEN_CHARS or not _TOKEN_CHARS.fullmatch(token):
+        raise invalid
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        payload = json.loads(raw.decode("ascii"))
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    if not isinstance(payload, dict) or set(payload) != _FIELDS or type(payload["v"]) is not int:
+        raise invalid
+    if payload["v"] != VERSION:
+        raise invalid
+    start, end, size, details, last = payload["st"], payload["en"], payload["n"], payload["d"], payload["k"]
+    if (
+        payload["c"] != customer_id
+        or payload["s"] != subscription_id
+        or not (_is_time_key(start) and _is_time_key(end) and start < end)
+        or type(size) is not int
+        or not 1 <= size <= MAX_PAGE_SIZE
+        or type(details) is not bool
+        or not isinstance(last, str)
+        or not 0 < len(last) <= _MAX_ROW_KEY_CHARS
+        or not last.isprintable()
+        or not start <= last < end
+    ):
+        raise invalid
+    return UtilizationQuery(
+        customer_id=customer_id,
+        subscription_id=subscription_id,
+        start_key=start,
+        end_key=end,
+        size=size,
+        show_details=details,
+        after=last,
+    )

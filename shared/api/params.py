@@ -1,0 +1,145 @@
+"""Query and path parameters, validated strictly: every malformed value is a 400 naming the parameter."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, timedelta, timezone
+
+from shared.api.http import Request, bad_request
+from shared.timeutil import UTC_KEY_FORMAT
+
+MAX_PAGE_SIZE = 1000
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+_DATE_PREFIX = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(T.*)?", re.DOTALL)
+# A "+" in an unencoded query string arrives as a space: "...T00:00:00 01:00" means "+01:00".
+_SPACE_FOR_PLUS = re.compile(r"^(.*[0-9]) ([0-9]{2}(?::?[0-9]{2})?)$")
+_MAX_TIME_TEXT = 64
+
+
+def _preview(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
+def single(request: Request, name: str) -> str | None:
+    """A query parameter given at most once; an empty value counts as absent."""
+    values = request.query.get(name, ())
+    if len(values) > 1:
+        raise bad_request(f"Parameter '{name}' was given {len(values)} times; give it once.")
+    if not values or values[0].strip() == "":
+        return None
+    return values[0].strip()
+
+
+def guid(value: str, what: str) -> str:
+    """A customer or subscription id: a GUID, lower-cased (ids become table keys lower-cased)."""
+    if not _GUID.fullmatch(value):
+        raise bad_request(f"The {what} {_preview(value)} is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx).")
+    return value.lower()
+
+
+def billing_month(value: str) -> str:
+    """``YYYY-MM``."""
+    match = _MONTH.fullmatch(value)
+    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
+        raise bad_request(f"Parameter 'billing_month' {_preview(value)} is not a month written YYYY-MM.")
+    return value
+
+
+def billing_start(value: str) -> str:
+    """The date part of ``YYYY-MM-DD`` or of a full ISO 8601 timestamp, as written (not converted to UTC)."""
+    match = _DATE_PREFIX.fullmatch(value) if len(value) <= _MAX_TIME_TEXT else None
+    problem = f"Parameter 'billing_start' {_preview(value)} is not a date YYYY-MM-DD or an ISO 8601 timestamp."
+    if not match:
+        raise bad_request(problem)
+    try:
+        date.fromisoformat(match.group(1))
+        if match.group(2):
+            datetime.fromisoformat(value)
+    except ValueError:
+        raise bad_request(problem) from None
+    return match.group(1)
+
+
+def utc_time(value: str, name: str) -> datetime:
+    """An ISO 8601 time with an offset or ``Z``, converted to UTC."""
+    problem = f"Parameter '{name}' {_preview(value)} is not an ISO 8601 time with a UTC offset or Z."
+    if len(value) > _MAX_TIME_TEXT or not value.isascii():
+        raise bad_request(problem)
+    text = _SPACE_FOR_PLUS.sub(r"\1+\2", value.upper())  # RFC 3339 allows a lower-case t and z
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise bad_request(problem) from None
+    if parsed.tzinfo is None:
+        raise bad_request(problem)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise bad_request(f"Parameter '{name}' {_preview(value)} is out of range.") from None
+
+
+def time_key(moment: datetime) -> str:
+    """The RowKey prefix of a UTC time, rounded up to a whole second.
+
+    Usage times are whole seconds, so ``usageStart >= t`` is ``usageStart >= ceil(t)`` and the same holds for
+    ``<``: a RowKey range on the rounded-up text selects exactly ``[start, end)``.
+    """
+    if moment.microsecond:
+        if moment >= datetime.max.replace(tzinfo=timezone.utc) - timedelta(seconds=1):
+            raise bad_request("Time is out of range.")
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment.strftime(UTC_KEY_FORMAT)
+
+
+def page_size(value: str | None) -> int:
+    """``size``: an integer 1..1000, default 1000."""
+    if value is None:
+        return MAX_PAGE_SIZE
+    if not (value.isascii() and value.isdigit()) or len(value) > 6 or not 1 <= int(value) <= MAX_PAGE_SIZE:
+        raise bad_request(f"Parameter 'size' {_preview(value)} must be an integer from 1 to {MAX_PAGE_SIZE}.")
+    return int(value)
+
+
+def boolean(value: str | None, name: str, default: bool) -> bool:
+    """``true`` or ``false`` (any case)."""
+    if value is None:
+        return default
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise bad_request(f"Parameter '{name}' {_preview(value)} must be true or false.")
+
+
+def choice(value: str | None, name: str, allowed: tuple[str, ...]) -> str | None:
+    """One of a few words (any case), lower-cased."""
+    if value is None:
+        return None
+    if value.lower() in allowed:
+        return value.lower()
+    raise bad_request(f"Parameter '{name}' {_preview(value)} must be one of: {', '.join(allowed)}.")
+
+
+def accepts_csv(accept: str | None) -> bool:
+    """True when the Accept header names ``text/csv`` above any JSON type (wildcards do not count)."""
+    if not accept:
+        return False
+    best_csv = best_json = 0.0
+    for item in accept.split(",")[:50]:
+        media, _, params = item.strip().partition(";")
+        weight = 1.0
+        for param in params.split(";"):
+            key, _, number = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(number)
+                except ValueError:
+                    weight = 0.0
+                if not math.isfinite(weight):
+                    weight = 0.0
+        media = media.strip().lower()
+        if media == "text/csv":
+            best_csv = max(best_csv, weight)
+        elif media in ("application/json", "text/json"):
+            best_json = max(best_json, weight)
+    return best_csv > 0 and best_csv > best_json

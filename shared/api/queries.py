@@ -1,0 +1,120 @@
+"""Every table read of the API. Request values reach Table Storage only as ``@parameters``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from shared.api.paging import UtilizationQuery
+from shared.keys import make_key
+from shared.table_store import TableStore
+
+USAGE_RECORDS = "UsageRecords"
+USAGE_SUMMARIES = "UsageSummaries"
+UTILIZATION = "Utilization"
+CUSTOMERS = "Customers"
+SUBSCRIPTIONS = "Subscriptions"
+RUNS = "Runs"
+LATEST = "latest"
+_RAW = ["RowKey", "raw"]
+_SERVICE_PAGE = 1000  # the most Table Storage returns in one response
+
+
+def subscription_key(customer_id: str, subscription_id: str) -> str:
+    """The PartitionKey of a subscription's data rows."""
+    return make_key(customer_id, subscription_id)
+
+
+def usage_records(store: TableStore, partition: str) -> Iterator[str]:
+    """The raw JSON text of every usage record in a partition (``latest`` or ``YYYY-MM``), by customer id."""
+    for row in store.partition(USAGE_RECORDS, partition, select=_RAW, page_size=_SERVICE_PAGE):
+        yield row["raw"]
+
+
+def usage_summary(store: TableStore, customer_id: str, subscription_id: str, row_key: str) -> str | None:
+    """The raw JSON text of one stored usage summary (``latest`` or ``period-YYYY-MM-DD``)."""
+    row = store.get(USAGE_SUMMARIES, subscription_key(customer_id, subscription_id), row_key)
+    return None if row is None else row.get("raw")
+
+
+@dataclass(frozen=True)
+class UtilizationPage:
+    """Rows of one page and whether the range holds more after the last of them."""
+
+    rows: list[tuple[str, str]]  # (RowKey, raw)
+    more: bool
+
+
+def utilization_page(store: TableStore, query: UtilizationQuery) -> UtilizationPage:
+    """Up to ``query.size`` rows in usage-time order, read as one service page whenever the service allows.
+
+    The service page size is the API page size, so a full page costs one request; the service's own
+    continuation tells whether more rows follow, so no extra row is read to find out. A short service page
+    (the service may stop early) is topped up from the next one.
+    """
+    parameters: dict[str, Any] = {
+        "pk": subscription_key(query.customer_id, query.subscription_id),
+        "end": query.end_key,
+    }
+    if query.after is None:
+        query_filter = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
+        parameters["start"] = query.start_key
+    else:
+        query_filter = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @end"
+        parameters["after"] = query.after
+    # TableStore.query hides the service continuation this needs, so the pager is read here directly.
+    pages = (
+        store.table(UTILIZATION)
+        .query_entities(query_filter, parameters=parameters, select=_RAW, results_per_page=query.size)
+        .by_page()
+    )
+    rows: list[tuple[str, str]] = []
+    for page in pages:
+        store.stats.add(queries=1)
+        entities = iter(page)
+        for entity in entities:
+            rows.append((entity["RowKey"], entity["raw"]))
+            if len(rows) == query.size:
+                left_in_page = next(entities, None) is not None
+                return UtilizationPage(rows, more=left_in_page or pages.continuation_token is not None)
+        if pages.continuation_token is None:
+            break
+    return UtilizationPage(rows, more=False)
+
+
+def has_rows(store: TableStore, table: str, partition: str) -> bool:
+    """True when a partition holds at least one row (reads one key)."""
+    return next(store.partition(table, partition, select=["RowKey"], page_size=1, limit=1), None) is not None
+
+
+def subscription_known(store: TableStore, customer_id: str, subscription_id: str, data_table: str) -> bool:
+    """Known to the inventory, or holding data rows (the inventory may be refreshed after the data)."""
+    if store.get(SUBSCRIPTIONS, make_key(customer_id), make_key(subscription_id)) is not None:
+        return True
+    return has_rows(store, data_table, subscription_key(customer_id, subscription_id))
+
+
+def customer_row(store: TableStore, customer_id: str) -> dict[str, Any] | None:
+    """The inventory row of a customer, or None."""
+    return store.get(CUSTOMERS, "customer", make_key(customer_id))
+
+
+def customer_known(store: TableStore, customer_id: str) -> bool:
+    """In the customer inventory, or owning a subscription in it."""
+    return customer_row(store, customer_id) is not None or has_rows(store, SUBSCRIPTIONS, make_key(customer_id))
+
+
+def newest_run(store: TableStore, function: str, *, finished: bool = False) -> dict[str, Any] | None:
+    """The newest run record of a timer function (RowKeys sort newest first), optionally the newest finished."""
+    if finished:
+        rows = store.query(
+            RUNS,
+            "PartitionKey eq @pk and status ne @running",
+            {"pk": function, "running": "running"},
+            page_size=1,
+            limit=1,
+        )
+    else:
+        rows = store.partition(RUNS, function, page_size=1, limit=1)
+    return next(rows, None)

@@ -1,0 +1,136 @@
+"""``handle``: route, negotiate JSON or CSV, add ETags, and turn every failure into Partner Center's error shape."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from shared.api import csv_format, etag, params, routes
+from shared.api.http import (
+    CODE_METHOD_NOT_ALLOWED,
+    CSV_TYPE,
+    JSON_TYPE,
+    ApiError,
+    Request,
+    Response,
+    bad_request,
+    error_response,
+    internal_error_response,
+    not_found,
+)
+from shared.settings import Settings
+from shared.table_store import TableStore
+
+log = logging.getLogger(__name__)
+
+ALLOWED_METHODS = "GET"
+
+
+@dataclass(frozen=True)
+class Route:
+    """A path template (``{name}`` segments match one segment) and its handler."""
+
+    name: str
+    template: tuple[str, ...]
+    handler: routes.Handler
+    offers_csv: bool
+
+    def match(self, segments: list[str]) -> dict[str, str] | None:
+        """Path parameters when the segments fit the template (literals compare case-insensitively)."""
+        if len(segments) != len(self.template):
+            return None
+        found = {}
+        for part, segment in zip(self.template, segments, strict=True):
+            if part.startswith("{"):
+                found[part[1:-1]] = segment
+            elif part != segment.lower():
+                return None
+        return found
+
+
+def _route(name: str, template: str, handler: routes.Handler, *, offers_csv: bool = False) -> Route:
+    return Route(name, tuple(template.lower().split("/")), handler, offers_csv)
+
+
+SUBSCRIPTION = "v1/customers/{customer_id}/subscriptions/{subscription_id}"
+ROUTES = (
+    _route("usage_records", "v1/customers/usagerecords", routes.usage_records, offers_csv=True),
+    _route("usage_summary", SUBSCRIPTION + "/usagesummary", routes.usage_summary, offers_csv=True),
+    _route("utilization", SUBSCRIPTION + "/utilizations/azure", routes.utilization, offers_csv=True),
+    _route("health", "health", routes.health),
+    _route("openapi", "openapi.json", routes.openapi),
+)
+
+
+def resolve(path: str) -> tuple[Route, dict[str, str]]:
+    """The route of a path (relative to the API root), with its path parameters; 404 when none fits."""
+    segments = path.strip("/").split("/")
+    for route in ROUTES:
+        found = route.match(segments)
+        if found is not None:
+            return route, found
+    raise not_found("No such resource. See /api/openapi.json for the routes this API serves.")
+
+
+def wants_csv(request: Request, route: Route) -> bool:
+    """``?format=csv|json`` wins; otherwise the Accept header decides."""
+    fmt = params.choice(params.single(request, "format"), "format", ("json", "csv"))
+    if fmt == "csv" and not route.offers_csv:
+        raise bad_request("format=csv is offered on the usage routes only.")
+    if fmt is not None:
+        return fmt == "csv"
+    return route.offers_csv and params.accepts_csv(request.header("accept"))
+
+
+def _render(request: Request, route: Route, content: routes.Content, csv: bool) -> Response:
+    if csv and content.csv_raws is not None:
+        body, media = csv_format.to_csv(content.csv_raws, content.csv_columns), CSV_TYPE
+    else:
+        body, media = content.json_body, JSON_TYPE
+    headers = {"Cache-Control": "private, no-cache", **content.headers}
+    if route.offers_csv:
+        headers["Vary"] = "Accept"
+    if content.status != 200:
+        return Response(status=content.status, headers={"Content-Type": media, **headers}, body=body)
+    tag = etag.etag_of(body)
+    headers["ETag"] = tag
+    if etag.matches(request.header("if-none-match"), tag):
+        return Response(status=304, headers=headers)
+    return Response(status=200, headers={"Content-Type": media, **headers}, body=body)
+
+
+def handle(request: Request, store: TableStore, settings: Settings, now: datetime | None = None) -> Response:
+    """Answer one request. Bad input is a 4xx; an unexpected failure is a 500 with only a correlation id."""
+    started = time.perf_counter()
+    route_name = "-"
+    try:
+        route, path_params = resolve(request.path)
+        route_name = route.name
+        if request.method != "GET":
+            raise ApiError(
+                405,
+                CODE_METHOD_NOT_ALLOWED,
+                f"Method {request.method[:20]} is not allowed here; use GET.",
+                headers={"Allow": ALLOWED_METHODS},
+            )
+        csv = wants_csv(request, route)
+        moment = now or datetime.now(timezone.utc)
+        content = route.handler(routes.Context(request, path_params, store, settings, moment))
+        response = _render(request, route, content, csv)
+    except ApiError as error:
+        response = error_response(error)
+    except Exception:
+        correlation_id = str(uuid.uuid4())
+        log.exception("api %s failed; correlation id %s", route_name, correlation_id)
+        response = internal_error_response(correlation_id)
+    log.info(
+        "api %s %s -> %d in %.1f ms",
+        request.method[:20],
+        route_name,
+        response.status,
+        (time.perf_counter() - started) * 1000,
+    )
+    return response

@@ -1,0 +1,181 @@
+"""The route handlers: each validates its input, reads the tables and returns what to render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared import jsonutil
+from shared.api import csv_format, paging, params, queries, rendering
+from shared.api.health import health as health_report
+from shared.api.http import CODE_NO_USAGE_DATA, CODE_SUBSCRIPTION_NOT_FOUND, ApiError, Request, bad_request, not_found
+from shared.api.openapi import document_bytes
+from shared.settings import Settings
+from shared.table_store import TableStore
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a handler needs: the request, its path parameters and the app's parts."""
+
+    request: Request
+    path: Mapping[str, str]
+    store: TableStore
+    settings: Settings
+    now: datetime
+
+
+@dataclass
+class Content:
+    """A handler's answer: the JSON body, and the records again for CSV when the route offers CSV."""
+
+    json_body: bytes
+    status: int = 200
+    csv_raws: list[str] | None = None
+    csv_columns: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _ids(ctx: Context) -> tuple[str, str]:
+    return (
+        params.guid(ctx.path["customer_id"], "customer id"),
+        params.guid(ctx.path["subscription_id"], "subscription id"),
+    )
+
+
+def _unknown(store: TableStore, customer_id: str, subscription_id: str, data_table: str) -> ApiError | None:
+    """The 404 for a customer or subscription known neither to the inventory nor by data rows, else None."""
+    if queries.subscription_known(store, customer_id, subscription_id, data_table):
+        return None
+    if not queries.customer_known(store, customer_id):
+        return not_found(f"Customer {customer_id} is not known to this service.")
+    return not_found(
+        f"Subscription {subscription_id} is not known for customer {customer_id}.", CODE_SUBSCRIPTION_NOT_FOUND
+    )
+
+
+def usage_records(ctx: Context) -> Content:
+    """Every customer's monthly usage record: ``latest``, or a stored billing month."""
+    month_text = params.single(ctx.request, "billing_month")
+    month = None if month_text is None else params.billing_month(month_text)
+    raws = list(queries.usage_records(ctx.store, month or queries.LATEST))
+    if month and not raws:
+        raise not_found(f"No usage records are stored for billing month {month}.")
+    body = rendering.collection(raws, {"self": rendering.link(rendering.usage_records_uri(month))})
+    return Content(body, csv_raws=raws, csv_columns=csv_format.USAGE_RECORD_COLUMNS)
+
+
+def usage_summary(ctx: Context) -> Content:
+    """A subscription's latest usage summary, or the stored one of a past billing period."""
+    customer_id, subscription_id = _ids(ctx)
+    start_text = params.single(ctx.request, "billing_start")
+    row_key = queries.LATEST if start_text is None else "period-" + params.billing_start(start_text)
+    raw = queries.usage_summary(ctx.store, customer_id, subscription_id, row_key)
+    if raw is None:
+        unknown = _unknown(ctx.store, customer_id, subscription_id, queries.USAGE_SUMMARIES)
+        if unknown:
+            raise unknown
+        if row_key == queries.LATEST:
+            raise not_found(
+                f"No usage summary is stored yet for subscription {subscription_id} of customer {customer_id}; "
+                "it appears after the next successful fetch_usage_summary run.",
+                CODE_NO_USAGE_DATA,
+            )
+        raise not_found(
+            f"No usage summary is stored for the billing period starting {row_key[7:]} of subscription "
+            f"{subscription_id}.",
+            CODE_NO_USAGE_DATA,
+        )
+    return Content(raw.encode("utf-8"), csv_raws=[raw], csv_columns=csv_format.USAGE_SUMMARY_COLUMNS)
+
+
+def _first_page_query(ctx: Context, customer_id: str, subscription_id: str) -> paging.UtilizationQuery:
+    request = ctx.request
+    start_text = params.single(request, "start_time")
+    end_text = params.single(request, "end_time")
+    if start_text is None or end_text is None:
+        raise bad_request("Parameters 'start_time' and 'end_time' are required (ISO 8601 with offset or Z).")
+    start = params.utc_time(start_text, "start_time")
+    end = params.utc_time(end_text, "end_time")
+    if start >= end:
+        raise bad_request("Parameter 'start_time' must be earlier than 'end_time'.")
+    return paging.UtilizationQuery(
+        customer_id=customer_id,
+        subscription_id=subscription_id,
+        start_key=params.time_key(start),
+        end_key=params.time_key(end),
+        size=params.page_size(params.single(request, "size")),
+        show_details=params.boolean(params.single(request, "show_details"), "show_details", True),
+    )
+
+
+def _continuation_token(request: Request) -> str | None:
+    """The token of a next-page call: ``seek_operation=Next`` with the header, or the query parameter."""
+    seek = params.choice(params.single(request, "seek_operation"), "seek_operation", ("next",))
+    in_query = params.single(request, "continuation_token")
+    in_header = (request.header(rendering.CONTINUATION_HEADER) or "").strip() or None
+    if in_query and in_header and in_query != in_header:
+        raise bad_request("Two different continuation tokens were given (header and query); give one.")
+    token = in_query or (in_header if seek else None)
+    if seek and token is None:
+        raise bad_request("seek_operation=Next needs the MS-ContinuationToken header of the previous page.")
+    return token
+
+
+def utilization(ctx: Context) -> Content:
+    """A page of a subscription's stored Azure utilization, selected by usage start time."""
+    customer_id, subscription_id = _ids(ctx)
+    granularity = params.choice(params.single(ctx.request, "granularity"), "granularity", ("daily", "hourly"))
+    if granularity and granularity != ctx.settings.utilization_granularity:
+        raise bad_request(
+            f"This service stores {ctx.settings.utilization_granularity} utilization records; "
+            f"granularity={granularity} is not available."
+        )
+    token = _continuation_token(ctx.request)
+    if token is None:
+        query = _first_page_query(ctx, customer_id, subscription_id)
+    else:
+        query = paging.decode(token, customer_id=customer_id, subscription_id=subscription_id)
+    page = queries.utilization_page(ctx.store, query)
+    if not page.rows and query.after is None:
+        unknown = _unknown(ctx.store, customer_id, subscription_id, queries.UTILIZATION)
+        if unknown:
+            raise unknown
+    raws = [raw for _, raw in page.rows]
+    if not query.show_details:
+        raws = [rendering.without_instance_data(raw) for raw in raws]
+    path = rendering.utilization_path(customer_id, subscription_id)
+    if token is None:
+        self_query = {
+            "start_time": query.start_key,
+            "end_time": query.end_key,
+            "size": str(query.size),
+            "show_details": "true" if query.show_details else "false",
+        }
+        if granularity:
+            self_query["granularity"] = granularity
+        links = {"self": rendering.link(rendering.utilization_self_uri(customer_id, subscription_id, self_query))}
+    else:
+        links = {"self": rendering.link(path + "?seek_operation=Next", [(rendering.CONTINUATION_HEADER, token)])}
+    headers = {}
+    if page.more:
+        next_token = paging.encode(query, page.rows[-1][0])
+        links["next"] = rendering.utilization_next(customer_id, subscription_id, next_token)
+        headers[rendering.CONTINUATION_HEADER] = next_token
+    body = rendering.collection(raws, links)
+    return Content(body, csv_raws=raws, csv_columns=csv_format.UTILIZATION_COLUMNS, headers=headers)
+
+
+def health(ctx: Context) -> Content:
+    """The timer functions' last runs; 503 when any is unhealthy."""
+    status, report = health_report(ctx.store, ctx.settings, ctx.now)
+    return Content(jsonutil.dumps(report).encode("utf-8"), status=status, headers={"Cache-Control": "no-store"})
+
+
+def openapi(ctx: Context) -> Content:
+    """The OpenAPI document of this API."""
+    return Content(document_bytes())
+
+
+Handler = Callable[[Context], Content]

@@ -1,0 +1,44 @@
+"""Bounded concurrency across subscriptions, with a time budget and no unit of work lost."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from shared.sync.runs import SyncRun
+
+T = TypeVar("T")
+
+
+def for_each(
+    run: SyncRun, items: Iterable[T], work: Callable[[T], bool], *, concurrency: int, name: Callable[[T], str]
+) -> tuple[int, int]:
+    """Run ``work`` on each item, ``concurrency`` at a time, in the order given; returns (done, pending).
+
+    ``work`` returns True when the item is fully done, False when some of it is left for the next run.
+    An item reached after the time budget is spent is pending without being touched. An exception is
+    recorded against that item only; the others carry on.
+    """
+    counts = {"done": 0, "pending": 0}
+    lock = threading.Lock()
+
+    def guarded(item: T) -> None:
+        finished = False
+        if not run.out_of_time():
+            try:
+                finished = work(item)
+            except Exception as exc:  # one item's failure must not stop the others
+                run.fail(name(item), exc)
+        with lock:
+            counts["done" if finished else "pending"] += 1
+
+    if concurrency <= 1:
+        for item in items:
+            guarded(item)
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sync") as pool:
+            for _ in pool.map(guarded, items):
+                pass
+    return counts["done"], counts["pending"]

@@ -1,0 +1,122 @@
+"""Running twice, with faults, or after a crash leaves exactly the rows of one clean run (issue 3)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from werkzeug import Response
+
+from devhost.simulator import Fault, Simulator, WorldConfig
+from shared.settings import Settings
+from shared.table_store import TableStore
+from tests.fakes import pc_json
+from tests.sync_support import run_job, sim_env, snapshot, watermarks
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+FUNCTIONS = ("fetch_usage_records", "fetch_usage_summary", "fetch_utilization")
+
+
+def world():
+    return WorldConfig(
+        customers=4,
+        legacy_per_customer=2,
+        plan_per_customer=1,
+        licence_per_customer=1,
+        forbidden_customers=1,
+        days=8,
+        records_per_day=5,
+        now=NOW,
+    )
+
+
+@pytest.fixture
+def clean(azurite, store):
+    """The tables of one clean run of every function, without faults."""
+    other = TableStore(store._service, prefix=store.prefix + "c")
+    with Simulator(world=world()) as sim:
+        settings = Settings.from_env(sim_env(sim, azurite, other.prefix))
+        for function in FUNCTIONS:
+            assert run_job(function, settings, other, NOW).status == "succeeded"
+        yield snapshot(other), watermarks(other)
+    other.drop_tables()
+
+
+def test_two_runs_with_faults_leave_the_rows_of_one_clean_run(azurite, store, clean):
+    with Simulator(world=world()) as sim:
+        sim.faults.add(Fault(kind="429", path=None, times=3, every=4, retry_after=1))
+        sim.faults.add(Fault(kind="500", path=None, times=3, every=5))
+        sim.faults.add(Fault(kind="drop", path=r"/utilizations/azure", times=2, every=3))
+        settings = Settings.from_env(sim_env(sim, azurite, store.prefix))
+        for _ in range(2):
+            for function in FUNCTIONS:
+                assert run_job(function, settings, store, NOW).status == "succeeded"
+    assert (snapshot(store), watermarks(store)) == clean
+
+
+class Crash(BaseException):
+    """Stands for the process being killed: nothing catches it."""
+
+
+class CrashingStore(TableStore):
+    """A real store on Azurite that dies after a number of writes."""
+
+    def __init__(self, service, *, prefix, writes_before_crash):
+        super().__init__(service, prefix=prefix)
+        self.left = writes_before_crash
+
+    def _submit(self, table, batch):
+        if self.left <= 0:
+            raise Crash
+        self.left -= 1
+        return super()._submit(table, batch)
+
+
+@pytest.mark.parametrize("writes_before_crash", [3, 17])
+def test_a_run_killed_half_way_then_rerun_converges_to_the_clean_rows(azurite, store, clean, writes_before_crash):
+    with Simulator(world=world()) as sim:
+        settings = Settings.from_env(sim_env(sim, azurite, store.prefix))
+        crashing = CrashingStore(store._service, prefix=store.prefix, writes_before_crash=writes_before_crash)
+        with pytest.raises(Crash):
+            for function in FUNCTIONS:
+                run_job(function, settings, crashing, NOW)
+        for function in FUNCTIONS:
+            assert run_job(function, settings, store, NOW).status == "succeeded"
+    assert (snapshot(store), watermarks(store)) == clean
+
+
+def test_a_malformed_record_is_quarantined_with_its_reason_and_the_rest_stored(httpserver, azurite, store):
+    good = '{"id":"c-good","totalCost":1.10000000000000000001,"currencyCode":"EUR"}'
+    no_id = '{"name":"nameless","totalCost":5}'
+    bad_cost = '{"id":"c-bad","totalCost":"lots"}'
+    httpserver.expect_request("/tenant/oauth2/v2.0/token").respond_with_response(
+        Response(
+            pc_json('{"access_token":"at","expires_in":3600,"refresh_token":"rt"}'), content_type="application/json"
+        )
+    )
+    httpserver.expect_request("/v1/customers/usagerecords").respond_with_response(
+        Response(pc_json(f'{{"totalCount":3,"items":[{good},{no_id},{bad_cost}]}}'), content_type="application/json")
+    )
+    base = httpserver.url_for("/").rstrip("/")
+    settings = Settings.from_env(
+        {
+            "PARTNER_CENTER_BASE_URL": base,
+            "PARTNER_CENTER_AUTHORITY": base,
+            "PARTNER_CENTER_TENANT_ID": "tenant",
+            "PARTNER_CENTER_CLIENT_ID": "app",
+            "PARTNER_CENTER_CLIENT_SECRET": "s",
+            "PARTNER_CENTER_REFRESH_TOKEN": "r",
+            "USAGE_STORAGE": azurite.connection_string,
+            "TABLE_PREFIX": store.prefix,
+        }
+    )
+    run = run_job("fetch_usage_records", settings, store, NOW)
+    assert run.status == "succeeded" and run.quarantined == 2
+    assert store.get("UsageRecords", "latest", "c-good")["totalCost"] == "1.10000000000000000001"
+    quarantined = {r["reason"]: r["raw"] for r in store.partition("Quarantine", "fetch_usage_records")}
+    assert quarantined == {
+        "missing id / resourceId": no_id,
+        "totalCost is not a number: 'lots'": bad_cost,
+    }
+    run_job("fetch_usage_records", settings, store, NOW)
+    assert len(list(store.partition("Quarantine", "fetch_usage_records"))) == 2  # idempotent too
