@@ -85,11 +85,13 @@ def test_every_rotated_refresh_token_is_handed_to_the_store_and_used_next(httpse
     assert store.load() == "rt-3"
 
 
-def test_the_in_memory_store_warns_that_a_restart_loses_the_token(caplog):
+def test_the_in_memory_store_warns_once_that_a_restart_loses_the_token(caplog, monkeypatch):
+    monkeypatch.setattr(InMemoryRefreshTokenStore, "_warned", False)
     store = InMemoryRefreshTokenStore()
     with caplog.at_level(logging.WARNING):
         store.save("rt-new")
         store.save("rt-newer")
+        InMemoryRefreshTokenStore().save("rt-newest")
     assert len(caplog.records) == 1 and "KEY_VAULT_URL" in caplog.text and "rt-new" not in caplog.text
 
 

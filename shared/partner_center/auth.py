@@ -39,9 +39,10 @@ class RefreshTokenStore(Protocol):
 class InMemoryRefreshTokenStore:
     """Keeps the rotated refresh token for this process only; warns once because a restart loses it."""
 
+    _warned = False  # once per process, not per run
+
     def __init__(self) -> None:
         self._token: str | None = None
-        self._warned = False
 
     def load(self) -> str | None:
         """The token saved in this process, if any."""
@@ -50,8 +51,8 @@ class InMemoryRefreshTokenStore:
     def save(self, token: str) -> None:
         """Keep the token in memory; say once that it is not persisted."""
         self._token = token
-        if not self._warned:
-            self._warned = True
+        if not InMemoryRefreshTokenStore._warned:
+            InMemoryRefreshTokenStore._warned = True
             log.warning(
                 "KEY_VAULT_URL is not set: the rotated Partner Center refresh token is kept in memory only "
                 "and is lost on restart; set KEY_VAULT_URL in Azure so it is written back"

@@ -202,6 +202,7 @@ class SyncRun:
                 "status": self.status,
                 **{k: v for k, v in counters.items() if k not in ("errors", "skipped")},
                 "errorCount": counters["errors"],
+                "skippedCount": counters["skipped"],
                 "errors": jsonutil.dumps([e.as_record() for e in self.errors[:_MAX_ERRORS_KEPT]]),
                 "skipped": jsonutil.dumps(self.skipped[:_MAX_ERRORS_KEPT]),
             },

@@ -1,0 +1,128 @@
+"""``python -m devhost up`` (what ``make run`` calls): the whole product on this machine, no Azure account.
+
+Azurite (data kept under .local/ so a second run resumes), the Partner Center simulator, each timer
+function once, then the HTTP API on 127.0.0.1:7071 until Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devhost.azurite import REPO_ROOT, running_azurite
+from devhost.localsettings import apply_local_settings
+from devhost.simulator import Simulator, WorldConfig
+from devhost.trigger import last_run_line, trigger
+
+TIMER_FUNCTIONS = ("fetch_usage_records", "fetch_usage_summary", "fetch_utilization")
+DEFAULT_KEY = "local-dev-key"
+
+
+def _environment(sim: Simulator, connection_string: str) -> None:
+    """Point every setting at the local parts; other settings keep local.settings.json or their defaults."""
+    os.environ.update(
+        {
+            "PARTNER_CENTER_BASE_URL": sim.base_url,
+            "PARTNER_CENTER_AUTHORITY": sim.authority,
+            "PARTNER_CENTER_TENANT_ID": sim.tenant_id,
+            "PARTNER_CENTER_CLIENT_ID": sim.client_id,
+            "PARTNER_CENTER_CLIENT_SECRET": sim.client_secret,
+            "PARTNER_CENTER_REFRESH_TOKEN": sim.initial_refresh_token,
+            "USAGE_STORAGE": connection_string,
+            "KEY_VAULT_URL": "",
+        }
+    )
+    os.environ.pop("USAGE_STORAGE__tableServiceUri", None)
+    apply_local_settings()
+    for name, value in (
+        ("USAGE_RECORDS_SCHEDULE", "0 15 * * * *"),
+        ("USAGE_SUMMARY_SCHEDULE", "0 30 */6 * * *"),
+        ("UTILIZATION_SCHEDULE", "0 45 */3 * * *"),
+        ("LOCAL_FUNCTION_KEY", DEFAULT_KEY),
+    ):
+        os.environ.setdefault(name, value)
+
+
+def _curl_lines(port: int, key: str, customer_id: str, subscription_id: str) -> list[str]:
+    base = f"http://127.0.0.1:{port}/api/v1/customers"
+    sub = f"{base}/{customer_id}/subscriptions/{subscription_id}"
+    header = f'-H "x-functions-key: {key}"'
+    return [
+        f"curl -s {header} {base}/usagerecords",
+        f"curl -s {header} {sub}/usagesummary",
+        f'curl -s {header} "{sub}/utilizations/azure?start_time={{START}}&end_time={{END}}&size=5"',
+    ]
+
+
+def up(
+    *, port: int = 7071, data_dir: Path | None = None, customers: int = 3, stop: threading.Event | None = None
+) -> int:
+    """Run everything; returns the exit code once ``stop`` is set (Ctrl-C sets it)."""
+    from datetime import datetime, timedelta, timezone
+
+    from devhost.serve import make_server
+
+    stop = stop or threading.Event()
+    data_dir = data_dir or REPO_ROOT / ".local" / "azurite"
+    say = print
+    world = WorldConfig(
+        customers=customers,
+        legacy_per_customer=2,
+        plan_per_customer=1,
+        licence_per_customer=1,
+        forbidden_customers=1,
+        days=35,
+        records_per_day=12,
+    )
+    with (
+        running_azurite(data_dir=data_dir, log_file=data_dir.parent / "azurite.log") as azurite,
+        Simulator(world=world) as sim,
+    ):
+        say(f"azurite      {azurite.endpoint} (data in {data_dir})")
+        say(f"simulator    {sim.base_url} ({customers} customers)")
+        _environment(sim, azurite.connection_string)
+        failed = 0
+        for name in TIMER_FUNCTIONS:
+            ok = trigger(name)
+            failed += not ok
+            say(("ok     " if ok else "FAILED ") + last_run_line(name))
+        server = make_server(port=port)
+        key = os.environ["LOCAL_FUNCTION_KEY"]
+        cid, sid = sim.world.legacy_subscriptions()[0]
+        end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        start = end - timedelta(days=3)
+        say(f"serving      http://127.0.0.1:{server.port}/api/ (key: {key}); try:")
+        for line in _curl_lines(server.port, key, cid, sid):
+            say(
+                "  "
+                + line.replace("{START}", start.strftime("%Y-%m-%dT%H:%M:%SZ")).replace(
+                    "{END}", end.strftime("%Y-%m-%dT%H:%M:%SZ")
+                )
+            )
+        say("Ctrl-C stops everything.")
+        sys.stdout.flush()
+        try:
+            stop.wait()
+        finally:
+            say("stopping: API server, simulator, Azurite")
+            server.shutdown()
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI for ``devhost up``."""
+    parser = argparse.ArgumentParser(prog="devhost up", description=__doc__)
+    parser.add_argument("--port", type=int, default=7071, help="HTTP API port (0 = any free port)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="Azurite data folder (default .local/azurite)")
+    parser.add_argument("--customers", type=int, default=3, help="simulated customers")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return up(port=args.port, data_dir=args.data_dir, customers=args.customers, stop=stop)
