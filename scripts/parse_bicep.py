@@ -1,0 +1,271 @@
+"""Parse every Bicep file under an infra directory and check what a compiler would catch first.
+
+No Bicep compiler can be installed where this runs, so this stands in for `bicep build` as far
+as a parser can: every file must parse with pycep (the parser checkov uses; checkov itself only
+counts a parse failure and still exits 0), and the parsed templates must agree with each other:
+
+* every parameter has a description starting "Required. " or "Optional. ";
+* every local module path exists; a module call passes only parameters the module declares and
+  every parameter the module requires; every `<module>.outputs.<name>` names a declared output;
+* loadJsonContent() files exist and parse, and `abbrs.<key>` names a key of abbreviations.json;
+* main.parameters.json sets only declared parameters and every parameter without a default;
+* app settings: none of the forbidden names appear as a key, and every setting the app reads
+  (the settings table of docs/architecture.md, with --settings-doc) is set somewhere.
+
+Usage: python scripts/parse_bicep.py INFRA_DIR [--settings-doc docs/architecture.md]
+Exits 1 and prints one line per problem when anything is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pycep import BicepParser
+
+DESCRIPTION_PREFIXES = ("Required. ", "Optional. ")
+
+# Keys that must never be app settings in Azure: the first two are rejected by (or meaningless on)
+# Flex Consumption, LOCAL_FUNCTION_KEY is devhost-only, and a plain USAGE_STORAGE or
+# AzureWebJobsStorage would be a connection string (a key) instead of the identity settings.
+FORBIDDEN_SETTINGS = {
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "LOCAL_FUNCTION_KEY",
+    "USAGE_STORAGE",
+    "AzureWebJobsStorage",
+}
+
+# Settings of the architecture table that are local-only by design (see FORBIDDEN_SETTINGS).
+LOCAL_ONLY_SETTINGS = {"LOCAL_FUNCTION_KEY", "USAGE_STORAGE"}
+
+
+def walk(node: Any) -> Iterator[dict[str, Any]]:
+    """Every dict inside a parsed template, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+def accessor_chain(node: dict[str, Any]) -> list[str] | None:
+    """`a.b.c` as ["a", "b", "c"] when node is a chain of plain property accessors."""
+    operator = node.get("operator")
+    if not isinstance(operator, dict) or operator.get("type") != "property_accessor":
+        return None
+    left = operator["operands"]["operand_1"]
+    right = operator["operands"]["operand_2"]
+    if not isinstance(left, str):
+        return None
+    if isinstance(right, str):
+        return [left, right]
+    if isinstance(right, dict):
+        rest = accessor_chain(right)
+        return [left, *rest] if rest else None
+    return None
+
+
+INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
+DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+
+
+def strings(node: Any) -> Iterator[str]:
+    """Every string value inside a parsed template."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+
+
+def chains(template: dict[str, Any]) -> Iterator[list[str]]:
+    """Dotted references `a.b.c`, from accessor nodes and from ${...} inside strings."""
+    for node in walk(template):
+        chain = accessor_chain(node)
+        if chain:
+            yield chain
+    for text in strings(template):
+        for expression in INTERPOLATION.findall(text):
+            for dotted in DOTTED.findall(expression):
+                yield dotted.split(".")
+
+
+def description_of(param: dict[str, Any]) -> str | None:
+    for decorator in param.get("decorators") or []:
+        if decorator.get("type") == "description":
+            return str(decorator.get("argument"))
+    return None
+
+
+def module_body(module: dict[str, Any]) -> dict[str, Any]:
+    """The module's { name, params, ... } object, unwrapping if/for wrappers."""
+    body = module.get("config") or {}
+    while isinstance(body.get("config"), dict) and ("condition" in body or "loop_type" in body):
+        body = body["config"]
+    return body
+
+
+def settings_from_doc(doc: Path) -> set[str]:
+    """Setting names in the first column of the '## Settings' table."""
+    names: set[str] = set()
+    in_section = False
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            in_section = line.lower().startswith("## settings")
+            continue
+        if in_section and line.startswith("|"):
+            first_cell = line.split("|")[1]
+            names.update(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", first_cell))
+    return names
+
+
+class Checker:
+    def __init__(self, infra: Path) -> None:
+        self.infra = infra
+        self.errors: list[str] = []
+        self.templates: dict[Path, dict[str, Any]] = {}
+
+    def error(self, path: Path, message: str) -> None:
+        self.errors.append(f"{path.relative_to(self.infra.parent)}: {message}")
+
+    def parse_all(self) -> None:
+        files = sorted(self.infra.rglob("*.bicep"))
+        if not files:
+            self.errors.append(f"{self.infra}: no .bicep files found")
+        parser = BicepParser()
+        for path in files:
+            try:
+                self.templates[path.resolve()] = parser.parse(file_path=path)
+            except Exception as exc:  # pycep raises lark and ValueError subclasses alike
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self.error(path, f"parse error: {first_line}")
+
+    def check_descriptions(self) -> None:
+        for path, template in self.templates.items():
+            for name, param in (template.get("parameters") or {}).items():
+                description = description_of(param)
+                if not description or not description.startswith(DESCRIPTION_PREFIXES):
+                    self.error(path, f"param {name}: @description must start with 'Required. ' or 'Optional. '")
+
+    def check_modules(self) -> None:
+        for path, template in self.templates.items():
+            modules = template.get("modules") or {}
+            targets: dict[str, dict[str, Any]] = {}
+            for symbol, module in modules.items():
+                if module.get("type") != "local":
+                    continue
+                target_path = (path.parent / module["detail"]["path"]).resolve()
+                target = self.templates.get(target_path)
+                if target is None:
+                    if not target_path.exists():
+                        self.error(path, f"module {symbol}: {module['detail']['path']} does not exist")
+                    continue  # exists but failed to parse: already reported
+                targets[symbol] = target
+                declared = target.get("parameters") or {}
+                given = module_body(module).get("params") or {}
+                for name in given:
+                    if name not in declared:
+                        self.error(path, f"module {symbol}: passes unknown param {name}")
+                for name, param in declared.items():
+                    if param.get("default") is None and name not in given:
+                        self.error(path, f"module {symbol}: misses required param {name}")
+            for chain in chains(template):
+                if len(chain) >= 3 and chain[0] in targets and chain[1] == "outputs":
+                    if chain[2] not in (targets[chain[0]].get("outputs") or {}):
+                        self.error(path, f"{chain[0]}.outputs.{chain[2]} is not an output of that module")
+
+    def check_json_content(self) -> None:
+        for path, template in self.templates.items():
+            loaded: dict[str, Any] = {}
+            for symbol, variable in (template.get("variables") or {}).items():
+                value = variable.get("value")
+                function = value.get("function") if isinstance(value, dict) else None
+                if not isinstance(function, dict) or function.get("type") != "load_json_content":
+                    continue
+                json_path = path.parent / function["parameters"]["file_path"]
+                try:
+                    loaded[symbol] = json.loads(json_path.read_text(encoding="utf-8"))
+                except (OSError, ValueError) as exc:
+                    self.error(path, f"loadJsonContent({json_path.name}): {exc}")
+            for chain in chains(template):
+                if chain[0] in loaded and isinstance(loaded[chain[0]], dict):
+                    if chain[1] not in loaded[chain[0]]:
+                        self.error(path, f"{chain[0]}.{chain[1]} is not a key of the loaded JSON")
+
+    def check_parameters_file(self) -> None:
+        main = (self.infra / "main.bicep").resolve()
+        parameters_file = self.infra / "main.parameters.json"
+        if main not in self.templates or not parameters_file.exists():
+            return
+        try:
+            given = json.loads(parameters_file.read_text(encoding="utf-8")).get("parameters", {})
+        except ValueError as exc:
+            self.error(parameters_file, f"invalid JSON: {exc}")
+            return
+        declared = self.templates[main].get("parameters") or {}
+        for name in given:
+            if name not in declared:
+                self.error(parameters_file, f"sets {name}, which main.bicep does not declare")
+        for name, param in declared.items():
+            if param.get("default") is None and name not in given:
+                self.error(parameters_file, f"misses {name}, which has no default in main.bicep")
+
+    def setting_keys(self) -> set[str]:
+        keys: set[str] = set()
+        for template in self.templates.values():
+            for node in walk(template):
+                keys.update(k for k in node if isinstance(k, str))
+                name = node.get("name")
+                if isinstance(name, str) and "value" in node:
+                    keys.add(name)  # [{ name: 'X', value: ... }] style settings
+        return keys
+
+    def check_settings(self, doc: Path | None) -> None:
+        keys = self.setting_keys()
+        for forbidden in sorted(FORBIDDEN_SETTINGS & keys):
+            self.errors.append(f"{self.infra.name}: app setting {forbidden} must not be set in Azure")
+        if doc is None:
+            return
+        if not doc.exists():
+            self.errors.append(f"{doc}: settings document not found")
+            return
+        wanted = settings_from_doc(doc) - LOCAL_ONLY_SETTINGS
+        if not wanted:
+            self.errors.append(f"{doc}: no settings table found")
+        for missing in sorted(wanted - keys):
+            self.errors.append(f"{self.infra.name}: app setting {missing} (docs settings table) is never set")
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument("infra", type=Path)
+    arguments.add_argument("--settings-doc", type=Path, default=None)
+    options = arguments.parse_args(argv)
+
+    checker = Checker(options.infra.resolve())
+    checker.parse_all()
+    checker.check_descriptions()
+    checker.check_modules()
+    checker.check_json_content()
+    checker.check_parameters_file()
+    checker.check_settings(options.settings_doc)
+
+    for line in checker.errors:
+        print(f"bicep: {line}")
+    print(f"bicep: parsed {len(checker.templates)} file(s), {len(checker.errors)} problem(s)")
+    return 1 if checker.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""scripts/check_infra.sh passes on the real deployment files and fails on broken copies.
+
+The script builds its own tool venv (.venv-infra) on first use, so the first test here can take
+about a minute; each later run takes seconds. Each broken copy is checked once, by one run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.infra
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "check_infra.sh"
+STORAGE = Path("app") / "storage.bicep"
+
+
+def run_check(infra: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the check script (on a copy of infra/ when given) and return its result."""
+    arguments = ["bash", str(SCRIPT)] + ([str(infra)] if infra else [])
+    return subprocess.run(arguments, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+
+
+def copy_infra(tmp_path: Path) -> Path:
+    copy = tmp_path / "infra"
+    shutil.copytree(ROOT / "infra", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def replace_once(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} should occur once in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def failed_steps(result: subprocess.CompletedProcess[str]) -> str:
+    return next((line for line in result.stdout.splitlines() if line.startswith("check_infra: FAILED")), "")
+
+
+def test_real_deployment_files_pass() -> None:
+    result = run_check()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "check_infra: all checks passed" in result.stdout
+
+
+def test_bicep_syntax_error_fails(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    # A property without its value: the kind of typo a Bicep compiler would reject.
+    replace_once(infra / STORAGE, "    accessTier: 'Hot'\n", "    accessTier:\n")
+
+    result = run_check(infra)
+
+    assert result.returncode != 0, result.stdout
+    assert "bicep parse" in failed_steps(result)
+    assert "app/storage.bicep: parse error" in result.stdout
+
+
+def test_storage_shared_key_access_fails(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    replace_once(infra / STORAGE, "allowSharedKeyAccess: false", "allowSharedKeyAccess: true")
+
+    result = run_check(infra)
+
+    assert result.returncode != 0, result.stdout
+    assert "checkov" in failed_steps(result)
+    assert "FAILED CKV_PCU_1 Microsoft.Storage/storageAccounts.storage" in result.stdout
