@@ -136,34 +136,15 @@ class TableStore:
         return client
 
     def upsert(self, name: str, entities: Iterable[Mapping[str, Any]]) -> int:
-        """Upsert (replace) entities in transactions of at most 100 per partition; returns rows written.
-
-        Rows are buffered per partition and sent as soon as a batch is full, so memory stays bounded by
-        the number of partitions in flight, not the size of the input.
-        """
-        table = self.table(name)
-        full_name = self.table_name(name)
-        pending: dict[str, list[dict[str, Any]]] = {}
-        pending_bytes: dict[str, int] = {}
-        written = 0
+        """Upsert (replace) entities in transactions of at most 100 per partition; returns rows written."""
+        writer = self.writer(name)
         for entity in entities:
-            prepared = prepare_entity(full_name, entity)
-            pk = prepared["PartitionKey"]
-            size = entity_size(prepared)
-            batch = pending.setdefault(pk, [])
-            if batch and (len(batch) >= MAX_BATCH_OPERATIONS or pending_bytes[pk] + size > MAX_BATCH_BYTES):
-                written += self._submit(table, batch)
-                batch.clear()
-                pending_bytes[pk] = 0
-            if any(e["RowKey"] == prepared["RowKey"] for e in batch):
-                # One transaction may touch a row once: the later version wins, as a second upsert would.
-                batch[:] = [e for e in batch if e["RowKey"] != prepared["RowKey"]]
-            batch.append(prepared)
-            pending_bytes[pk] = pending_bytes.get(pk, 0) + size
-        for batch in pending.values():
-            if batch:
-                written += self._submit(table, batch)
-        return written
+            writer.add(entity)
+        return writer.flush()
+
+    def writer(self, name: str) -> BatchWriter:
+        """A writer that sends full transactions as rows come and the rest on ``flush``."""
+        return BatchWriter(self, name)
 
     def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
         if len(batch) == 1:
@@ -229,3 +210,48 @@ class TableStore:
             if table.name.startswith(self.prefix):
                 self._service.delete_table(table.name)
         self._clients.clear()
+
+
+class BatchWriter:
+    """Buffers upserts per partition and sends each batch once it holds 100 rows (or ~4 MiB).
+
+    Memory stays bounded by the partitions in flight, not by the rows written, and a long stream of rows
+    for one partition costs ceil(rows / 100) transactions however it arrives.
+    """
+
+    def __init__(self, store: TableStore, name: str) -> None:
+        self._store = store
+        self._name = name
+        self._full_name = store.table_name(name)
+        self._table = store.table(name)
+        self._pending: dict[str, list[dict[str, Any]]] = {}
+        self._bytes: dict[str, int] = {}
+        self.written = 0
+
+    def add(self, entity: Mapping[str, Any]) -> None:
+        """Queue one upsert; sends its partition's batch first if this row would not fit."""
+        prepared = prepare_entity(self._full_name, entity)
+        pk = prepared["PartitionKey"]
+        size = entity_size(prepared)
+        batch = self._pending.setdefault(pk, [])
+        if batch and (len(batch) >= MAX_BATCH_OPERATIONS or self._bytes[pk] + size > MAX_BATCH_BYTES):
+            self._send(pk)
+            batch = self._pending.setdefault(pk, [])
+        if any(e["RowKey"] == prepared["RowKey"] for e in batch):
+            # One transaction may touch a row once: the later version wins, as a second upsert would.
+            batch[:] = [e for e in batch if e["RowKey"] != prepared["RowKey"]]
+            self._bytes[pk] = sum(entity_size(e) for e in batch)
+        batch.append(prepared)
+        self._bytes[pk] = self._bytes.get(pk, 0) + size
+
+    def flush(self) -> int:
+        """Send everything still buffered; returns the rows this writer has written in all."""
+        for pk in list(self._pending):
+            self._send(pk)
+        return self.written
+
+    def _send(self, pk: str) -> None:
+        batch = self._pending.pop(pk, [])
+        self._bytes.pop(pk, None)
+        if batch:
+            self.written += self._store._submit(self._table, batch)

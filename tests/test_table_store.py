@@ -89,3 +89,13 @@ def test_encoded_keys_are_accepted_by_table_storage_and_distinct(store):
 def test_over_long_keys_are_shortened_with_a_hash_and_stay_distinct():
     a, b = make_key("x" * 2000 + "a"), make_key("x" * 2000 + "b")
     assert len(a) <= 512 and len(b) <= 512 and a != b
+
+
+def test_a_writer_fed_a_few_rows_at_a_time_still_sends_full_transactions(store):
+    writer = store.writer("Things")
+    for i in range(250):  # think: 25 small windows of 10 rows each, one partition
+        writer.add({"PartitionKey": "sub", "RowKey": f"{i:04d}"})
+    assert store.stats.transactions == 2  # two full batches went as soon as they filled
+    assert writer.flush() == 250
+    assert store.stats.transactions == 3
+    assert len(list(store.partition("Things", "sub"))) == 250

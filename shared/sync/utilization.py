@@ -22,7 +22,7 @@ from shared.sync.records import BadRecord, optional_text, required_number, requi
 from shared.sync.runs import SyncRun
 from shared.sync.state import load_states, save_state, stalest_first
 from shared.sync.workers import for_each
-from shared.table_store import TableStore
+from shared.table_store import BatchWriter, TableStore
 from shared.timeutil import floor_to, parse_time, utc_text
 
 log = logging.getLogger(__name__)
@@ -90,13 +90,13 @@ def utilization_row(
 
 def fetch_window(
     client: PartnerCenterClient,
-    store: TableStore,
+    writer: BatchWriter,
     settings: Settings,
     run: SyncRun,
     sub: Subscription,
     window: tuple[datetime, datetime],
 ) -> None:
-    """Every page of one window, each stored as it arrives. Raises if any page could not be read."""
+    """Every page of one window, each handed to the writer as it arrives. Raises if a page could not be read."""
     start, end = window
     seen: dict[str, int] = {}
     for page in client.utilization(
@@ -108,7 +108,6 @@ def fetch_window(
         show_details=settings.utilization_show_details,
         size=PAGE_SIZE,
     ):
-        rows = []
         for index, record in enumerate(page.items):
             try:
                 row = utilization_row(sub, record, start, end)
@@ -122,8 +121,7 @@ def fetch_window(
             seen[row["RowKey"]] = repeat + 1
             if repeat:
                 row["RowKey"] += f"~{repeat}"
-            rows.append(row)
-        run.add(rows=store.upsert(TABLE, rows))
+            writer.add(row)
 
 
 def sync_utilization(
@@ -141,21 +139,34 @@ def sync_utilization(
     def sync_one(sub: Subscription) -> bool:
         state = states.get(sub.key, {})
         done_through = parse_time(state["doneThrough"]) if state.get("doneThrough") else None
-        for window in windows_to_fetch(done_through, now=now, settings=settings):
-            if run.out_of_time():
-                return False
-            try:
-                fetch_window(client, store, settings, run, sub, window)
-            except DataNotReady:
-                log.info("%s: window %s not ready yet (204); left for the next run", sub.label, utc_text(window[0]))
-                return False
-            except PartnerCenterError as exc:
-                if exc.is_no_relationship:
-                    run.skip(sub.label, "no relationship with this customer (403/20002)")
-                    return True
-                raise
-            save_state(store, STATE_PARTITION, sub.key, doneThrough=utc_text(window[1]))
-        return True
+        # One writer for all of a subscription's windows: rows of small windows share transactions, and
+        # the watermark is written once, after the rows it covers were sent.
+        writer = store.writer(TABLE)
+        stored_through = None
+        finished = True
+        try:
+            for window in windows_to_fetch(done_through, now=now, settings=settings):
+                if run.out_of_time():
+                    finished = False
+                    break
+                try:
+                    fetch_window(client, writer, settings, run, sub, window)
+                except DataNotReady:
+                    log.info("%s: window %s not ready (204); left for the next run", sub.label, utc_text(window[0]))
+                    finished = False
+                    break
+                except PartnerCenterError as exc:
+                    if exc.is_no_relationship:
+                        run.skip(sub.label, "no relationship with this customer (403/20002)")
+                        break
+                    raise
+                stored_through = window[1]
+        finally:
+            writer.flush()
+            run.add(rows=writer.written)
+            if stored_through is not None:
+                save_state(store, STATE_PARTITION, sub.key, doneThrough=utc_text(stored_through))
+        return finished
 
     done, pending = for_each(
         run,
