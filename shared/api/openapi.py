@@ -28,8 +28,9 @@ Differences from Partner Center:
   re-written from decimals, digits unchanged); `show_details=true` serves what was stored.
 - Next pages: `links.next` is Partner Center's (`...?seek_operation=Next` with the `MS-ContinuationToken`
   header). Clients that cannot send headers may pass the token as the `continuation_token` query parameter,
-  also sent back in the `MS-ContinuationToken` response header. A token carries the original query; the
-  query parameters of a next-page call are ignored.
+  also sent back in the `MS-ContinuationToken` response header. A token carries the original query
+  (start, end, size, show_details); other query parameters of a next-page call are ignored, except `format`.
+  Tokens are not signed (they grant nothing the query parameters do not) but strictly validated: 400 otherwise.
 - `usagerecords?billing_month=YYYY-MM` serves the snapshot stored for a past month (UTC month of the fetch);
   `usagesummary?billing_start=YYYY-MM-DD` a stored past billing period.
 - `Accept: text/csv` or `?format=csv` returns the same records as CSV (nested fields as dotted columns).
@@ -37,8 +38,8 @@ Differences from Partner Center:
 - Unknown customers or subscriptions (in neither the inventory nor the data) are 404.
 
 Error codes: 20003 subscription not found and 3000 no usage data (as Partner Center); 900400 invalid input,
-900401 missing or wrong function key, 900404 not found, 900405 method not allowed, 900500 internal error
-(with a correlation id).
+900404 not found, 900405 method not allowed, 900500 internal error (with a correlation id). A missing or
+wrong function key is answered by the Functions host: 401 with an empty body.
 """
 
 

@@ -115,7 +115,7 @@ def _continuation_token(request: Request) -> str | None:
     seek = params.choice(params.single(request, "seek_operation"), "seek_operation", ("next",))
     in_query = params.single(request, "continuation_token")
     in_header = (request.header(rendering.CONTINUATION_HEADER) or "").strip() or None
-    if in_query and in_header and in_query != in_header:
+    if seek and in_query and in_header and in_query != in_header:
         raise bad_request("Two different continuation tokens were given (header and query); give one.")
     token = in_query or (in_header if seek else None)
     if seek and token is None:

@@ -1,0 +1,130 @@
+"""The OpenAPI document is valid, covers every route, and real responses (from Azurite data) match it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import jsonschema
+import pytest
+from openapi_spec_validator import validate
+
+from shared import jsonutil
+from shared.api.health import TIMER_FUNCTIONS
+from shared.api.openapi import document
+from shared.api.router import ROUTES
+from tests.api_data import (
+    CUSTOMER,
+    DAY,
+    OTHER_SUBSCRIPTION,
+    SUBSCRIPTION,
+    UNKNOWN_CUSTOMER,
+    get,
+    many_utilization_records,
+    sub_path,
+    usage_record,
+    usage_summary,
+    write_run,
+    write_subscription,
+    write_usage_records,
+    write_usage_summary,
+    write_utilization,
+)
+
+DOC = document()
+SUB = "/v1/customers/{customer_id}/subscriptions/{subscription_id}"
+WIDE = "start_time=2024-01-01T00:00:00Z&end_time=2025-01-01T00:00:00Z"
+NOW = datetime(2024, 6, 1, tzinfo=timezone.utc)
+
+
+def test_the_document_is_valid_openapi():
+    validate(DOC)
+
+
+def test_the_document_covers_exactly_the_routes_served():
+    served = {"/" + "/".join(route.template) for route in ROUTES}
+    assert served == set(DOC["paths"])
+
+
+def test_the_served_document_is_the_document(store):
+    assert get(store, "/api/openapi.json").json() == jsonutil.loads(jsonutil.dumps(DOC))
+
+
+def _resolve(node):
+    while "$ref" in node:
+        *_, section, name = node["$ref"].split("/")
+        node = DOC["components"][section][name]
+    return node
+
+
+def check(response, template: str) -> None:
+    """The status is documented for the operation and the body matches the documented schema."""
+    responses = DOC["paths"][template]["get"]["responses"]
+    assert str(response.status) in responses, f"{template}: undocumented status {response.status}"
+    spec = _resolve(responses[str(response.status)])
+    for header in spec.get("headers", {}):
+        if header == "ETag" or (header == "Allow" and response.status == 405):
+            assert header in response.headers
+    if response.status == 304:
+        assert response.body == b""
+        return
+    media = response.headers["Content-Type"].split(";")[0]
+    assert media in spec["content"], f"{template}: undocumented media type {media}"
+    if media == "application/json":
+        schema = {**spec["content"][media]["schema"], "components": DOC["components"]}
+        jsonschema.Draft202012Validator(schema).validate(response.json())
+
+
+@pytest.fixture
+def filled(store):
+    write_subscription(store, CUSTOMER, SUBSCRIPTION)
+    write_usage_records(store, [usage_record(CUSTOMER)])
+    write_usage_summary(store, CUSTOMER, SUBSCRIPTION, usage_summary())
+    write_utilization(store, CUSTOMER, SUBSCRIPTION, many_utilization_records(30, first_day=DAY, meters=3))
+    return store
+
+
+def test_real_responses_of_every_route_match_the_document(filled):
+    util = sub_path() + "/utilizations/azure"
+    cases = [
+        ("/api/v1/customers/usagerecords", "/v1/customers/usagerecords"),
+        ("/api/v1/customers/usagerecords?format=csv", "/v1/customers/usagerecords"),
+        ("/api/v1/customers/usagerecords?billing_month=2024-05", "/v1/customers/usagerecords"),
+        ("/api/v1/customers/usagerecords?billing_month=1999-01", "/v1/customers/usagerecords"),
+        ("/api/v1/customers/usagerecords?billing_month=nope", "/v1/customers/usagerecords"),
+        (sub_path() + "/usagesummary", SUB + "/usagesummary"),
+        (sub_path() + "/usagesummary?format=csv", SUB + "/usagesummary"),
+        (sub_path(CUSTOMER, OTHER_SUBSCRIPTION) + "/usagesummary", SUB + "/usagesummary"),
+        (sub_path(UNKNOWN_CUSTOMER) + "/usagesummary", SUB + "/usagesummary"),
+        (sub_path("bad") + "/usagesummary", SUB + "/usagesummary"),
+        (f"{util}?{WIDE}", SUB + "/utilizations/azure"),
+        (f"{util}?{WIDE}&size=7", SUB + "/utilizations/azure"),
+        (f"{util}?{WIDE}&show_details=false&format=csv", SUB + "/utilizations/azure"),
+        (f"{util}?{WIDE}&size=0", SUB + "/utilizations/azure"),
+        (f"{util}?seek_operation=Next", SUB + "/utilizations/azure"),
+        ("/api/health", "/health"),
+        ("/api/openapi.json", "/openapi.json"),
+    ]
+    seen = set()
+    for target, template in cases:
+        response = get(filled, target, now=NOW)
+        check(response, template)
+        seen.add((template, response.status))
+        if response.status == 200:
+            check(get(filled, target, headers={"If-None-Match": response.headers["ETag"]}, now=NOW), template)
+        if "size=7" in target:
+            following = response.json()["links"]["next"]
+            headers = {h["key"]: h["value"] for h in following["headers"]}
+            check(get(filled, "/api/v1/" + following["uri"], headers=headers), template)
+    for name in TIMER_FUNCTIONS:
+        write_run(filled, name, started=NOW - timedelta(hours=1))
+    check(get(filled, "/api/health", now=NOW), "/health")
+    check(get(filled, "/api/v1/customers/usagerecords", method="POST"), "/v1/customers/usagerecords")
+    assert {status for _, status in seen} >= {200, 400, 404, 503}
+
+
+def test_every_collection_record_matches_its_open_record_schema(filled):
+    body = get(filled, sub_path() + f"/utilizations/azure?{WIDE}").json()
+    schema = {"$ref": "#/components/schemas/AzureUtilizationRecord", "components": DOC["components"]}
+    for item in body["items"]:
+        jsonschema.Draft202012Validator(schema).validate(item)
+    assert body["totalCount"] == 30
