@@ -293,3 +293,33 @@ def test_windows_are_aligned_contiguous_and_end_hours_before_now():
     assert resumed == windows[2:]
     long_idle = windows_to_fetch(NOW - timedelta(days=400), now=NOW, settings=settings)
     assert long_idle[0][0] >= NOW - timedelta(days=91)
+
+
+def test_subscription_status_and_offer_values_are_kept_as_strings_unknown_ones_too(sim, settings, store):
+    run_job("fetch_usage_summary", settings, store, NOW)
+    stored = {
+        (r["customerId"], r["subscriptionId"]): r for r in store.query("Subscriptions", "RowKey ne @x", {"x": ""})
+    }
+    upstream = {
+        (cid.lower(), s["id"].lower()): s
+        for cid in sim.world.customer_ids(include_forbidden=False)
+        for s in (sub.raw for sub in sim.world.subscriptions(cid))
+    }
+    assert stored.keys() == upstream.keys()
+    statuses = {row["status"] for row in stored.values()}
+    assert statuses - {"active"}, "the world has undocumented statuses to keep"
+    for key, row in stored.items():
+        assert row["status"] == upstream[key]["status"] and row["offerId"] == upstream[key]["offerId"]
+    assert {row["kind"] for row in stored.values()} == {"legacy", "azure_plan", "other"}
+
+
+def test_records_without_instance_data_or_budget_amount_are_stored_not_quarantined(sim, azurite, store):
+    no_details = Settings.from_env(sim_env(sim, azurite, store.prefix, UTILIZATION_SHOW_DETAILS="false"))
+    run = run_job("fetch_utilization", no_details, store, NOW)
+    assert run.status == "succeeded" and run.quarantined == 0
+    rows = list(store.query("Utilization", "PartitionKey ne @x", {"x": ""}))
+    assert rows and all("instanceData" not in json.loads(r["raw"]) and "resourceUri" not in r for r in rows)
+    records = run_job("fetch_usage_records", no_details, store, NOW)
+    assert records.quarantined == 0
+    budgets = [json.loads(r["raw"]).get("budget", {}) for r in store.partition("UsageRecords", "latest")]
+    assert any("amount" not in b for b in budgets)
