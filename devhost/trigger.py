@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from datetime import datetime
 
 import azure.functions.timer
 
@@ -46,11 +47,15 @@ def last_run_line(name: str, env: Mapping[str, str] | None = None) -> str:
     row = next(store.partition("Runs", name, limit=1), None)
     if row is None:
         return f"{name}: no run recorded"
+    seconds = ""
+    if row.get("finishedAt"):
+        elapsed = datetime.fromisoformat(row["finishedAt"]) - datetime.fromisoformat(row["startedAt"])
+        seconds = f" in {elapsed.total_seconds():.1f}s"
     subscriptions = f"{row.get('done', 0)} done, {row.get('pending', 0)} pending"
     if name == "fetch_usage_records":
         subscriptions = f"{row.get('done', 0)} customers"
     return (
-        f"{name} {row['status']}: {subscriptions}, pages={row.get('pages', 0)} rows={row.get('rows', 0)} "
+        f"{name} {row['status']}{seconds}: {subscriptions}, pages={row.get('pages', 0)} rows={row.get('rows', 0)} "
         f"calls={row.get('calls', 0)} retries={row.get('retries', 0)} skipped={row.get('skippedCount', 0)} "
         f"quarantined={row.get('quarantined', 0)} errors={row.get('errorCount', 0)}"
     )

@@ -22,7 +22,7 @@ def env(azurite, store, monkeypatch):
 def test_trigger_runs_main_with_a_timer_request_and_reports_the_run(env):
     assert trigger("fetch_usage_records") is True
     line = last_run_line("fetch_usage_records")
-    assert line.startswith("fetch_usage_records succeeded: 2 customers") and "rows=4" in line
+    assert line.startswith("fetch_usage_records succeeded in ") and ": 2 customers" in line and "rows=4" in line
 
 
 def test_a_failed_run_is_reported_as_failure(env, monkeypatch):
