@@ -12,10 +12,12 @@ import os
 import signal
 import sys
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from devhost.azurite import REPO_ROOT, running_azurite
 from devhost.localsettings import apply_local_settings
+from devhost.serve import make_server
 from devhost.simulator import Simulator, WorldConfig
 from devhost.trigger import last_run_line, trigger
 
@@ -63,10 +65,6 @@ def up(
     *, port: int = 7071, data_dir: Path | None = None, customers: int = 3, stop: threading.Event | None = None
 ) -> int:
     """Run everything; returns the exit code once ``stop`` is set (Ctrl-C sets it)."""
-    from datetime import datetime, timedelta, timezone
-
-    from devhost.serve import make_server
-
     stop = stop or threading.Event()
     data_dir = data_dir or REPO_ROOT / ".local" / "azurite"
     say = print

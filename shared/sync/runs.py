@@ -15,7 +15,6 @@ from typing import Any
 from shared import jsonutil
 from shared.keys import digest, make_key
 from shared.partner_center import PartnerCenterClient, PartnerCenterError
-from shared.partner_center.errors import AuthenticationError
 from shared.table_store import TableStore
 
 log = logging.getLogger(__name__)
@@ -159,8 +158,6 @@ class SyncRun:
         log.info(self.summary())
         if exc is None and self.errors:
             raise SyncFailed(self.summary())
-        if isinstance(exc, AuthenticationError):
-            log.error("%s: %s", self.function, exc)
 
     def counters(self) -> dict[str, int]:
         """Rows, pages, calls and the rest, including the client's."""
