@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.identity import azure_credential
@@ -22,6 +28,7 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024 - 64 * 1024  # 4 MiB per transaction, less roo
 MAX_ENTITY_BYTES = 1024 * 1024
 MAX_PROPERTY_BYTES = 64 * 1024
 MAX_PROPERTIES = 252
+SEND_ATTEMPTS = 3
 
 
 class EntityTooLarge(ValueError):
@@ -147,10 +154,20 @@ class TableStore:
         return BatchWriter(self, name)
 
     def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
-        if len(batch) == 1:
-            table.upsert_entity(batch[0], mode=UpdateMode.REPLACE)
-        else:
-            table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch])
+        # azure-core does not retry a POSTed batch whose connection dropped; these are whole-row replaces,
+        # so sending the same batch again is safe.
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                if len(batch) == 1:
+                    table.upsert_entity(batch[0], mode=UpdateMode.REPLACE)
+                else:
+                    table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch])
+                break
+            except (ServiceRequestError, ServiceResponseError):
+                if attempt == SEND_ATTEMPTS:
+                    raise
+                log.warning("table write to %s dropped its connection; sending again", table.table_name)
+                time.sleep(0.2 * attempt)
         self.stats.add(transactions=1, entities_written=len(batch))
         return len(batch)
 
@@ -227,6 +244,7 @@ class BatchWriter:
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self._bytes: dict[str, int] = {}
         self.written = 0
+        self.failed = False  # a batch could not be sent: its rows are gone from the buffer
 
     def add(self, entity: Mapping[str, Any]) -> None:
         """Queue one upsert; sends its partition's batch first if this row would not fit."""
@@ -254,4 +272,8 @@ class BatchWriter:
         batch = self._pending.pop(pk, [])
         self._bytes.pop(pk, None)
         if batch:
-            self.written += self._store._submit(self._table, batch)
+            try:
+                self.written += self._store._submit(self._table, batch)
+            except Exception:
+                self.failed = True
+                raise

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 from werkzeug import Response
 
 from devhost.simulator import Fault, Simulator, WorldConfig
 from shared.settings import Settings
+from shared.sync.utilization import windows_to_fetch
 from shared.table_store import TableStore
 from tests.fakes import pc_json
 from tests.sync_support import run_job, sim_env, snapshot, watermarks
@@ -120,3 +122,47 @@ def test_a_malformed_record_is_quarantined_with_its_reason_and_the_rest_stored(h
     }
     run_job("fetch_usage_records", settings, store, NOW)
     assert len(list(store.partition("Quarantine", "fetch_usage_records"))) == 2  # idempotent too
+
+
+class FailingOnceStore(TableStore):
+    """A real store on Azurite whose nth transaction is refused by the service, once."""
+
+    def __init__(self, service, *, prefix, fail_at):
+        super().__init__(service, prefix=prefix)
+        self.sent = 0
+        self.fail_at = fail_at
+
+    def _submit(self, table, batch):
+        if table.table_name.endswith("Utilization"):
+            self.sent += 1
+        if table.table_name.endswith("Utilization") and self.sent == self.fail_at:
+            raise HttpResponseError(message="the service refused this batch")
+        return super()._submit(table, batch)
+
+
+def test_a_refused_batch_keeps_the_watermark_behind_its_rows(azurite, store):
+    # 40 records a day: a subscription's first full batch of 100 goes out while its third window is read,
+    # holding rows of windows one and two, which were read in full.
+    busy = WorldConfig(
+        customers=1,
+        legacy_per_customer=1,
+        plan_per_customer=0,
+        licence_per_customer=0,
+        forbidden_customers=0,
+        days=8,
+        records_per_day=40,
+        now=NOW,
+    )
+    with Simulator(world=busy) as sim:
+        settings = Settings.from_env(sim_env(sim, azurite, store.prefix))
+        failing = FailingOnceStore(store._service, prefix=store.prefix, fail_at=1)
+        first = run_job("fetch_utilization", settings, failing, NOW)
+        assert first.status == "failed" and "refused" in first.errors[0].message
+        assert watermarks(store) == {}
+        assert run_job("fetch_utilization", settings, store, NOW).status == "succeeded"
+        ((cid, sid),) = sim.world.legacy_subscriptions()
+        expected = sum(
+            sim.world.utilization_count(cid, sid, start, end)
+            for start, end in windows_to_fetch(None, now=NOW, settings=settings)
+        )
+    assert len(snapshot(store, ("Utilization",))["Utilization"]) == expected > 100

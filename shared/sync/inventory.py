@@ -126,6 +126,7 @@ def refresh_inventory(
                 customers.append({"id": customer_id, "name": name, "raw": record})
 
     seen: set[tuple[str, str]] = set()
+    customer_rows: list[dict[str, Any]] = []
     failures_before = len(run.errors)
 
     def refresh_customer(customer: dict[str, Any]) -> bool:
@@ -155,7 +156,7 @@ def refresh_inventory(
             )
             row.update(relationship="forbidden", errorCode=exc.code)
         store.upsert(SUBSCRIPTIONS, rows)
-        store.upsert_one(CUSTOMERS, row)
+        customer_rows.append(row)  # one partition: written together after the loop
         seen.update((r["PartitionKey"], r["RowKey"]) for r in rows)
         seen.add(("customer", make_key(customer_id)))
         return True
@@ -163,6 +164,7 @@ def refresh_inventory(
     _, pending = for_each(
         run, customers, refresh_customer, concurrency=settings.sync_concurrency, name=lambda c: f"customer {c['id']}"
     )
+    store.upsert(CUSTOMERS, customer_rows)
     if pending or len(run.errors) > failures_before:
         log.warning("inventory refresh incomplete; keeping earlier rows and refreshing again next run")
         return

@@ -162,9 +162,11 @@ def sync_utilization(
                     raise
                 stored_through = window[1]
         finally:
-            writer.flush()
+            if not writer.failed:
+                writer.flush()
             run.add(rows=writer.written)
-            if stored_through is not None:
+            # A batch that failed held rows of windows read in full: the watermark must not pass them.
+            if stored_through is not None and not writer.failed:
                 save_state(store, STATE_PARTITION, sub.key, doneThrough=utc_text(stored_through))
         return finished
 
