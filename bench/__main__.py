@@ -1,0 +1,223 @@
+"""``python -m bench --mode quick|full [--out bench/results/latest.json]``: every benchmark, a table, a JSON file.
+
+Starts Azurite (in memory) once; each part starts the simulators it needs. Progress goes to stderr, the
+report (markdown) to stdout. A part that fails is reported as an error and the exit status is 1; a missed
+target is only reported (targets are not assertions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import cold_start, memory, read_api, sync_cost
+from bench.report import render, targets
+from devhost.azurite import running_azurite
+from shared.settings import Settings
+
+PARTS = ("sync", "latency", "memory", "api", "imports")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Sizes of one mode."""
+
+    sizes: tuple[int, ...]
+    days: int
+    extra_concurrency: tuple[int, ...]
+    extra_at: int
+    baseline_max: int
+    latency_subscriptions: int
+    latency_days: int
+    memory_records: tuple[int, int]
+    memory_sink: str
+    api_repeats: int
+    rps_count: int
+    rps_seconds: float
+
+
+MODES = {
+    "quick": Mode(
+        sizes=(10, 30),
+        days=2,
+        extra_concurrency=(8, 16),
+        extra_at=30,
+        baseline_max=30,
+        latency_subscriptions=10,
+        latency_days=2,
+        memory_records=(10_000, 100_000),
+        memory_sink="discard",
+        api_repeats=11,
+        rps_count=50,
+        rps_seconds=2,
+    ),
+    "full": Mode(
+        sizes=(10, 100, 500),
+        days=30,
+        extra_concurrency=(),  # ~75 s each at 100 subscriptions, CPU-bound on 2 cores: opt in with the flag
+        extra_at=100,
+        baseline_max=100,
+        latency_subscriptions=100,
+        latency_days=30,
+        memory_records=(10_000, 1_000_000),
+        # recycle (every row through the Azure SDK to Azurite) costs ~1.2 ms per row here: 1M rows take ~21 min
+        # of a ~45 min run. discard keeps the full mode near 30 min; --memory-sink recycle for the SDK path.
+        memory_sink="discard",
+        api_repeats=51,
+        rps_count=2000,
+        rps_seconds=20,
+    ),
+}
+
+
+def _progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=sorted(MODES), default="quick")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results (default %(default)s)")
+    parser.add_argument("--latency-ms", type=float, default=30.0, help="simulated latency of part 1 (ms per call)")
+    parser.add_argument("--bound-latency-ms", type=float, default=100.0, help="simulated latency of part 2")
+    parser.add_argument(
+        "--concurrency", type=int, default=Settings().sync_concurrency, help="SYNC_CONCURRENCY (app default)"
+    )
+    parser.add_argument(
+        "--extra-concurrency", help="comma-separated, also run at the speed-up size (quick: 8,16; full: none)"
+    )
+    parser.add_argument(
+        "--records-per-day", type=int, default=24, help="per legacy subscription and usage day (~27 per window)"
+    )
+    parser.add_argument("--memory-sink", choices=("azurite", "recycle", "discard"), help="override the mode's")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen parts, print the report, write the JSON."""
+    args = _parser().parse_args(argv)
+    mode = MODES[args.mode]
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        _parser().error(f"unknown parts: {', '.join(unknown)}")
+    if args.extra_concurrency is None:
+        extra = mode.extra_concurrency
+    else:
+        extra = tuple(int(c) for c in args.extra_concurrency.split(",") if c.strip())
+    results: dict[str, Any] = {
+        "mode": args.mode,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": psutil.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform(),
+        },
+        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "parameters": {
+            "latency_ms": args.latency_ms,
+            "bound_latency_ms": args.bound_latency_ms,
+            "concurrency": args.concurrency,
+            "extra_concurrency": list(extra),
+            "records_per_day": args.records_per_day,
+            **{k: v for k, v in mode.__dict__.items() if k not in ("memory_sink", "extra_concurrency")},
+            "memory_sink": args.memory_sink or mode.memory_sink,
+        },
+        "errors": {},
+    }
+    started = time.perf_counter()
+
+    def attempt(name: str, work: Callable[[], Any]) -> None:
+        if name not in parts:
+            return
+        _progress(f"part {name}")
+        part_started = time.perf_counter()
+        try:
+            results[name] = work()
+        except Exception as exc:
+            _progress(f"part {name} failed: {type(exc).__name__}: {exc}")
+            results["errors"][name] = traceback.format_exc()
+        results.setdefault("part_seconds", {})[name] = round(time.perf_counter() - part_started, 1)
+
+    with running_azurite() as azurite:
+        cs = azurite.connection_string
+        attempt(
+            "sync",
+            lambda: sync_cost.sync_cost(
+                cs,
+                sizes=mode.sizes,
+                days=mode.days,
+                records_per_day=args.records_per_day,
+                latency_ms=args.latency_ms,
+                concurrency=args.concurrency,
+                extra_concurrency=extra,
+                extra_at=mode.extra_at,
+                baseline_max=mode.baseline_max,
+                progress=_progress,
+                azurite_pid=azurite.process.pid,
+            ),
+        )
+        attempt(
+            "latency",
+            lambda: sync_cost.latency_bound(
+                cs,
+                subscriptions=mode.latency_subscriptions,
+                days=mode.latency_days,
+                records_per_day=args.records_per_day,
+                latency_ms=args.bound_latency_ms,
+                concurrency=args.concurrency,
+                progress=_progress,
+                azurite_pid=azurite.process.pid,
+            ),
+        )
+
+        def memory_part() -> dict[str, Any]:
+            runs = []
+            for records in mode.memory_records:
+                runs.append(memory.measure(records, cs, sink=args.memory_sink or mode.memory_sink))
+                _progress(
+                    f"memory {runs[-1]['records']} records: peak RSS {runs[-1]['peak_rss_mb']:.1f} MB "
+                    f"(+{runs[-1]['growth_mb']:.1f} MB over {runs[-1]['rss_before_mb']:.1f}) "
+                    f"in {runs[-1]['seconds']:.1f}s"
+                )
+            return {"runs": runs, "growth_mb": runs[1]["peak_rss_mb"] - runs[0]["peak_rss_mb"]}
+
+        attempt("memory", memory_part)
+        attempt(
+            "api",
+            lambda: read_api.read_api(
+                cs,
+                repeats=mode.api_repeats,
+                rps_count=mode.rps_count,
+                rps_seconds=mode.rps_seconds,
+                progress=_progress,
+            ),
+        )
+    attempt("imports", cold_start.cold_start)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["targets"] = targets(results)
+    report = render(results)
+    results["report"] = report
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    print(report)
+    print(f"\nJSON: {args.out}  ({results['seconds']:.0f}s in all)")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""What the benchmarks share: settings for the simulator and Azurite, counting stores, minimums, RSS sampling."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import psutil
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from devhost.simulator import Simulator, WorldConfig
+from devhost.simulator.world import World
+from shared.partner_center import PartnerCenterClient
+from shared.settings import Settings
+from shared.sync.runs import SyncFailed, SyncRun
+from shared.sync.utilization import PAGE_SIZE, sync_utilization, windows_to_fetch
+from shared.table_store import MAX_BATCH_OPERATIONS, TableStore
+from shared.wiring import partner_center_client
+
+# A fixed "now" for the world and the sync, so every run sees the same windows and records.
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+FUNCTION = "fetch_utilization"
+TABLES = ("Utilization", "SyncState", "Runs", "Customers", "Subscriptions", "Quarantine")
+# The page size the client asks the customers listing for; the world may serve fewer per page.
+CUSTOMERS_REQUEST_SIZE: int = inspect.signature(PartnerCenterClient.customers).parameters["size"].default
+
+
+def sim_env(sim: Simulator, connection_string: str, prefix: str, **overrides: str) -> dict[str, str]:
+    """App settings pointing at the simulator and Azurite."""
+    env = {
+        "PARTNER_CENTER_BASE_URL": sim.base_url,
+        "PARTNER_CENTER_AUTHORITY": sim.authority,
+        "PARTNER_CENTER_TENANT_ID": sim.tenant_id,
+        "PARTNER_CENTER_CLIENT_ID": sim.client_id,
+        "PARTNER_CENTER_CLIENT_SECRET": sim.client_secret,
+        "PARTNER_CENTER_REFRESH_TOKEN": sim.initial_refresh_token,
+        "USAGE_STORAGE": connection_string,
+        "TABLE_PREFIX": prefix,
+    }
+    env.update(overrides)
+    return env
+
+
+def new_prefix() -> str:
+    """A table prefix no other run uses."""
+    return "b" + uuid.uuid4().hex[:12]
+
+
+def legacy_world(
+    subscriptions: int, *, days: int, records_per_day: int, others_per_customer: bool = True, seed: int = 7
+) -> WorldConfig:
+    """One legacy subscription per customer (plus, when asked, an Azure plan and a licence that the sync skips)."""
+    extra = 1 if others_per_customer else 0
+    return WorldConfig(
+        customers=subscriptions,
+        legacy_per_customer=1,
+        plan_per_customer=extra,
+        licence_per_customer=extra,
+        forbidden_customers=0,
+        days=days + 5,
+        records_per_day=records_per_day,
+        seed=seed,
+        now=NOW,
+    )
+
+
+# -- stores -------------------------------------------------------------------------------------------------
+
+
+class CountingStore(TableStore):
+    """The app's TableStore, also counting transactions and rows per table (short name)."""
+
+    def __init__(self, service: TableServiceClient, *, prefix: str = "pc") -> None:
+        super().__init__(service, prefix=prefix)
+        self.tx_by_table: Counter[str] = Counter()
+        self.rows_by_table: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+
+    def _count(self, name: str, transactions: int, rows: int) -> None:
+        with self._count_lock:
+            self.tx_by_table[name] += transactions
+            self.rows_by_table[name] += rows
+
+    def short_name(self, table: TableClient) -> str:
+        """``Utilization`` for ``<prefix>Utilization``."""
+        return table.table_name.removeprefix(self.prefix)
+
+    def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
+        written = super()._submit(table, batch)
+        self._count(self.short_name(table), 1, len(batch))
+        return written
+
+    def merge_one(self, name: str, entity: Mapping[str, Any]) -> None:
+        super().merge_one(name, entity)
+        self._count(name, 1, 1)
+
+    def delete(self, name: str, partition_key: str, row_key: str) -> None:
+        super().delete(name, partition_key, row_key)
+        self._count(name, 1, 0)
+
+    def create_tables(self) -> None:
+        """Create every table before timing, as they exist in a deployed app after its first run."""
+        for name in TABLES:
+            self.table(name)
+
+
+class BaselineStore(CountingStore):
+    """The common approach (PowerShell module, SDK samples): one ``upsert_entity`` request per row."""
+
+    def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
+        for entity in batch:
+            table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            self.stats.add(transactions=1, entities_written=1)
+            self._count(self.short_name(table), 1, 1)
+        return len(batch)
+
+
+class RecycleStore(CountingStore):
+    """Sends every Utilization transaction to Azurite unchanged except for its RowKeys, which cycle through
+    100 slots, so Azurite holds at most 100 data rows however many the sync writes. Everything on the
+    app's side (mapping, buffering, batching, SDK serialisation, the request) is the same."""
+
+    def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
+        if self.short_name(table) == "Utilization":
+            batch = [{**entity, "RowKey": f"slot{i:03d}"} for i, entity in enumerate(batch)]
+        return super()._submit(table, batch)
+
+
+class DiscardStore(CountingStore):
+    """Counts Utilization transactions without sending them (every other table goes to Azurite)."""
+
+    def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
+        if self.short_name(table) != "Utilization":
+            return super()._submit(table, batch)
+        self.stats.add(transactions=1, entities_written=len(batch))
+        self._count("Utilization", 1, len(batch))
+        return len(batch)
+
+
+STORES: dict[str, type[CountingStore]] = {
+    "azurite": CountingStore,
+    "recycle": RecycleStore,
+    "discard": DiscardStore,
+    "baseline": BaselineStore,
+}
+
+
+# -- minimums -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Minimum:
+    """The fewest Partner Center calls and table transactions a complete first sync of a world needs.
+
+    Calls: every window of every legacy subscription needs max(1, ceil(records / 1000)) pages (an empty
+    window still costs the one call that says so), plus the inventory: the customers listing's pages and
+    one subscriptions call per customer. Token requests are not counted (reported apart).
+    Data transactions: per Utilization partition (one per subscription), ceil(rows / 100).
+    Other transactions: the inventory (Customers: ceil(customers / 100); Subscriptions: one per customer
+    partition), watermarks (ceil(subscriptions / 100) in the one SyncState partition, + 1 inventory
+    meta row) and the run record (2: the ``running`` row at start and the outcome at the end).
+    """
+
+    subscriptions: int
+    windows: int
+    records: int
+    utilization_pages: int
+    customer_pages: int
+    subscription_calls: int
+    longest_chain_calls: int
+    data_transactions: int
+    other_transactions: int
+
+    @property
+    def calls(self) -> int:
+        """Every Partner Center API call (tokens excluded)."""
+        return self.utilization_pages + self.customer_pages + self.subscription_calls
+
+    @property
+    def transactions(self) -> int:
+        """Every table transaction, data and bookkeeping."""
+        return self.data_transactions + self.other_transactions
+
+    def as_dict(self) -> dict[str, int]:
+        """JSON shape."""
+        return {**asdict(self), "calls": self.calls, "transactions": self.transactions}
+
+
+def minimum_for(world: World, settings: Settings, now: datetime = NOW) -> Minimum:
+    """The minimum of a first sync (no watermarks yet) of every legacy subscription of ``world``."""
+    windows = windows_to_fetch(None, now=now, settings=settings)
+    customers = world.config.customers
+    per_page = min(CUSTOMERS_REQUEST_SIZE, world.config.customers_page_size)
+    customer_pages = max(1, math.ceil(customers / per_page))
+    pages = records = data_tx = longest = 0
+    subscriptions = world.legacy_subscriptions()
+    for cid, sid in subscriptions:
+        counts = [world.utilization_count(cid, sid, start, end) for start, end in windows]
+        sub_pages = sum(max(1, math.ceil(count / PAGE_SIZE)) for count in counts)
+        pages += sub_pages
+        records += sum(counts)
+        data_tx += math.ceil(sum(counts) / MAX_BATCH_OPERATIONS)
+        longest = max(longest, sub_pages)
+    customers_with_subs = customers if world.config.subscriptions_per_customer else 0
+    other = (
+        math.ceil(customers / MAX_BATCH_OPERATIONS)
+        + customers_with_subs
+        + math.ceil(len(subscriptions) / MAX_BATCH_OPERATIONS)
+        + 1
+        + 2
+    )
+    return Minimum(
+        subscriptions=len(subscriptions),
+        windows=len(windows) * len(subscriptions),
+        records=records,
+        utilization_pages=pages,
+        customer_pages=customer_pages,
+        subscription_calls=customers,
+        # customers pages, then this customer's subscriptions call, then its windows' pages, one after another
+        longest_chain_calls=customer_pages + 1 + longest,
+        data_transactions=data_tx,
+        other_transactions=other,
+    )
+
+
+# -- memory -------------------------------------------------------------------------------------------------
+
+
+def cpu_seconds(*pids: int | None) -> float:
+    """User + system CPU of processes (and their children) so far; missing ones count 0."""
+    total = 0.0
+    for pid in pids:
+        if pid is None:
+            continue
+        try:
+            process = psutil.Process(pid)
+            for proc in (process, *process.children(recursive=True)):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+class RssSampler:
+    """Peak resident set size of this process while the block runs, sampled every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self._interval = interval
+        self._process = psutil.Process(os.getpid())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+        self.start = 0
+        self.peak = 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> RssSampler:
+        self.start = self.peak = self._process.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+    @property
+    def growth_mb(self) -> float:
+        """Peak RSS above the RSS at the start, in MiB."""
+        return (self.peak - self.start) / 2**20
+
+
+# -- one sync -----------------------------------------------------------------------------------------------
+
+
+def run_utilization_sync(
+    config: WorldConfig,
+    *,
+    connection_string: str,
+    latency_ms: float,
+    concurrency: int,
+    backfill_days: int,
+    store: str = "azurite",
+    azurite_pid: int | None = None,
+) -> dict[str, Any]:
+    """One first sync of ``fetch_utilization`` over a fresh world and fresh tables; counts, time, CPU, memory.
+
+    CPU: this process (the app and the in-process simulator) and Azurite, during the sync.
+    """
+    with Simulator(world=config, latency_ms=latency_ms) as sim:
+        prefix = new_prefix()
+        env = sim_env(
+            sim,
+            connection_string,
+            prefix,
+            UTILIZATION_BACKFILL_DAYS=str(backfill_days),
+            SYNC_CONCURRENCY=str(concurrency),
+        )
+        settings = Settings.from_env(env)
+        table_store = STORES[store](TableServiceClient.from_connection_string(connection_string), prefix=prefix)
+        minimum = minimum_for(sim.world, settings)
+        try:
+            table_store.create_tables()
+            client = partner_center_client(settings)
+            run = SyncRun(table_store, FUNCTION, client=client, now=lambda: NOW)
+            with RssSampler() as rss:
+                cpu_before, azurite_before = cpu_seconds(os.getpid()), cpu_seconds(azurite_pid)
+                started = time.perf_counter()
+                try:
+                    with run:
+                        sync_utilization(client, table_store, settings, run, now=NOW)
+                except SyncFailed:
+                    pass
+                wall = time.perf_counter() - started
+                cpu = cpu_seconds(os.getpid()) - cpu_before
+                azurite_cpu = cpu_seconds(azurite_pid) - azurite_before
+            routes = sim.stats()["routes"]
+        finally:
+            table_store.drop_tables()
+    data_tx = table_store.tx_by_table["Utilization"]
+    return {
+        "store": store,
+        "subscriptions": minimum.subscriptions,
+        "concurrency": concurrency,
+        "latency_ms": latency_ms,
+        "status": run.status,
+        "errors": [e.as_record() for e in run.errors[:5]],
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "azurite_cpu_s": azurite_cpu if azurite_pid else None,
+        "rss_growth_mb": rss.growth_mb,
+        "rows": run.rows,
+        "calls": client.stats.calls,
+        "pages": client.stats.pages,
+        "retries": client.stats.retries,
+        "token_requests": routes.get("token", 0),
+        "calls_by_route": {k: v for k, v in routes.items() if k != "token"},
+        "transactions": table_store.stats.transactions,
+        "data_transactions": data_tx,
+        "queries": table_store.stats.queries,
+        "transactions_by_table": dict(table_store.tx_by_table),
+        "rows_by_table": dict(table_store.rows_by_table),
+        "minimum": minimum.as_dict(),
+        "calls_vs_min": client.stats.calls / minimum.calls,
+        "data_tx_vs_min": data_tx / max(1, minimum.data_transactions),
+        "all_tx_vs_min": table_store.stats.transactions / max(1, minimum.transactions),
+    }

@@ -1,0 +1,195 @@
+"""Targets (reported as met or missed, never asserted) and the markdown report of a results dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SPEEDUP_AT = 100
+TARGETS = {
+    "calls": 1.00,
+    "transactions": 1.05,
+    "speedup": 8.0,
+    "latency": 1.25,
+    "memory_mb": 30.0,
+    "handler": 1.3,
+    "import_ms": 200.0,
+}
+
+
+def _ours(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in results.get("sync", {}).get("runs", []) if r["role"].startswith("ours")]
+
+
+def _line(target: str, measured: str, met: bool | None, note: str = "") -> dict[str, Any]:
+    return {
+        "target": target,
+        "measured": measured,
+        "result": {True: "met", False: "missed", None: "n/a"}[met],
+        "note": note,
+    }
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target next to its measured value."""
+    lines = []
+    ours = _ours(results)
+    if ours:
+        worst = max(r["calls_vs_min"] for r in ours)
+        exact = all(r["calls"] == r["minimum"]["calls"] for r in ours)
+        lines.append(_line("Partner Center calls = 1.00x minimum", f"{worst:.2f}x (worst run)", exact))
+        data = max(r["data_tx_vs_min"] for r in ours)
+        lines.append(
+            _line(
+                "data transactions <= 1.05x minimum",
+                f"{data:.2f}x (worst run)",
+                data <= TARGETS["transactions"],
+                "Utilization rows only",
+            )
+        )
+        every = max(r["all_tx_vs_min"] for r in ours)
+        lines.append(
+            _line(
+                "all transactions <= 1.05x minimum",
+                f"{every:.2f}x (worst run)",
+                every <= TARGETS["transactions"],
+                "with inventory, watermarks and the run record",
+            )
+        )
+        with_baseline = [r for r in ours if "speedup_vs_baseline" in r]
+        if with_baseline:
+            at = [r for r in with_baseline if r["subscriptions"] == SPEEDUP_AT] or with_baseline[-1:]
+            run = at[0]
+            note = "" if run["subscriptions"] == SPEEDUP_AT else f"at {run['subscriptions']} (no 100 in this mode)"
+            lines.append(
+                _line(
+                    ">= 8x faster than the baseline at 100 subscriptions",
+                    f"{run['speedup_vs_baseline']:.1f}x",
+                    run["speedup_vs_baseline"] >= TARGETS["speedup"],
+                    note,
+                )
+            )
+    if "latency" in results:
+        ratio = results["latency"]["vs_bound"]
+        lines.append(_line("within 1.25x of the latency-bound limit", f"{ratio:.2f}x", ratio <= TARGETS["latency"]))
+    if "memory" in results:
+        runs = results["memory"]["runs"]
+        growth = results["memory"]["growth_mb"]
+        label = f"{runs[0]['records']:,} -> {runs[1]['records']:,} records"
+        lines.append(
+            _line(
+                "peak RSS growth <= 30 MB from 10k to 1M records",
+                f"{growth:+.1f} MB",
+                growth <= TARGETS["memory_mb"],
+                label + f" ({runs[0]['sink']} sink)",
+            )
+        )
+    if "api" in results:
+        ratio = results["api"]["handler_vs_query"]
+        lines.append(_line("read handler <= 1.3x the raw query", f"{ratio:.2f}x", ratio <= TARGETS["handler"]))
+    if "imports" in results:
+        for key, label in (("median_ms", "fresh interpreter"), ("preloaded_median_ms", "azure.functions loaded")):
+            name, slowest = max(((m, float(v[key])) for m, v in results["imports"].items()), key=lambda kv: kv[1])
+            lines.append(
+                _line(
+                    f"imports <= 200 ms ({label})",
+                    f"{slowest:.0f} ms",
+                    slowest <= TARGETS["import_ms"],
+                    f"slowest: {name}",
+                )
+            )
+    return lines
+
+
+def _sync_table(results: dict[str, Any]) -> list[str]:
+    sync = results["sync"]
+    world = sync["world"]
+    out = [
+        f"### Sync cost: first `fetch_utilization` sync, {world['days']} daily windows of "
+        f"~{world['records_per_window']} records, {world['latency_ms']:g} ms per Partner Center call",
+        "",
+        "| subs | run | concurrency | wall s | baseline/ours | PC calls (min) | calls/min "
+        "| data tx (min) | data/min | all tx (min) | all/min | CPU s app + Azurite | peak RSS +MB |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sync["runs"]:
+        m = r["minimum"]
+        speedup = f"{r['speedup_vs_baseline']:.1f}x" if "speedup_vs_baseline" in r else ""
+        role = r["role"] if r["status"] == "succeeded" else f"{r['role']} ({r['status']}: {len(r['errors'])} error)"
+        cpu = f"{r['cpu_s']:.0f} + {r['azurite_cpu_s'] or 0:.0f}" if "cpu_s" in r else ""
+        out.append(
+            f"| {r['subscriptions']} | {role} | {r['concurrency']} | {r['wall_s']:.2f} | {speedup} "
+            f"| {r['calls']} ({m['calls']}) | {r['calls_vs_min']:.2f} "
+            f"| {r['data_transactions']} ({m['data_transactions']}) | {r['data_tx_vs_min']:.2f} "
+            f"| {r['transactions']} ({m['transactions']}) | {r['all_tx_vs_min']:.2f} "
+            f"| {cpu} | {r['rss_growth_mb']:.1f} |"
+        )
+    out.append("")
+    out.append(
+        "Calls: Partner Center API GETs (token requests apart: "
+        + ", ".join(sorted({str(r["token_requests"]) for r in sync["runs"]}))
+        + " per run); minimum = sum over windows of max(1, ceil(records/1000)) + customers pages + one "
+        "subscriptions call per customer. Data tx: Utilization transactions; minimum = sum over partitions of "
+        "ceil(rows/100). All tx adds inventory, watermarks and the run record (minimum: ceil(customers/100) + "
+        "one per customer's Subscriptions partition + ceil(subs/100) + 1 + 2). Baseline: concurrency 1 and "
+        "one upsert_entity request per row. Peak RSS: bench process (app and in-process simulator), "
+        "sampled every 10 ms."
+    )
+    return out
+
+
+def render(results: dict[str, Any]) -> str:
+    """The markdown report."""
+    out = [f"## Benchmarks ({results['mode']} mode, {results['machine']['cpus']} CPUs)", ""]
+    if "sync" in results:
+        out += [*_sync_table(results), ""]
+    if "latency" in results:
+        r = results["latency"]
+        out += [
+            f"### Latency-bound limit ({r['latency_ms']:g} ms per call, {r['subscriptions']} subscriptions, "
+            f"concurrency {r['concurrency']})",
+            "",
+            f"Sync {r['wall_s']:.2f} s vs bound {r['bound_s']:.2f} s = **{r['vs_bound']:.2f}x**; bound = "
+            f"{r['formula']} = {r['latency_ms']:g} ms x max(ceil({r['calls']} / {r['concurrency']}), "
+            f"{r['longest_chain_calls']}).",
+            "",
+        ]
+    if "memory" in results:
+        out += [
+            "### Memory: one subscription, 30 windows, peak RSS of a fresh process (ru_maxrss)",
+            "",
+            "| records | pages | sink | RSS after imports MB | peak MB | growth MB | seconds |",
+            "|---:|---:|---|---:|---:|---:|---:|",
+        ]
+        for r in results["memory"]["runs"]:
+            out.append(
+                f"| {r['records']:,} | {r['pages']} | {r['sink']} | {r['rss_before_mb']:.1f} | "
+                f"{r['peak_rss_mb']:.1f} | {r['growth_mb']:.1f} | {r['seconds']:.1f} |"
+            )
+        out += ["", f"Peak RSS, largest minus smallest: **{results['memory']['growth_mb']:+.1f} MB**.", ""]
+    if "api" in results:
+        r = results["api"]
+        rps = ", ".join(f"{x['rps']:.1f} req/s at concurrency {x['concurrency']}" for x in r["rps"])
+        out += [
+            "### Read API (utilization page of 1000 records)",
+            "",
+            f"Handler {r['handler_ms']:.1f} ms vs the raw query it issues {r['raw_query_ms']:.1f} ms "
+            f"(median of {r['repeats']}) = **{r['handler_vs_query']:.2f}x**; through devhost.serve: {rps}.",
+            "",
+        ]
+    if "imports" in results:
+        out += [
+            "### Cold start: import time, median of 3 fresh interpreters (with azure.functions loaded first)",
+            "",
+            "| module | ms | ms, azure.functions loaded |",
+            "|---|---:|---:|",
+            *(
+                f"| `{m}` | {v['median_ms']:.0f} | {v['preloaded_median_ms']:.0f} |"
+                for m, v in results["imports"].items()
+            ),
+            "",
+        ]
+    out += ["### Targets", "", "| target | measured | result | note |", "|---|---:|---|---|"]
+    out += [f"| {t['target']} | {t['measured']} | {t['result']} | {t['note']} |" for t in results["targets"]]
+    for name, error in results["errors"].items():
+        out += ["", f"**part {name} failed**: {error.strip().splitlines()[-1]}"]
+    return "\n".join(out)
