@@ -37,12 +37,7 @@ CUSTOMERS_REQUEST_SIZE: int = inspect.signature(PartnerCenterClient.customers).p
 def sim_env(sim: Simulator, connection_string: str, prefix: str, **overrides: str) -> dict[str, str]:
     """App settings pointing at the simulator and Azurite."""
     env = {
-        "PARTNER_CENTER_BASE_URL": sim.base_url,
-        "PARTNER_CENTER_AUTHORITY": sim.authority,
-        "PARTNER_CENTER_TENANT_ID": sim.tenant_id,
-        "PARTNER_CENTER_CLIENT_ID": sim.client_id,
-        "PARTNER_CENTER_CLIENT_SECRET": sim.client_secret,
-        "PARTNER_CENTER_REFRESH_TOKEN": sim.initial_refresh_token,
+        **sim.app_settings(),
         "USAGE_STORAGE": connection_string,
         "TABLE_PREFIX": prefix,
     }

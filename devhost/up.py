@@ -29,12 +29,7 @@ def _environment(sim: Simulator, connection_string: str) -> None:
     """Point every setting at the local parts; other settings keep local.settings.json or their defaults."""
     os.environ.update(
         {
-            "PARTNER_CENTER_BASE_URL": sim.base_url,
-            "PARTNER_CENTER_AUTHORITY": sim.authority,
-            "PARTNER_CENTER_TENANT_ID": sim.tenant_id,
-            "PARTNER_CENTER_CLIENT_ID": sim.client_id,
-            "PARTNER_CENTER_CLIENT_SECRET": sim.client_secret,
-            "PARTNER_CENTER_REFRESH_TOKEN": sim.initial_refresh_token,
+            **sim.app_settings(),
             "USAGE_STORAGE": connection_string,
             "KEY_VAULT_URL": "",
         }

@@ -21,12 +21,7 @@ DATA_TABLES = ("UsageRecords", "UsageSummaries", "Utilization", "Customers", "Su
 def sim_env(sim: Any, azurite: Azurite, prefix: str, **overrides: str) -> dict[str, str]:
     """App settings for a run against the simulator and Azurite."""
     env = {
-        "PARTNER_CENTER_BASE_URL": sim.base_url,
-        "PARTNER_CENTER_AUTHORITY": sim.authority,
-        "PARTNER_CENTER_TENANT_ID": sim.tenant_id,
-        "PARTNER_CENTER_CLIENT_ID": sim.client_id,
-        "PARTNER_CENTER_CLIENT_SECRET": sim.client_secret,
-        "PARTNER_CENTER_REFRESH_TOKEN": sim.initial_refresh_token,
+        **sim.app_settings(),
         "USAGE_STORAGE": azurite.connection_string,
         "TABLE_PREFIX": prefix,
         "UTILIZATION_BACKFILL_DAYS": "5",

@@ -334,6 +334,17 @@ class Simulator:
 
     # ----- steering ---------------------------------------------------------------------------------
 
+    def app_settings(self) -> dict[str, str]:
+        """The Partner Center app settings that point the function app at this simulator."""
+        return {
+            "PARTNER_CENTER_BASE_URL": self.base_url,
+            "PARTNER_CENTER_AUTHORITY": self.authority,
+            "PARTNER_CENTER_TENANT_ID": self.tenant_id,
+            "PARTNER_CENTER_CLIENT_ID": self.client_id,
+            "PARTNER_CENTER_CLIENT_SECRET": self.client_secret,
+            "PARTNER_CENTER_REFRESH_TOKEN": self.initial_refresh_token,
+        }
+
     def set_latency(self, ms: float) -> None:
         """Delay every API response (not admin) by `ms` milliseconds from now on."""
         self._latency_s = max(0.0, ms / 1000)
