@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 NO_RELATIONSHIP_CODE = "20002"
 
 
@@ -54,17 +52,6 @@ class PartnerCenterError(Exception):
     def is_not_found(self) -> bool:
         """404: the customer or subscription is unknown (or the endpoint does not cover it)."""
         return self.status == 404
-
-    def as_record(self) -> dict[str, Any]:
-        """The fields a run record stores for this error."""
-        return {
-            "status": self.status,
-            "code": self.code,
-            "description": self.description,
-            "requestId": self.request_id,
-            "correlationId": self.correlation_id,
-            "path": self.path,
-        }
 
 
 class DataNotReady(Exception):
