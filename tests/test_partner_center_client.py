@@ -2,6 +2,7 @@
 
 import json
 import logging
+import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -247,27 +248,34 @@ def test_a_retry_after_beyond_the_limit_fails_fast_instead_of_sleeping(httpserve
 
 
 def test_a_read_timeout_is_retried(httpserver, clock):
-    import time as real_time
-
+    # The first answer is held until the client has timed out and is about to retry, and the retry is only sent
+    # once that held answer is done: the test server handles one request at a time, so nothing here races.
+    released, first_done = threading.Event(), threading.Event()
     calls = {"n": 0}
 
-    def slow_then_fast(request):
+    def held_then_fast(request):
         calls["n"] += 1
         if calls["n"] == 1:
-            real_time.sleep(0.6)
+            released.wait(10)
+            first_done.set()
         return respond(body='{"items":[{"id":"x"}]}')
 
-    httpserver.expect_request("/v1/customers").respond_with_handler(slow_then_fast)
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        released.set()
+        first_done.wait(10)
+
+    httpserver.expect_request("/v1/customers").respond_with_handler(held_then_fast)
     client = PartnerCenterClient(
         base_url=httpserver.url_for("/").rstrip("/"),
         tokens=StaticTokens(),
         retry=RetryPolicy(random=lambda: 0.0),
-        sleep=clock.sleep,
+        sleep=sleep,
         clock=clock,
         timeout=(2.0, 0.3),
     )
     assert [i["id"] for i in client.items("customers")] == ["x"]
-    assert client.stats.retries == 1
+    assert client.stats.retries == 1 and calls["n"] == 2
 
 
 def test_other_client_errors_are_not_retried(httpserver, client, clock):
