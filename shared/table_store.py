@@ -97,6 +97,14 @@ def prepare_entity(table: str, entity: Mapping[str, Any]) -> dict[str, Any]:
     return prepared
 
 
+@dataclass(frozen=True)
+class ServicePage:
+    """One response of a table query: its entities, and whether the service handed back a continuation."""
+
+    entities: list[dict[str, Any]]
+    more: bool
+
+
 class TableStore:
     """All tables of the app, by short name (``Utilization``), under one prefix."""
 
@@ -188,6 +196,28 @@ class TableStore:
         except ResourceNotFoundError:
             return None
 
+    def query_pages(
+        self,
+        name: str,
+        query_filter: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        select: list[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[ServicePage]:
+        """The service's own pages of a parameterised query, each saying whether the service has more."""
+        pages = (
+            self.table(name)
+            .query_entities(query_filter, parameters=dict(parameters or {}), select=select, results_per_page=page_size)
+            .by_page()
+        )
+        for page in pages:
+            self.stats.add(queries=1)
+            more = pages.continuation_token is not None
+            yield ServicePage(list(page), more)
+            if not more:
+                return
+
     def query(
         self,
         name: str,
@@ -199,14 +229,9 @@ class TableStore:
         limit: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Entities matching an OData filter whose values are passed only as ``@parameters``."""
-        table = self.table(name)
-        pages = table.query_entities(
-            query_filter, parameters=dict(parameters or {}), select=select, results_per_page=page_size
-        ).by_page()
         count = 0
-        for page in pages:
-            self.stats.add(queries=1)
-            for entity in page:
+        for page in self.query_pages(name, query_filter, parameters, select=select, page_size=page_size):
+            for entity in page.entities:
                 yield dict(entity)
                 count += 1
                 if limit is not None and count >= limit:

@@ -59,6 +59,21 @@ def test_query_values_are_parameters_not_spliced_text(store):
     assert [e["v"] for e in found] == ["1"]
 
 
+def test_query_pages_are_the_service_pages_and_say_when_more_follow(store):
+    store.upsert("Things", ({"PartitionKey": "p", "RowKey": f"r{i}"} for i in range(5)))
+    store.stats.queries = 0
+    pages = list(store.query_pages("Things", "PartitionKey eq @pk", {"pk": "p"}, select=["RowKey"], page_size=2))
+    assert [[e["RowKey"] for e in page.entities] for page in pages] == [["r0", "r1"], ["r2", "r3"], ["r4"]]
+    assert [page.more for page in pages] == [True, True, False]
+    assert store.stats.queries == 3
+    assert [e["RowKey"] for e in store.query("Things", "PartitionKey eq @pk", {"pk": "p"}, page_size=2, limit=3)] == [
+        "r0",
+        "r1",
+        "r2",
+    ]
+    assert store.stats.queries == 5  # the limit stops before a third page is asked for
+
+
 def test_oversized_property_is_refused_with_a_clear_error_before_sending(store):
     big = "x" * (MAX_PROPERTY_BYTES // 2 + 1)  # UTF-16: two bytes a character
     with pytest.raises(EntityTooLarge, match=r"property 'raw'.*Table Storage allows 65536"):

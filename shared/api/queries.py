@@ -63,23 +63,12 @@ def utilization_page(store: TableStore, query: UtilizationQuery) -> UtilizationP
     else:
         query_filter = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @end"
         parameters["after"] = query.after
-    # TableStore.query hides the service continuation this needs, so the pager is read here directly.
-    pages = (
-        store.table(UTILIZATION)
-        .query_entities(query_filter, parameters=parameters, select=_RAW, results_per_page=query.size)
-        .by_page()
-    )
     rows: list[tuple[str, str]] = []
-    for page in pages:
-        store.stats.add(queries=1)
-        entities = iter(page)
-        for entity in entities:
+    for page in store.query_pages(UTILIZATION, query_filter, parameters, select=_RAW, page_size=query.size):
+        for taken, entity in enumerate(page.entities, start=1):
             rows.append((entity["RowKey"], entity["raw"]))
             if len(rows) == query.size:
-                left_in_page = next(entities, None) is not None
-                return UtilizationPage(rows, more=left_in_page or pages.continuation_token is not None)
-        if pages.continuation_token is None:
-            break
+                return UtilizationPage(rows, more=taken < len(page.entities) or page.more)
     return UtilizationPage(rows, more=False)
 
 
