@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -89,14 +88,10 @@ class CountingStore(TableStore):
         """``Utilization`` for ``<prefix>Utilization``."""
         return table.table_name.removeprefix(self.prefix)
 
-    def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
-        written = super()._submit(table, batch)
+    def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
+        written = super()._submit(table, batch, mode)
         self._count(self.short_name(table), 1, len(batch))
         return written
-
-    def merge_one(self, name: str, entity: Mapping[str, Any]) -> None:
-        super().merge_one(name, entity)
-        self._count(name, 1, 1)
 
     def delete(self, name: str, partition_key: str, row_key: str) -> None:
         super().delete(name, partition_key, row_key)
@@ -111,9 +106,9 @@ class CountingStore(TableStore):
 class BaselineStore(CountingStore):
     """The common approach (PowerShell module, SDK samples): one ``upsert_entity`` request per row."""
 
-    def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
+    def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
         for entity in batch:
-            table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            table.upsert_entity(entity, mode=mode)
             self.stats.add(transactions=1, entities_written=1)
             self._count(self.short_name(table), 1, 1)
         return len(batch)
@@ -124,18 +119,18 @@ class RecycleStore(CountingStore):
     100 slots, so Azurite holds at most 100 data rows however many the sync writes. Everything on the
     app's side (mapping, buffering, batching, SDK serialisation, the request) is the same."""
 
-    def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
+    def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
         if self.short_name(table) == "Utilization":
             batch = [{**entity, "RowKey": f"slot{i:03d}"} for i, entity in enumerate(batch)]
-        return super()._submit(table, batch)
+        return super()._submit(table, batch, mode)
 
 
 class DiscardStore(CountingStore):
     """Counts Utilization transactions without sending them (every other table goes to Azurite)."""
 
-    def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
+    def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
         if self.short_name(table) != "Utilization":
-            return super()._submit(table, batch)
+            return super()._submit(table, batch, mode)
         self.stats.add(transactions=1, entities_written=len(batch))
         self._count("Utilization", 1, len(batch))
         return len(batch)

@@ -157,19 +157,22 @@ class TableStore:
             writer.add(entity)
         return writer.flush()
 
-    def writer(self, name: str) -> BatchWriter:
-        """A writer that sends full transactions as rows come and the rest on ``flush``."""
-        return BatchWriter(self, name)
+    def writer(self, name: str, *, mode: UpdateMode = UpdateMode.REPLACE) -> BatchWriter:
+        """A writer that sends full transactions as rows come and the rest on ``flush``.
 
-    def _submit(self, table: TableClient, batch: list[dict[str, Any]]) -> int:
-        # azure-core does not retry a POSTed batch whose connection dropped; these are whole-row replaces,
-        # so sending the same batch again is safe.
+        ``mode`` REPLACE (the default) writes whole rows; MERGE sets only the properties given.
+        """
+        return BatchWriter(self, name, mode=mode)
+
+    def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
+        # azure-core does not retry a POSTed batch whose connection dropped; these are upserts (whole-row
+        # replaces or property merges), so sending the same batch again is safe.
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
                 if len(batch) == 1:
-                    table.upsert_entity(batch[0], mode=UpdateMode.REPLACE)
+                    table.upsert_entity(batch[0], mode=mode)
                 else:
-                    table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch])
+                    table.submit_transaction([("upsert", e, {"mode": mode}) for e in batch])
                 break
             except (ServiceRequestError, ServiceResponseError):
                 if attempt == SEND_ATTEMPTS:
@@ -182,11 +185,6 @@ class TableStore:
     def upsert_one(self, name: str, entity: Mapping[str, Any]) -> None:
         """Upsert (replace) a single entity."""
         self.upsert(name, [entity])
-
-    def merge_one(self, name: str, entity: Mapping[str, Any]) -> None:
-        """Merge properties into an entity, creating it when missing."""
-        self.table(name).upsert_entity(prepare_entity(self.table_name(name), entity), mode=UpdateMode.MERGE)
-        self.stats.add(transactions=1, entities_written=1)
 
     def get(self, name: str, partition_key: str, row_key: str) -> dict[str, Any] | None:
         """One entity, or None."""
@@ -261,8 +259,9 @@ class BatchWriter:
     for one partition costs ceil(rows / 100) transactions however it arrives.
     """
 
-    def __init__(self, store: TableStore, name: str) -> None:
+    def __init__(self, store: TableStore, name: str, *, mode: UpdateMode = UpdateMode.REPLACE) -> None:
         self._store = store
+        self._mode = mode
         self._name = name
         self._full_name = store.table_name(name)
         self._table = store.table(name)
@@ -280,9 +279,14 @@ class BatchWriter:
         if batch and (len(batch) >= MAX_BATCH_OPERATIONS or self._bytes[pk] + size > MAX_BATCH_BYTES):
             self._send(pk)
             batch = self._pending.setdefault(pk, [])
-        if any(e["RowKey"] == prepared["RowKey"] for e in batch):
-            # One transaction may touch a row once: the later version wins, as a second upsert would.
-            batch[:] = [e for e in batch if e["RowKey"] != prepared["RowKey"]]
+        earlier = next((e for e in batch if e["RowKey"] == prepared["RowKey"]), None)
+        if earlier is not None:
+            # One transaction may touch a row once: fold the two as two upserts in a row would (the later
+            # row wins whole when replacing; its properties win one by one when merging).
+            batch.remove(earlier)
+            if self._mode == UpdateMode.MERGE:
+                prepared = {**earlier, **prepared}
+                size = entity_size(prepared)
             self._bytes[pk] = sum(entity_size(e) for e in batch)
         batch.append(prepared)
         self._bytes[pk] = self._bytes.get(pk, 0) + size
@@ -298,7 +302,7 @@ class BatchWriter:
         self._bytes.pop(pk, None)
         if batch:
             try:
-                self.written += self._store._submit(self._table, batch)
+                self.written += self._store._submit(self._table, batch, self._mode)
             except Exception:
                 self.failed = True
                 raise

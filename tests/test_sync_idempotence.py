@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 from azure.core.exceptions import HttpResponseError
+from azure.data.tables import UpdateMode
 from werkzeug import Response
 
 from devhost.simulator import Fault, Simulator, WorldConfig
@@ -67,11 +68,11 @@ class CrashingStore(TableStore):
         super().__init__(service, prefix=prefix)
         self.left = writes_before_crash
 
-    def _submit(self, table, batch):
+    def _submit(self, table, batch, mode=UpdateMode.REPLACE):
         if self.left <= 0:
             raise Crash
         self.left -= 1
-        return super()._submit(table, batch)
+        return super()._submit(table, batch, mode)
 
 
 @pytest.mark.parametrize("writes_before_crash", [3, 17])
@@ -132,12 +133,12 @@ class FailingOnceStore(TableStore):
         self.sent = 0
         self.fail_at = fail_at
 
-    def _submit(self, table, batch):
+    def _submit(self, table, batch, mode=UpdateMode.REPLACE):
         if table.table_name.endswith("Utilization"):
             self.sent += 1
         if table.table_name.endswith("Utilization") and self.sent == self.fail_at:
             raise HttpResponseError(message="the service refused this batch")
-        return super()._submit(table, batch)
+        return super()._submit(table, batch, mode)
 
 
 def test_a_refused_batch_keeps_the_watermark_behind_its_rows(azurite, store):

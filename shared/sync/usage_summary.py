@@ -12,7 +12,7 @@ from shared.settings import Settings
 from shared.sync.inventory import Subscription, load_subscriptions
 from shared.sync.records import BadRecord, optional_number, optional_text, required_time
 from shared.sync.runs import SyncRun
-from shared.sync.state import load_states, save_state, stalest_first
+from shared.sync.state import StateWriter, load_states, stalest_first
 from shared.sync.workers import for_each
 from shared.table_store import TableStore
 
@@ -50,6 +50,7 @@ def sync_usage_summaries(
     """Fetch every legacy and Azure plan subscription's summary, stalest first, within the time budget."""
     subscriptions = [s for s in load_subscriptions(client, store, settings, run, now=now) if s.kind in AZURE_KINDS]
     states = load_states(store, STATE_PARTITION)
+    successes = StateWriter(store, STATE_PARTITION)
 
     def sync_one(sub: Subscription) -> bool:
         try:
@@ -69,14 +70,15 @@ def sync_usage_summaries(
             {"PartitionKey": sub.key, "RowKey": period_key(properties["billingStartDate"]), **properties},
         ]
         run.add(rows=store.upsert(TABLE, rows))
-        save_state(store, STATE_PARTITION, sub.key, lastSuccessAt=now.isoformat())
+        successes.save(sub.key, lastSuccessAt=now.isoformat())
         return True
 
-    done, pending = for_each(
-        run,
-        stalest_first(subscriptions, states, "lastSuccessAt"),
-        sync_one,
-        concurrency=settings.sync_concurrency,
-        name=lambda s: s.label,
-    )
+    with successes:  # sends what is queued however the run ends
+        done, pending = for_each(
+            run,
+            stalest_first(subscriptions, states, "lastSuccessAt"),
+            sync_one,
+            concurrency=settings.sync_concurrency,
+            name=lambda s: s.label,
+        )
     run.add(done=done, pending=pending)

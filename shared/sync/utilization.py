@@ -20,7 +20,7 @@ from shared.settings import MAX_BACKFILL_DAYS, Settings
 from shared.sync.inventory import Subscription, load_subscriptions
 from shared.sync.records import BadRecord, optional_text, required_number, required_time
 from shared.sync.runs import SyncRun
-from shared.sync.state import load_states, save_state, stalest_first
+from shared.sync.state import StateWriter, load_states, stalest_first
 from shared.sync.workers import for_each
 from shared.table_store import BatchWriter, TableStore
 from shared.timeutil import floor_to, parse_time, utc_text
@@ -135,6 +135,7 @@ def sync_utilization(
         elif sub.kind == "azure_plan":
             run.skip(sub.label, "Azure plan subscription: the utilization endpoint covers legacy MS-AZR-0145P only")
     states = load_states(store, STATE_PARTITION)
+    watermarks = StateWriter(store, STATE_PARTITION)
 
     def sync_one(sub: Subscription) -> bool:
         state = states.get(sub.key, {})
@@ -167,14 +168,15 @@ def sync_utilization(
             run.add(rows=writer.written)
             # A batch that failed held rows of windows read in full: the watermark must not pass them.
             if stored_through is not None and not writer.failed:
-                save_state(store, STATE_PARTITION, sub.key, doneThrough=utc_text(stored_through))
+                watermarks.save(sub.key, doneThrough=utc_text(stored_through))
         return finished
 
-    done, pending = for_each(
-        run,
-        stalest_first(subscriptions, states, "doneThrough"),
-        sync_one,
-        concurrency=settings.sync_concurrency,
-        name=lambda s: s.label,
-    )
+    with watermarks:  # sends what is queued however the run ends
+        done, pending = for_each(
+            run,
+            stalest_first(subscriptions, states, "doneThrough"),
+            sync_one,
+            concurrency=settings.sync_concurrency,
+            name=lambda s: s.label,
+        )
     run.add(done=done, pending=pending)
