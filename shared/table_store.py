@@ -291,6 +291,11 @@ class BatchWriter:
         batch.append(prepared)
         self._bytes[pk] = self._bytes.get(pk, 0) + size
 
+    @property
+    def pending(self) -> int:
+        """Rows buffered and not sent yet."""
+        return sum(len(batch) for batch in self._pending.values())
+
     def flush(self) -> int:
         """Send everything still buffered; returns the rows this writer has written in all."""
         for pk in list(self._pending):

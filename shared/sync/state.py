@@ -55,29 +55,23 @@ class StateWriter:
         self._partition = partition
         self._flush_seconds = flush_seconds
         self._clock = clock
-        self._oldest: float | None = None
-        self._queued = 0
+        self._oldest = 0.0  # when the first row now buffered was queued
         self._lock = threading.Lock()
 
     def save(self, key: str, **fields: Any) -> None:
         """Queue a merge of ``fields`` into one subscription's state row."""
         with self._lock:
             self._writer.add({"PartitionKey": self._partition, "RowKey": key, **fields})
-            self._queued += 1
             now = self._clock()
-            if self._oldest is None:
+            if self._writer.pending == 1:
                 self._oldest = now
-            if self._queued >= MAX_BATCH_OPERATIONS or now - self._oldest >= self._flush_seconds:
-                self._flush()
+            if self._writer.pending >= MAX_BATCH_OPERATIONS or now - self._oldest >= self._flush_seconds:
+                self._writer.flush()
 
     def flush(self) -> None:
         """Send every queued merge."""
         with self._lock:
-            self._flush()
-
-    def _flush(self) -> None:
-        self._oldest, self._queued = None, 0
-        self._writer.flush()
+            self._writer.flush()
 
     def __enter__(self) -> StateWriter:
         return self
