@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -18,17 +19,18 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from devhost.simulator import Simulator, WorldConfig
 from devhost.simulator.world import World
+from shared import tables
 from shared.partner_center import PartnerCenterClient
 from shared.settings import Settings
+from shared.sync import jobs
 from shared.sync.runs import SyncFailed, SyncRun
-from shared.sync.utilization import PAGE_SIZE, sync_utilization, windows_to_fetch
-from shared.table_store import MAX_BATCH_OPERATIONS, TableStore
-from shared.wiring import partner_center_client
+from shared.sync.utilization import PAGE_SIZE, windows_to_fetch
+from shared.table_store import MAX_BATCH_OPERATIONS, ServicePage, TableStore
 
 # A fixed "now" for the world and the sync, so every run sees the same windows and records.
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 FUNCTION = "fetch_utilization"
-TABLES = ("Utilization", "SyncState", "Runs", "Customers", "Subscriptions", "Quarantine")
+TABLES = tables.ALL_TABLES
 # The page size the client asks the customers listing for; the world may serve fewer per page.
 CUSTOMERS_REQUEST_SIZE: int = inspect.signature(PartnerCenterClient.customers).parameters["size"].default
 
@@ -71,13 +73,36 @@ def legacy_world(
 
 
 class CountingStore(TableStore):
-    """The app's TableStore, also counting transactions and rows per table (short name)."""
+    """The app's TableStore, also counting transactions and rows per table (short name), and query pages."""
 
     def __init__(self, service: TableServiceClient, *, prefix: str = "pc") -> None:
         super().__init__(service, prefix=prefix)
         self.tx_by_table: Counter[str] = Counter()
         self.rows_by_table: Counter[str] = Counter()
+        self.queries = 0
         self._count_lock = threading.Lock()
+
+    @property
+    def transactions(self) -> int:
+        """Every transaction (a batch, a single upsert or a delete) sent so far."""
+        return sum(self.tx_by_table.values())
+
+    def get(self, name: str, partition_key: str, row_key: str) -> dict[str, Any] | None:
+        with self._count_lock:
+            self.queries += 1
+        return super().get(name, partition_key, row_key)
+
+    def query_pages(self, *args: Any, **kwargs: Any) -> Iterator[ServicePage]:
+        for page in super().query_pages(*args, **kwargs):
+            with self._count_lock:
+                self.queries += 1
+            yield page
+
+    def drop_tables(self) -> None:
+        """Delete every table under this prefix."""
+        for table in list(self._service.list_tables()):
+            if table.name.startswith(self.prefix):
+                self._service.delete_table(table.name)
 
     def _count(self, name: str, transactions: int, rows: int) -> None:
         with self._count_lock:
@@ -109,7 +134,6 @@ class BaselineStore(CountingStore):
     def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
         for entity in batch:
             table.upsert_entity(entity, mode=mode)
-            self.stats.add(transactions=1, entities_written=1)
             self._count(self.short_name(table), 1, 1)
         return len(batch)
 
@@ -120,7 +144,7 @@ class RecycleStore(CountingStore):
     app's side (mapping, buffering, batching, SDK serialisation, the request) is the same."""
 
     def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
-        if self.short_name(table) == "Utilization":
+        if self.short_name(table) == tables.UTILIZATION:
             batch = [{**entity, "RowKey": f"slot{i:03d}"} for i, entity in enumerate(batch)]
         return super()._submit(table, batch, mode)
 
@@ -129,10 +153,9 @@ class DiscardStore(CountingStore):
     """Counts Utilization transactions without sending them (every other table goes to Azurite)."""
 
     def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
-        if self.short_name(table) != "Utilization":
+        if self.short_name(table) != tables.UTILIZATION:
             return super()._submit(table, batch, mode)
-        self.stats.add(transactions=1, entities_written=len(batch))
-        self._count("Utilization", 1, len(batch))
+        self._count(tables.UTILIZATION, 1, len(batch))
         return len(batch)
 
 
@@ -275,6 +298,14 @@ class RssSampler:
 # -- one sync -----------------------------------------------------------------------------------------------
 
 
+def run_once(function: str, settings: Settings, store: TableStore, now: datetime = NOW) -> SyncRun:
+    """One run of a timer function's job at ``now``, with no time budget; a failed run is returned, not raised."""
+    try:
+        return jobs.run_job(jobs.get(function), settings, store, budget_seconds=None, now=lambda: now)
+    except SyncFailed as failed:
+        return failed.run
+
+
 def run_utilization_sync(
     config: WorldConfig,
     *,
@@ -303,23 +334,17 @@ def run_utilization_sync(
         minimum = minimum_for(sim.world, settings)
         try:
             table_store.create_tables()
-            client = partner_center_client(settings)
-            run = SyncRun(table_store, FUNCTION, client=client, now=lambda: NOW)
             with RssSampler() as rss:
                 cpu_before, azurite_before = cpu_seconds(os.getpid()), cpu_seconds(azurite_pid)
                 started = time.perf_counter()
-                try:
-                    with run:
-                        sync_utilization(client, table_store, settings, run, now=NOW)
-                except SyncFailed:
-                    pass
+                run = run_once(FUNCTION, settings, table_store)
                 wall = time.perf_counter() - started
                 cpu = cpu_seconds(os.getpid()) - cpu_before
                 azurite_cpu = cpu_seconds(azurite_pid) - azurite_before
             routes = sim.stats()["routes"]
         finally:
             table_store.drop_tables()
-    data_tx = table_store.tx_by_table["Utilization"]
+    data_tx = table_store.tx_by_table[tables.UTILIZATION]
     return {
         "store": store,
         "subscriptions": minimum.subscriptions,
@@ -332,18 +357,18 @@ def run_utilization_sync(
         "azurite_cpu_s": azurite_cpu if azurite_pid else None,
         "rss_growth_mb": rss.growth_mb,
         "rows": run.rows,
-        "calls": client.stats.calls,
-        "pages": client.stats.pages,
-        "retries": client.stats.retries,
+        "calls": run.counters["calls"],
+        "pages": run.counters["pages"],
+        "retries": run.counters["retries"],
         "token_requests": routes.get("token", 0),
         "calls_by_route": {k: v for k, v in routes.items() if k != "token"},
-        "transactions": table_store.stats.transactions,
+        "transactions": table_store.transactions,
         "data_transactions": data_tx,
-        "queries": table_store.stats.queries,
+        "queries": table_store.queries,
         "transactions_by_table": dict(table_store.tx_by_table),
         "rows_by_table": dict(table_store.rows_by_table),
         "minimum": minimum.as_dict(),
-        "calls_vs_min": client.stats.calls / minimum.calls,
+        "calls_vs_min": run.counters["calls"] / minimum.calls,
         "data_tx_vs_min": data_tx / max(1, minimum.data_transactions),
-        "all_tx_vs_min": table_store.stats.transactions / max(1, minimum.transactions),
+        "all_tx_vs_min": table_store.transactions / max(1, minimum.transactions),
     }

@@ -28,13 +28,10 @@ from typing import Any
 
 from azure.data.tables import TableServiceClient
 
-from bench.common import NOW, STORES, legacy_world, minimum_for, sim_env
+from bench.common import NOW, STORES, legacy_world, minimum_for, run_once, sim_env
 from devhost.simulator import Simulator, WorldConfig
 from devhost.simulator.world import World
 from shared.settings import Settings
-from shared.sync.runs import SyncFailed, SyncRun
-from shared.sync.utilization import sync_utilization
-from shared.wiring import partner_center_client
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BACKFILL_DAYS = 30
@@ -109,16 +106,10 @@ def child(sink: str, now: datetime) -> dict[str, Any]:
     settings = Settings.from_env()
     service = TableServiceClient.from_connection_string(settings.storage_connection_string)
     store = STORES[sink](service, prefix=settings.table_prefix)
-    client = partner_center_client(settings)
     before, hwm_before = _max_rss_mb(), _vm_hwm_mb()
     started, cpu_started = time.perf_counter(), time.process_time()
     try:
-        run = SyncRun(store, "fetch_utilization", client=client, now=lambda: now)
-        try:
-            with run:
-                sync_utilization(client, store, settings, run, now=now)
-        except SyncFailed:
-            pass  # reported through the status
+        run = run_once("fetch_utilization", settings, store, now)  # a failure is reported through the status
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
         after, hwm_after = _max_rss_mb(), _vm_hwm_mb()
@@ -127,9 +118,9 @@ def child(sink: str, now: datetime) -> dict[str, Any]:
     return {
         "status": run.status,
         "rows": run.rows,
-        "calls": client.stats.calls,
-        "pages": client.stats.pages,
-        "transactions": store.stats.transactions,
+        "calls": run.counters["calls"],
+        "pages": run.counters["pages"],
+        "transactions": store.transactions,
         "seconds": seconds,
         "cpu_s": cpu,
         "rss_before_mb": before,

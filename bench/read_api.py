@@ -18,14 +18,13 @@ from typing import Any
 import requests
 from azure.data.tables import TableServiceClient
 
-from bench.common import NOW, CountingStore, legacy_world, new_prefix, sim_env
+from bench.common import NOW, CountingStore, legacy_world, new_prefix, run_once, sim_env
 from devhost.serve import make_server
 from devhost.simulator import Simulator
+from shared import jsonutil, tables
 from shared.api import Request, handle
 from shared.settings import Settings
-from shared.sync.runs import SyncRun
-from shared.sync.utilization import sync_utilization
-from shared.wiring import partner_center_client
+from shared.tables import RunStatus
 
 PAGE = 1000
 FUNCTION_KEY = "bench-local-key"
@@ -38,9 +37,9 @@ def _populate(connection_string: str, prefix: str) -> tuple[str, str, Settings, 
     with Simulator(world=config) as sim:
         settings = Settings.from_env(sim_env(sim, connection_string, prefix, UTILIZATION_BACKFILL_DAYS="30"))
         store = CountingStore(TableServiceClient.from_connection_string(connection_string), prefix=prefix)
-        client = partner_center_client(settings)
-        with SyncRun(store, "fetch_utilization", client=client, now=lambda: NOW) as run:
-            sync_utilization(client, store, settings, run, now=NOW)
+        run = run_once("fetch_utilization", settings, store)
+        if run.status != RunStatus.SUCCEEDED:
+            raise RuntimeError(run.summary())
         customer_id, subscription_id = sim.world.legacy_subscriptions()[0]
     return customer_id, subscription_id, settings, store
 
@@ -59,7 +58,7 @@ def _median_ms(samples: list[float]) -> float:
 def handler_vs_query(store: CountingStore, settings: Settings, path: str, query: dict[str, str], repeats: int) -> dict:
     """Median time of the handler for one 1000-record page, and of the query it issues, interleaved."""
     request = Request.build("GET", path, query=query)
-    table = store.table("Utilization")
+    table = store.table(tables.UTILIZATION)
     captured: dict[str, Any] = {}
     original = table.query_entities
 
@@ -73,7 +72,7 @@ def handler_vs_query(store: CountingStore, settings: Settings, path: str, query:
         response = handle(request, store, settings, now=NOW)
     finally:
         del table.query_entities
-    body = response.json()
+    body = jsonutil.loads(response.body)
     if response.status != 200 or len(body["items"]) != PAGE:
         raise RuntimeError(f"handler answered {response.status} with {len(body.get('items', []))} items")
 

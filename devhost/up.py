@@ -20,8 +20,14 @@ from devhost.localsettings import apply_local_settings
 from devhost.serve import make_server
 from devhost.simulator import Simulator, WorldConfig
 from devhost.trigger import last_run_line, trigger
+from shared.sync.jobs import JOBS
 
-TIMER_FUNCTIONS = ("fetch_usage_records", "fetch_usage_summary", "fetch_utilization")
+# NCRONTAB schedules for local runs (the Bicep sets the deployed ones); a setting already given wins.
+LOCAL_SCHEDULES = {
+    "USAGE_RECORDS_SCHEDULE": "0 15 * * * *",
+    "USAGE_SUMMARY_SCHEDULE": "0 30 */6 * * *",
+    "UTILIZATION_SCHEDULE": "0 45 */3 * * *",
+}
 DEFAULT_KEY = "local-dev-key"
 
 
@@ -36,13 +42,9 @@ def _environment(sim: Simulator, connection_string: str) -> None:
     )
     os.environ.pop("USAGE_STORAGE__tableServiceUri", None)
     apply_local_settings()
-    for name, value in (
-        ("USAGE_RECORDS_SCHEDULE", "0 15 * * * *"),
-        ("USAGE_SUMMARY_SCHEDULE", "0 30 */6 * * *"),
-        ("UTILIZATION_SCHEDULE", "0 45 */3 * * *"),
-        ("LOCAL_FUNCTION_KEY", DEFAULT_KEY),
-    ):
-        os.environ.setdefault(name, value)
+    for job in JOBS:
+        os.environ.setdefault(job.schedule_setting, LOCAL_SCHEDULES[job.schedule_setting])
+    os.environ.setdefault("LOCAL_FUNCTION_KEY", DEFAULT_KEY)
 
 
 def _curl_lines(port: int, key: str, customer_id: str, subscription_id: str) -> list[str]:
@@ -80,10 +82,10 @@ def up(
         say(f"simulator    {sim.base_url} ({customers} customers)")
         _environment(sim, azurite.connection_string)
         failed = 0
-        for name in TIMER_FUNCTIONS:
-            ok = trigger(name)
+        for job in JOBS:
+            ok = trigger(job.name)
             failed += not ok
-            say(("ok     " if ok else "FAILED ") + last_run_line(name))
+            say(("ok     " if ok else "FAILED ") + last_run_line(job.name))
         server = make_server(port=port)
         key = os.environ["LOCAL_FUNCTION_KEY"]
         cid, sid = sim.world.legacy_subscriptions()[0]

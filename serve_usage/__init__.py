@@ -10,7 +10,7 @@ import azure.functions as func
 
 from shared.api import handle
 from shared.api.azure import from_azure_request, to_azure_response
-from shared.api.http import internal_error_response
+from shared.api.errors import internal_error_response
 from shared.settings import Settings
 from shared.table_store import TableStore
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.identity import azure_credential
+from shared.retry import Action, Outcome, RetryPolicy
 from shared.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -28,27 +29,20 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024 - 64 * 1024  # 4 MiB per transaction, less roo
 MAX_ENTITY_BYTES = 1024 * 1024
 MAX_PROPERTY_BYTES = 64 * 1024
 MAX_PROPERTIES = 252
-SEND_ATTEMPTS = 3
+# azure-core does not retry a POSTed batch whose connection dropped; these are upserts (whole-row replaces or
+# property merges), so sending the same batch again is safe. Statuses are left to the SDK's own pipeline.
+WRITE_RETRY = RetryPolicy(
+    max_attempts=3,
+    backoff_base=0.2,
+    backoff_max=1.0,
+    not_ready_attempts=0,
+    refresh_token_on_401=False,
+    retry_statuses=frozenset(),
+)
 
 
 class EntityTooLarge(ValueError):
     """An entity breaks a Table Storage size limit; raised before anything is sent."""
-
-
-@dataclass
-class StoreStats:
-    """Counts of table requests, for run records and benchmarks."""
-
-    transactions: int = 0
-    entities_written: int = 0
-    queries: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **counts: int) -> None:
-        """Add to named counters."""
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
 
 
 def _value_size(value: Any) -> int:
@@ -108,12 +102,20 @@ class ServicePage:
 class TableStore:
     """All tables of the app, by short name (``Utilization``), under one prefix."""
 
-    def __init__(self, service: TableServiceClient, *, prefix: str = "pc") -> None:
+    def __init__(
+        self,
+        service: TableServiceClient,
+        *,
+        prefix: str = "pc",
+        retry: RetryPolicy = WRITE_RETRY,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._service = service
         self.prefix = prefix
         self._clients: dict[str, TableClient] = {}
         self._lock = threading.Lock()
-        self.stats = StoreStats()
+        self._retry = retry
+        self._sleep = sleep
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TableStore:
@@ -165,22 +167,20 @@ class TableStore:
         return BatchWriter(self, name, mode=mode)
 
     def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
-        # azure-core does not retry a POSTed batch whose connection dropped; these are upserts (whole-row
-        # replaces or property merges), so sending the same batch again is safe.
-        for attempt in range(1, SEND_ATTEMPTS + 1):
+        state = self._retry.start()
+        while True:
             try:
                 if len(batch) == 1:
                     table.upsert_entity(batch[0], mode=mode)
                 else:
                     table.submit_transaction([("upsert", e, {"mode": mode}) for e in batch])
-                break
-            except (ServiceRequestError, ServiceResponseError):
-                if attempt == SEND_ATTEMPTS:
+                return len(batch)
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                decision = self._retry.decide(state, Outcome.of_error(exc))
+                if decision.action is not Action.RETRY:
                     raise
                 log.warning("table write to %s dropped its connection; sending again", table.table_name)
-                time.sleep(0.2 * attempt)
-        self.stats.add(transactions=1, entities_written=len(batch))
-        return len(batch)
+                self._sleep(decision.wait)
 
     def upsert_one(self, name: str, entity: Mapping[str, Any]) -> None:
         """Upsert (replace) a single entity."""
@@ -188,7 +188,6 @@ class TableStore:
 
     def get(self, name: str, partition_key: str, row_key: str) -> dict[str, Any] | None:
         """One entity, or None."""
-        self.stats.add(queries=1)
         try:
             return dict(self.table(name).get_entity(partition_key, row_key))
         except ResourceNotFoundError:
@@ -210,7 +209,6 @@ class TableStore:
             .by_page()
         )
         for page in pages:
-            self.stats.add(queries=1)
             more = pages.continuation_token is not None
             yield ServicePage(list(page), more)
             if not more:
@@ -242,14 +240,11 @@ class TableStore:
     def delete(self, name: str, partition_key: str, row_key: str) -> None:
         """Delete one entity; a missing one is fine."""
         self.table(name).delete_entity(partition_key, row_key)
-        self.stats.add(transactions=1)
 
-    def drop_tables(self) -> None:
-        """Delete every table under this prefix (tests and local resets)."""
-        for table in list(self._service.list_tables()):
-            if table.name.startswith(self.prefix):
-                self._service.delete_table(table.name)
-        self._clients.clear()
+    def all_rows(self, name: str, *, select: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every entity of a table, in key order."""
+        for entity in self.table(name).list_entities(select=select):
+            yield dict(entity)
 
 
 class BatchWriter:

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from shared.counters import Counters
 from shared.identity import azure_credential
 from shared.partner_center import (
     InMemoryRefreshTokenStore,
@@ -29,7 +30,11 @@ def refresh_token_store(settings: Settings) -> RefreshTokenStore:
 
 
 def partner_center_client(
-    settings: Settings, *, correlation_id: str | None = None, sleep: Callable[[float], None] = time.sleep
+    settings: Settings,
+    *,
+    correlation_id: str | None = None,
+    counters: Counters | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> PartnerCenterClient:
     """A client for one run: its own correlation id, tokens from the partner's app registration."""
     settings.require_partner_center()
@@ -47,4 +52,5 @@ def partner_center_client(
         correlation_id=correlation_id or str(uuid.uuid4()),
         pool_size=max(4, settings.sync_concurrency * 2),
         sleep=sleep,
+        counters=counters,
     )

@@ -1,7 +1,5 @@
-"""Rows for the API tests, written exactly as the timer functions write them (docs/architecture.md, Tables).
-
-Raw JSON text by ``shared.jsonutil.dumps`` (Decimals keep every digit), keys by ``shared.keys.make_key``,
-customer and subscription ids lower-cased. Also a small way to call the API in-process.
+"""Records as Partner Center sends them, stored through the timer functions' own row builders (``shared.tables``),
+and a small way to call the API in-process.
 """
 
 from __future__ import annotations
@@ -11,13 +9,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from shared import jsonutil
+from shared import jsonutil, tables
 from shared.api import Request, Response, handle
-from shared.keys import digest, make_key
+from shared.api.messages import strip_prefix
 from shared.settings import Settings
 from shared.table_store import TableStore
-from shared.timeutil import floor_to, utc_text
+from shared.timeutil import floor_to
 
 CUSTOMER = "A0A0A0A0-BBBB-CCCC-DDDD-E1E1E1E1E1E1"  # upper case on purpose: the API lower-cases ids
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
@@ -102,84 +101,19 @@ def utilization_record(
     }
 
 
-# -- rows -----------------------------------------------------------------------------------------------------
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+# -- rows, by the timer functions' own row builders (shared.tables) -------------------------------------------
 
 
 def write_usage_records(store: TableStore, records: Iterable[Mapping[str, Any]], *, month: str = "2024-05") -> None:
     """Rows in ``latest`` and in the billing month, as fetch_usage_records writes them."""
-    rows = []
-    for record in records:
-        customer_id = record["id"].lower()
-        properties = {
-            "customerId": customer_id,
-            "billingMonth": month,
-            "raw": jsonutil.dumps(record),
-            "totalCost": _text(record.get("totalCost")),
-            "usdTotalCost": _text(record.get("usdTotalCost")),
-            "currencyCode": record.get("currencyCode"),
-            "currencyLocale": record.get("currencyLocale"),
-            "name": record.get("name") or record.get("resourceName"),
-            "isUpgraded": record.get("isUpgraded"),
-            "lastModifiedDate": record.get("lastModifiedDate"),
-        }
-        key = make_key(customer_id)
-        rows.append({"PartitionKey": "latest", "RowKey": key, **properties})
-        rows.append({"PartitionKey": month, "RowKey": key, **properties})
-    store.upsert("UsageRecords", rows)
+    store.upsert(tables.USAGE_RECORDS, [row for record in records for row in tables.usage_record_rows(record, month)])
 
 
 def write_usage_summary(
     store: TableStore, customer_id: str, subscription_id: str, record: Mapping[str, Any], *, latest: bool = True
 ) -> None:
     """The ``latest`` row (optionally) and the ``period-YYYY-MM-DD`` row of one summary."""
-    customer_id, subscription_id = customer_id.lower(), subscription_id.lower()
-    properties = {
-        "customerId": customer_id,
-        "subscriptionId": subscription_id,
-        "raw": jsonutil.dumps(record),
-        "billingStartDate": record["billingStartDate"],
-        "billingEndDate": record["billingEndDate"],
-        "totalCost": _text(record.get("totalCost")),
-        "usdTotalCost": _text(record.get("usdTotalCost")),
-        "currencyCode": record.get("currencyCode"),
-        "currencyLocale": record.get("currencyLocale"),
-        "lastModifiedDate": record.get("lastModifiedDate"),
-    }
-    partition = make_key(customer_id, subscription_id)
-    keys = ["period-" + record["billingStartDate"][:10]] + (["latest"] if latest else [])
-    store.upsert("UsageSummaries", [{"PartitionKey": partition, "RowKey": k, **properties} for k in keys])
-
-
-def utilization_row(
-    customer_id: str, subscription_id: str, record: Mapping[str, Any], window_start: datetime, window_hours: int = 24
-) -> dict[str, Any]:
-    """One Utilization row: RowKey ``{usageStartUtc}|{window:%Y%m%dT%H%MZ}|{identity}``."""
-    customer_id, subscription_id = customer_id.lower(), subscription_id.lower()
-    usage_start = datetime.fromisoformat(record["usageStartTime"])
-    usage_end = datetime.fromisoformat(record["usageEndTime"])
-    meter = record["resource"]["id"]
-    uri = (record.get("instanceData") or {}).get("resourceUri")
-    start_text = utc_text(usage_start)
-    identity = digest(meter.lower(), (uri or "").lower(), start_text, utc_text(usage_end))
-    return {
-        "PartitionKey": make_key(customer_id, subscription_id),
-        "RowKey": f"{start_text}|{window_start.strftime('%Y%m%dT%H%MZ')}|{identity}",
-        "customerId": customer_id,
-        "subscriptionId": subscription_id,
-        "raw": jsonutil.dumps(record),
-        "usageStartUtc": start_text,
-        "usageEndUtc": utc_text(usage_end),
-        "windowStart": utc_text(window_start),
-        "windowEnd": utc_text(window_start + timedelta(hours=window_hours)),
-        "meterId": meter,
-        "resourceUri": uri,
-        "quantity": str(record["quantity"]),
-        "unit": record.get("unit"),
-    }
+    store.upsert(tables.USAGE_SUMMARIES, tables.usage_summary_rows(customer_id, subscription_id, record, latest=latest))
 
 
 def write_utilization(
@@ -188,10 +122,9 @@ def write_utilization(
     """Rows of records reported in the aligned day after their usage started; returns the rows."""
     rows = []
     for record in records:
-        usage_start = datetime.fromisoformat(record["usageStartTime"])
-        window = floor_to(usage_start, 24) + timedelta(days=1)
-        rows.append(utilization_row(customer_id, subscription_id, record, window))
-    store.upsert("Utilization", rows)
+        window = floor_to(datetime.fromisoformat(record["usageStartTime"]), 24) + timedelta(days=1)
+        rows.append(tables.utilization_row(customer_id, subscription_id, record, window, window + timedelta(days=1)))
+    store.upsert(tables.UTILIZATION, rows)
     return rows
 
 
@@ -216,34 +149,17 @@ def write_subscription(
     store: TableStore, customer_id: str, subscription_id: str, *, offer_id: str = "MS-AZR-0145P"
 ) -> None:
     """The inventory rows of a customer and one of its subscriptions."""
-    customer_id, subscription_id = customer_id.lower(), subscription_id.lower()
-    store.upsert_one(
-        "Customers",
-        {
-            "PartitionKey": "customer",
-            "RowKey": make_key(customer_id),
-            "customerId": customer_id,
-            "companyName": "Contoso",
-            "relationship": "ok",
-            "raw": jsonutil.dumps({"id": customer_id}),
-        },
-    )
-    store.upsert_one(
-        "Subscriptions",
-        {
-            "PartitionKey": make_key(customer_id),
-            "RowKey": make_key(subscription_id),
-            "customerId": customer_id,
-            "subscriptionId": subscription_id,
-            "offerId": offer_id,
-            "offerName": "Microsoft Azure",
-            "friendlyName": "Pay-as-you-go",
-            "status": "active",
-            "billingType": "usage",
-            "kind": "legacy" if offer_id == "MS-AZR-0145P" else "azure_plan",
-            "raw": jsonutil.dumps({"id": subscription_id, "offerId": offer_id}),
-        },
-    )
+    customer = {"id": customer_id.lower(), "companyProfile": {"companyName": "Contoso"}}
+    subscription = {
+        "id": subscription_id,
+        "offerId": offer_id,
+        "offerName": "Microsoft Azure",
+        "friendlyName": "Pay-as-you-go",
+        "status": "active",
+        "billingType": "usage",
+    }
+    store.upsert(tables.CUSTOMERS, [tables.customer_row(customer_id, customer)])
+    store.upsert(tables.SUBSCRIPTIONS, [tables.subscription_row(customer_id, subscription)])
 
 
 def write_run(
@@ -256,35 +172,40 @@ def write_run(
     rows: int = 10,
     errors: list[dict[str, Any]] | None = None,
 ) -> None:
-    """A Runs row as SyncRun writes it (RowKey = 10**13 - start epoch ms, newest first)."""
+    """A Runs row as SyncRun writes it."""
     if finished is None and status != "running":
         finished = started + timedelta(minutes=2)
-    store.upsert_one(
-        "Runs",
-        {
-            "PartitionKey": function,
-            "RowKey": f"{10**13 - int(started.timestamp() * 1000):013d}",
-            "function": function,
-            "runId": f"run-{next(_counter)}",
-            "correlationId": "c0ffee00-0000-0000-0000-000000000000",
-            "startedAt": started.isoformat(),
-            "finishedAt": finished.isoformat() if finished else None,
-            "status": status,
-            "rows": rows,
-            "pages": 1,
-            "calls": 1,
-            "retries": 0,
-            "done": 1,
-            "pending": 0,
-            "quarantined": 0,
-            "errorCount": len(errors or []),
-            "errors": jsonutil.dumps(errors or []),
-            "skipped": "[]",
-        },
+    counts = {"rows": rows, "pages": 1, "calls": 1, "retries": 0, "done": 1, "pending": 0, "quarantined": 0}
+    row = tables.run_row(
+        function=function,
+        run_id=f"run-{next(_counter)}",
+        correlation_id="c0ffee00-0000-0000-0000-000000000000",
+        started_at=started,
+        finished_at=finished,
+        status=tables.RunStatus(status),
+        unit="subscriptions",
+        counts=counts,
+        errors=errors or [],
+        skipped=[],
     )
+    store.upsert(tables.RUNS, [row])
 
 
 # -- calling the API in-process ------------------------------------------------------------------------------
+
+
+class ApiResponse(Response):
+    """A response with its JSON body parsed, every digit kept."""
+
+    def json(self) -> Any:
+        return jsonutil.loads(self.body)
+
+
+def request_for(method: str, target: str, *, headers: Mapping[str, str] | None = None) -> Request:
+    """The request for a request target such as ``/api/v1/customers/usagerecords?billing_month=2024-05``."""
+    parts = urlsplit(target)
+    path = strip_prefix(unquote(parts.path), "api")
+    return Request.build(method, path, query=parse_qsl(parts.query, keep_blank_values=True), headers=headers)
 
 
 def settings_for(store: TableStore, **overrides: Any) -> Settings:
@@ -300,10 +221,10 @@ def get(
     method: str = "GET",
     settings: Settings | None = None,
     now: datetime | None = None,
-) -> Response:
+) -> ApiResponse:
     """Call the handler for ``/api/...`` as the function would."""
-    request = Request.from_target(method, target, headers=headers)
-    return handle(request, store, settings or settings_for(store), now)
+    response = handle(request_for(method, target, headers=headers), store, settings or settings_for(store), now)
+    return ApiResponse(status=response.status, headers=response.headers, body=response.body)
 
 
 def sub_path(customer_id: str = CUSTOMER, subscription_id: str = SUBSCRIPTION) -> str:

@@ -9,7 +9,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from devhost.azurite import Azurite, running_azurite
-from shared.table_store import TableStore
+from tests.stores import CountingStore, drop_tables
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +26,9 @@ def table_prefix() -> str:
 
 
 @pytest.fixture
-def store(azurite: Azurite, table_prefix: str) -> Iterator[TableStore]:
+def store(azurite: Azurite, table_prefix: str) -> Iterator[CountingStore]:
     """A TableStore on Azurite whose tables are this test's own, deleted afterwards."""
     service = TableServiceClient.from_connection_string(azurite.connection_string)
-    table_store = TableStore(service, prefix=table_prefix)
+    table_store = CountingStore(service, prefix=table_prefix)
     yield table_store
-    table_store.drop_tables()
+    drop_tables(table_store)

@@ -7,15 +7,20 @@ from datetime import datetime
 from typing import Any
 
 from devhost.azurite import Azurite
+from shared import tables
 from shared.settings import Settings
+from shared.sync import jobs
 from shared.sync.runs import SyncFailed, SyncRun
-from shared.sync.usage_records import sync_usage_records
-from shared.sync.usage_summary import sync_usage_summaries
-from shared.sync.utilization import sync_utilization
 from shared.table_store import TableStore
-from shared.wiring import partner_center_client
 
-DATA_TABLES = ("UsageRecords", "UsageSummaries", "Utilization", "Customers", "Subscriptions", "Quarantine")
+DATA_TABLES = (
+    tables.USAGE_RECORDS,
+    tables.USAGE_SUMMARIES,
+    tables.UTILIZATION,
+    tables.CUSTOMERS,
+    tables.SUBSCRIPTIONS,
+    tables.QUARANTINE,
+)
 
 
 def sim_env(sim: Any, azurite: Azurite, prefix: str, **overrides: str) -> dict[str, str]:
@@ -40,32 +45,24 @@ def run_job(
     clock: Callable[[], float] | None = None,
     budget: float | None = None,
 ) -> SyncRun:
-    """Run one timer function's sync like its main does, without real sleeps; never raises SyncFailed."""
-    client = partner_center_client(settings, sleep=lambda seconds: None)
+    """Run one timer function's job as its main does, at ``now``, without real sleeps; never raises SyncFailed."""
     extra = {"clock": clock} if clock else {}
-    run = SyncRun(store, function, client=client, now=lambda: now, budget_seconds=budget, **extra)
+    job = jobs.get(function)
     try:
-        with run:
-            if function == "fetch_usage_records":
-                sync_usage_records(client, store, run, now=now)
-            elif function == "fetch_usage_summary":
-                sync_usage_summaries(client, store, settings, run, now=now)
-            else:
-                sync_utilization(client, store, settings, run, now=now)
-    except SyncFailed:
-        pass
-    return run
+        return jobs.run_job(job, settings, store, budget_seconds=budget, now=lambda: now, sleep=lambda s: None, **extra)
+    except SyncFailed as failed:
+        return failed.run
 
 
 def snapshot(store: TableStore, tables: tuple[str, ...] = DATA_TABLES) -> dict[str, list[dict[str, Any]]]:
     """Every row of the data tables, without service metadata, in key order."""
     result = {}
     for table in tables:
-        rows = [dict(e) for e in store.query(table, "PartitionKey ne @x", {"x": "\u0000"})]
+        rows = list(store.all_rows(table))
         result[table] = sorted(rows, key=lambda r: (r["PartitionKey"], r["RowKey"]))
     return result
 
 
 def watermarks(store: TableStore) -> dict[str, str]:
     """doneThrough per subscription key."""
-    return {r["RowKey"]: r.get("doneThrough") for r in store.partition("SyncState", "utilization")}
+    return {r["RowKey"]: r.get("doneThrough") for r in store.partition(tables.SYNC_STATE, tables.UTILIZATION_STATE)}

@@ -19,9 +19,9 @@ from schemathesis.specs.openapi.checks import (
 
 from devhost.serve import make_server
 from shared.api import Request, handle
-from shared.api.health import TIMER_FUNCTIONS
 from shared.api.openapi import GUID_PATTERN, document
 from shared.settings import Settings
+from shared.sync.jobs import JOB_NAMES
 from shared.table_store import TableStore
 from tests.api_data import (
     CUSTOMER,
@@ -36,6 +36,7 @@ from tests.api_data import (
     write_usage_summary,
     write_utilization,
 )
+from tests.stores import drop_tables
 
 GUID = re.compile(GUID_PATTERN)
 KEY = "fuzz-" + uuid.uuid4().hex
@@ -51,10 +52,10 @@ def fuzz_store(azurite):
     write_usage_records(store, [usage_record(CUSTOMER)])
     write_usage_summary(store, CUSTOMER, SUBSCRIPTION, usage_summary())
     write_utilization(store, CUSTOMER, SUBSCRIPTION, many_utilization_records(40, first_day=DAY, meters=4))
-    for name in TIMER_FUNCTIONS:
+    for name in JOB_NAMES:
         write_run(store, name, started=datetime.now(timezone.utc))
     yield store
-    store.drop_tables()
+    drop_tables(store)
 
 
 @pytest.fixture(scope="module")

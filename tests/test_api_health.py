@@ -6,14 +6,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.api.health import TIMER_FUNCTIONS
+from shared.sync.jobs import JOB_NAMES
+from shared.tables import RUNS, run_key
 from tests.api_data import get, settings_for, write_run
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def _all_succeeded(store, hours_ago: float = 1) -> None:
-    for name in TIMER_FUNCTIONS:
+    for name in JOB_NAMES:
         write_run(store, name, started=NOW - timedelta(hours=hours_ago, minutes=2))
 
 
@@ -62,7 +63,7 @@ def test_a_stale_success_is_503(store):
     _all_succeeded(store, hours_ago=1)
     response, body = _health(store, health_max_age_hours=0.5)
     assert response.status == 503
-    for name in TIMER_FUNCTIONS:
+    for name in JOB_NAMES:
         assert body["functions"][name]["reasons"] == ["stale: last success 1.0 hours ago (limit 0.5 hours)"]
 
 
@@ -79,9 +80,7 @@ def test_a_running_newest_run_is_reported_and_the_last_finished_one_judged(store
 def test_a_first_run_still_running_is_503(store):
     _all_succeeded(store)
     write_run(store, "fetch_utilization", started=NOW - timedelta(hours=5), status="running")
-    store.delete(
-        "Runs", "fetch_utilization", f"{10**13 - int((NOW - timedelta(hours=1, minutes=2)).timestamp() * 1000):013d}"
-    )
+    store.delete(RUNS, "fetch_utilization", run_key(NOW - timedelta(hours=1, minutes=2)))
     response, body = _health(store)
     assert response.status == 503
     assert "no run has finished" in body["functions"]["fetch_utilization"]["reasons"][0]
@@ -89,7 +88,7 @@ def test_a_first_run_still_running_is_503(store):
 
 @pytest.mark.parametrize("stale_hours", [27, 100])
 def test_default_limit_is_the_health_max_age_setting(store, stale_hours):
-    for name in TIMER_FUNCTIONS:
+    for name in JOB_NAMES:
         write_run(store, name, started=NOW - timedelta(hours=stale_hours))
     response, body = _health(store)
     assert response.status == 503 and body["maxAgeHours"] == 26

@@ -7,13 +7,15 @@ import logging
 import pytest
 from azure.data.tables import TableClient
 
-from shared.api import Request, handle
+from shared import jsonutil
+from shared.api import handle
 from shared.api.etag import etag_of
 from tests.api_data import (
     CUSTOMER,
     DAY,
     SUBSCRIPTION,
     get,
+    request_for,
     settings_for,
     sub_path,
     usage_record,
@@ -169,10 +171,10 @@ def test_an_unexpected_failure_is_a_500_with_a_correlation_id_and_no_trace(fille
             raise RuntimeError("secret internals: connection string AccountKey=abc")
 
     caplog.set_level(logging.ERROR)
-    request = Request.from_target("GET", ROUTES[0])
+    request = request_for("GET", ROUTES[0])
     response = handle(request, Broken(), settings_for(filled))
     assert response.status == 500
-    body = response.json()
+    body = jsonutil.loads(response.body)
     assert body["code"] == 900500 and body["correlationId"] in body["description"]
     assert b"secret" not in response.body and b"Traceback" not in response.body
     assert response.headers["MS-CorrelationId"] == body["correlationId"]

@@ -9,9 +9,9 @@ import pytest
 from openapi_spec_validator import validate
 
 from shared import jsonutil
-from shared.api.health import TIMER_FUNCTIONS
 from shared.api.openapi import document
 from shared.api.router import ROUTES
+from shared.sync.jobs import JOB_NAMES
 from tests.api_data import (
     CUSTOMER,
     DAY,
@@ -115,7 +115,7 @@ def test_real_responses_of_every_route_match_the_document(filled):
             following = response.json()["links"]["next"]
             headers = {h["key"]: h["value"] for h in following["headers"]}
             check(get(filled, "/api/v1/" + following["uri"], headers=headers), template)
-    for name in TIMER_FUNCTIONS:
+    for name in JOB_NAMES:
         write_run(filled, name, started=NOW - timedelta(hours=1))
     check(get(filled, "/api/health", now=NOW), "/health")
     check(get(filled, "/api/v1/customers/usagerecords", method="POST"), "/v1/customers/usagerecords")

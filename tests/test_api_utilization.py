@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.api import paging
+from shared.api import continuation
 from shared.table_store import TableStore
 from tests.api_data import (
     CUSTOMER,
@@ -30,6 +30,7 @@ from tests.api_data import (
     write_subscription,
     write_utilization,
 )
+from tests.stores import drop_tables
 
 URL = sub_path() + "/utilizations/azure"
 WIDE = "start_time=2024-01-01T00:00:00Z&end_time=2025-01-01T00:00:00Z"
@@ -61,7 +62,7 @@ def big_store(azurite):
     records = many_utilization_records(2500, first_day=DAY)
     rows = write_utilization(store, CUSTOMER, SUBSCRIPTION, records)
     yield store, records, rows, requests
-    store.drop_tables()
+    drop_tables(store)
 
 
 @pytest.fixture
@@ -211,7 +212,7 @@ def test_the_token_also_works_as_a_query_parameter(store):
 
 
 def _token(**changes):
-    query = paging.UtilizationQuery(
+    query = continuation.UtilizationQuery(
         customer_id=CUSTOMER.lower(),
         subscription_id=SUBSCRIPTION,
         start_key="2024-01-01T00:00:00Z",
@@ -219,7 +220,7 @@ def _token(**changes):
         size=2,
         show_details=True,
     )
-    payload = json.loads(base64.urlsafe_b64decode(paging.encode(query, "2024-03-01T08:00:00Z|x|y") + "=="))
+    payload = json.loads(base64.urlsafe_b64decode(continuation.encode(query, "2024-03-01T08:00:00Z|x|y") + "=="))
     payload.update(changes)
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
 

@@ -189,7 +189,7 @@ def test_429_honours_retry_after_and_retries_with_the_same_request_id(httpserver
     assert clock.sleeps == [57.0]
     first, second = sent(httpserver)
     assert first.headers["MS-RequestId"] == second.headers["MS-RequestId"]
-    assert client.stats.throttled == 1 and client.stats.retries == 1
+    assert client.counters["throttled"] == 1 and client.counters["retries"] == 1
 
 
 def test_a_429_holds_back_the_next_call_of_every_worker(httpserver):
@@ -274,8 +274,8 @@ def test_a_read_timeout_is_retried(httpserver, clock):
         clock=clock,
         timeout=(2.0, 0.3),
     )
-    assert [i["id"] for i in client.items("customers")] == ["x"]
-    assert client.stats.retries == 1 and calls["n"] == 2
+    assert [i["id"] for page in client.pages("customers") for i in page.items] == ["x"]
+    assert client.counters["retries"] == 1 and calls["n"] == 2
 
 
 def test_other_client_errors_are_not_retried(httpserver, client, clock):
@@ -313,7 +313,7 @@ def test_404_20003_is_not_found(httpserver, client):
     start = datetime(2026, 11, 1, tzinfo=timezone.utc)
     with pytest.raises(PartnerCenterError) as caught:
         list(client.utilization("c1", "s1", start=start, end=start + timedelta(days=1)))
-    assert caught.value.is_not_found and not caught.value.is_no_relationship
+    assert caught.value.status == 404 and not caught.value.is_no_relationship
 
 
 def test_a_non_json_error_body_still_gives_a_readable_error(httpserver, client):

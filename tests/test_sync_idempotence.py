@@ -11,13 +11,14 @@ from werkzeug import Response
 
 from devhost.simulator import Fault, Simulator, WorldConfig
 from shared.settings import Settings
+from shared.sync.jobs import JOB_NAMES as FUNCTIONS
 from shared.sync.utilization import windows_to_fetch
 from shared.table_store import TableStore
 from tests.fakes import pc_json
+from tests.stores import drop_tables
 from tests.sync_support import run_job, sim_env, snapshot, watermarks
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
-FUNCTIONS = ("fetch_usage_records", "fetch_usage_summary", "fetch_utilization")
 
 
 def world():
@@ -42,7 +43,7 @@ def clean(azurite, store):
         for function in FUNCTIONS:
             assert run_job(function, settings, other, NOW).status == "succeeded"
         yield snapshot(other), watermarks(other)
-    other.drop_tables()
+    drop_tables(other)
 
 
 def test_two_runs_with_faults_leave_the_rows_of_one_clean_run(azurite, store, clean):

@@ -2,7 +2,8 @@
 
 from azure.data.tables import UpdateMode
 
-from shared.sync.state import STATE, StateWriter, load_states
+from shared.sync.state import StateWriter, load_states
+from shared.tables import SYNC_STATE as STATE
 
 
 class Ticks:

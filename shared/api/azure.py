@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 
-from shared.api.http import Request, Response, strip_prefix
+from shared.api.messages import Request, Response, strip_prefix
 
 ROUTE_PARAM = "route"  # the catch-all route parameter of serve_usage/function.json: "{*route}"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from werkzeug.http import parse_etags
+
 
 def etag_of(body: bytes) -> str:
     """A strong validator: a hash of exactly these bytes."""
@@ -14,12 +16,4 @@ def matches(if_none_match: str | None, etag: str) -> bool:
     """True when the header names this ETag (weak or strong form) or is ``*``."""
     if not if_none_match:
         return False
-    for candidate in if_none_match.split(",")[:100]:
-        candidate = candidate.strip()
-        if candidate == "*":
-            return True
-        if candidate.startswith("W/"):
-            candidate = candidate[2:]
-        if candidate == etag:
-            return True
-    return False
+    return parse_etags(if_none_match).contains_weak(etag.strip('"'))

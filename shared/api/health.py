@@ -8,9 +8,10 @@ from typing import Any
 from shared import jsonutil
 from shared.api import queries
 from shared.settings import Settings
+from shared.sync.jobs import JOB_NAMES
 from shared.table_store import TableStore
+from shared.tables import RunStatus
 
-TIMER_FUNCTIONS = ("fetch_usage_records", "fetch_usage_summary", "fetch_utilization")
 _MAX_TEXT = 500
 
 
@@ -70,14 +71,14 @@ def function_health(store: TableStore, function: str, now: datetime, max_age_hou
     newest = queries.newest_run(store, function)
     running = None
     finished = newest
-    if newest is not None and newest.get("status") == "running":
+    if newest is not None and newest.get("status") == RunStatus.RUNNING:
         running = _run_view(newest, now)
         finished = queries.newest_run(store, function, finished=True)
     reasons = []
     last = None if finished is None else _run_view(finished, now)
     if last is None:
         reasons.append("never run" if running is None else "running for the first time; no run has finished")
-    elif last["status"] != "succeeded":
+    elif last["status"] != RunStatus.SUCCEEDED:
         reasons.append(f"last finished run {last['status']}")
     elif last["ageSeconds"] is None:
         reasons.append("last finished run has no readable finish time")
@@ -89,7 +90,7 @@ def function_health(store: TableStore, function: str, now: datetime, max_age_hou
 
 def health(store: TableStore, settings: Settings, now: datetime) -> tuple[int, dict[str, Any]]:
     """200 when every function's last finished run succeeded recently enough, else 503; and the report."""
-    functions = {name: function_health(store, name, now, settings.health_max_age_hours) for name in TIMER_FUNCTIONS}
+    functions = {name: function_health(store, name, now, settings.health_max_age_hours) for name in JOB_NAMES}
     healthy = all(f["healthy"] for f in functions.values())
     report = {
         "status": "healthy" if healthy else "unhealthy",

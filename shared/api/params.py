@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import date, datetime, timedelta, timezone
 
-from shared.api.http import Request, bad_request
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
+from shared.api.errors import bad_request
+from shared.api.messages import Request
 from shared.timeutil import UTC_KEY_FORMAT
 
 MAX_PAGE_SIZE = 1000
@@ -125,21 +128,10 @@ def accepts_csv(accept: str | None) -> bool:
     if not accept:
         return False
     best_csv = best_json = 0.0
-    for item in accept.split(",")[:50]:
-        media, _, params = item.strip().partition(";")
-        weight = 1.0
-        for param in params.split(";"):
-            key, _, number = param.strip().partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    weight = float(number)
-                except ValueError:
-                    weight = 0.0
-                if not math.isfinite(weight):
-                    weight = 0.0
-        media = media.strip().lower()
+    for value, quality in parse_accept_header(accept, MIMEAccept):
+        media = value.split(";", 1)[0].strip().lower()
         if media == "text/csv":
-            best_csv = max(best_csv, weight)
+            best_csv = max(best_csv, quality)
         elif media in ("application/json", "text/json"):
-            best_json = max(best_json, weight)
+            best_json = max(best_json, quality)
     return best_csv > 0 and best_csv > best_json

@@ -6,24 +6,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shared.api.paging import UtilizationQuery
+from shared.api.continuation import UtilizationQuery
 from shared.keys import make_key
 from shared.table_store import TableStore
+from shared.tables import (
+    CUSTOMER_PARTITION,
+    CUSTOMERS,
+    RUNS,
+    SUBSCRIPTIONS,
+    USAGE_RECORDS,
+    USAGE_SUMMARIES,
+    UTILIZATION,
+    RunStatus,
+    customer_key,
+    subscription_key,
+)
 
-USAGE_RECORDS = "UsageRecords"
-USAGE_SUMMARIES = "UsageSummaries"
-UTILIZATION = "Utilization"
-CUSTOMERS = "Customers"
-SUBSCRIPTIONS = "Subscriptions"
-RUNS = "Runs"
-LATEST = "latest"
 _RAW = ["RowKey", "raw"]
 _SERVICE_PAGE = 1000  # the most Table Storage returns in one response
-
-
-def subscription_key(customer_id: str, subscription_id: str) -> str:
-    """The PartitionKey of a subscription's data rows."""
-    return make_key(customer_id, subscription_id)
 
 
 def usage_records(store: TableStore, partition: str) -> Iterator[str]:
@@ -79,19 +79,19 @@ def has_rows(store: TableStore, table: str, partition: str) -> bool:
 
 def subscription_known(store: TableStore, customer_id: str, subscription_id: str, data_table: str) -> bool:
     """Known to the inventory, or holding data rows (the inventory may be refreshed after the data)."""
-    if store.get(SUBSCRIPTIONS, make_key(customer_id), make_key(subscription_id)) is not None:
+    if store.get(SUBSCRIPTIONS, customer_key(customer_id), make_key(subscription_id)) is not None:
         return True
     return has_rows(store, data_table, subscription_key(customer_id, subscription_id))
 
 
 def customer_row(store: TableStore, customer_id: str) -> dict[str, Any] | None:
     """The inventory row of a customer, or None."""
-    return store.get(CUSTOMERS, "customer", make_key(customer_id))
+    return store.get(CUSTOMERS, CUSTOMER_PARTITION, customer_key(customer_id))
 
 
 def customer_known(store: TableStore, customer_id: str) -> bool:
     """In the customer inventory, or owning a subscription in it."""
-    return customer_row(store, customer_id) is not None or has_rows(store, SUBSCRIPTIONS, make_key(customer_id))
+    return customer_row(store, customer_id) is not None or has_rows(store, SUBSCRIPTIONS, customer_key(customer_id))
 
 
 def newest_run(store: TableStore, function: str, *, finished: bool = False) -> dict[str, Any] | None:
@@ -100,7 +100,7 @@ def newest_run(store: TableStore, function: str, *, finished: bool = False) -> d
         rows = store.query(
             RUNS,
             "PartitionKey eq @pk and status ne @running",
-            {"pk": function, "running": "running"},
+            {"pk": function, "running": str(RunStatus.RUNNING)},
             page_size=1,
             limit=1,
         )

@@ -8,19 +8,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from shared.api import csv_format, etag, params, routes
-from shared.api.http import (
+from shared.api import csv_format, etag, handlers, params
+from shared.api.errors import (
     CODE_METHOD_NOT_ALLOWED,
-    CSV_TYPE,
-    JSON_TYPE,
     ApiError,
-    Request,
-    Response,
     bad_request,
     error_response,
     internal_error_response,
     not_found,
 )
+from shared.api.messages import CSV_TYPE, JSON_TYPE, Request, Response
 from shared.settings import Settings
 from shared.table_store import TableStore
 
@@ -35,7 +32,7 @@ class Route:
 
     name: str
     template: tuple[str, ...]
-    handler: routes.Handler
+    handler: handlers.Handler
     offers_csv: bool
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
@@ -51,17 +48,17 @@ class Route:
         return found
 
 
-def _route(name: str, template: str, handler: routes.Handler, *, offers_csv: bool = False) -> Route:
+def _route(name: str, template: str, handler: handlers.Handler, *, offers_csv: bool = False) -> Route:
     return Route(name, tuple(template.lower().split("/")), handler, offers_csv)
 
 
 SUBSCRIPTION = "v1/customers/{customer_id}/subscriptions/{subscription_id}"
 ROUTES = (
-    _route("usage_records", "v1/customers/usagerecords", routes.usage_records, offers_csv=True),
-    _route("usage_summary", SUBSCRIPTION + "/usagesummary", routes.usage_summary, offers_csv=True),
-    _route("utilization", SUBSCRIPTION + "/utilizations/azure", routes.utilization, offers_csv=True),
-    _route("health", "health", routes.health),
-    _route("openapi", "openapi.json", routes.openapi),
+    _route("usage_records", "v1/customers/usagerecords", handlers.usage_records, offers_csv=True),
+    _route("usage_summary", SUBSCRIPTION + "/usagesummary", handlers.usage_summary, offers_csv=True),
+    _route("utilization", SUBSCRIPTION + "/utilizations/azure", handlers.utilization, offers_csv=True),
+    _route("health", "health", handlers.health),
+    _route("openapi", "openapi.json", handlers.openapi),
 )
 
 
@@ -85,7 +82,7 @@ def wants_csv(request: Request, route: Route) -> bool:
     return route.offers_csv and params.accepts_csv(request.header("accept"))
 
 
-def _render(request: Request, route: Route, content: routes.Content, csv: bool) -> Response:
+def _render(request: Request, route: Route, content: handlers.Content, csv: bool) -> Response:
     if csv and content.csv_raws is not None:
         body, media = csv_format.to_csv(content.csv_raws, content.csv_columns), CSV_TYPE
     else:
@@ -118,7 +115,7 @@ def handle(request: Request, store: TableStore, settings: Settings, now: datetim
             )
         csv = wants_csv(request, route)
         moment = now or datetime.now(timezone.utc)
-        content = route.handler(routes.Context(request, path_params, store, settings, moment))
+        content = route.handler(handlers.Context(request, path_params, store, settings, moment))
         response = _render(request, route, content, csv)
     except ApiError as error:
         response = error_response(error)

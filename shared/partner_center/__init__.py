@@ -6,21 +6,20 @@ from shared.partner_center.auth import (
     RefreshTokenStore,
     TokenProvider,
 )
-from shared.partner_center.client import NextLink, Page, PartnerCenterClient
+from shared.partner_center.client import Page, PartnerCenterClient
 from shared.partner_center.errors import (
     AuthenticationError,
     DataNotReady,
     PartnerCenterError,
     ReconsentRequired,
 )
-from shared.partner_center.retry import RetryPolicy, parse_retry_after
+from shared.retry import RetryPolicy
 
 __all__ = [
     "AuthenticationError",
     "DataNotReady",
     "InMemoryRefreshTokenStore",
     "KeyVaultRefreshTokenStore",
-    "NextLink",
     "Page",
     "PartnerCenterClient",
     "PartnerCenterError",
@@ -28,5 +27,4 @@ __all__ = [
     "RefreshTokenStore",
     "RetryPolicy",
     "TokenProvider",
-    "parse_retry_after",
 ]

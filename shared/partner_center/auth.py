@@ -117,7 +117,6 @@ class TokenProvider:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._cache: dict[bool, _CachedToken] = {}
-        self.requests_made = 0
 
     def token(self, *, app_only: bool = False) -> str:
         """A valid access token: App+User by default, app-only (client credentials) on request."""
@@ -162,7 +161,6 @@ class TokenProvider:
             "scope": PARTNER_CENTER_SCOPE,
         }
         grant = form["grant_type"]
-        self.requests_made += 1
         try:
             response = self._session.post(self._token_url, data=data, timeout=self._timeout)
         except requests.RequestException as exc:
@@ -183,9 +181,7 @@ class TokenProvider:
         code_numbers = {int(c) for c in codes if isinstance(c, int | str) and str(c).isdigit()}
         if aadsts[6:].isdigit():
             code_numbers.add(int(aadsts[6:]))
-        summary = f"token request ({grant}) refused: status={response.status_code} error={error or 'unknown'}"
-        if aadsts:
-            summary += f" {aadsts}"
+        summary = f"token request ({grant}) refused" + (f": {aadsts}" if aadsts else "")
         if grant == "refresh_token" and (error == "invalid_grant" or code_numbers & _RECONSENT_CODES):
             raise ReconsentRequired(
                 summary + ": the Partner Center refresh token no longer works; a partner admin must sign "

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urljoin
@@ -16,9 +15,10 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from shared import jsonutil
+from shared.counters import Counters
 from shared.partner_center.auth import TokenProvider
 from shared.partner_center.errors import DataNotReady, PartnerCenterError
-from shared.partner_center.retry import RETRYABLE_STATUSES, RetryPolicy, ThrottleGate, parse_retry_after
+from shared.retry import Action, Decision, Outcome, RetryPolicy, ThrottleGate
 
 log = logging.getLogger(__name__)
 
@@ -30,44 +30,26 @@ _TRANSIENT_EXCEPTIONS = (
 
 
 @dataclass(frozen=True)
-class NextLink:
+class _Next:
     """Where the next page is: an absolute URL and the headers to send verbatim."""
 
     url: str
     headers: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Page:
-    """One page of a Partner Center collection, as received."""
+    """One page of a Partner Center collection: its items as received, and its place in the collection."""
 
     items: list[Any]
-    body: Any
     number: int
-    request_id: str
-    next: NextLink | None
-
-
-@dataclass
-class ClientStats:
-    """Counters for run records and benchmarks. Thread-safe increments."""
-
-    calls: int = 0
-    retries: int = 0
-    pages: int = 0
-    throttled: int = 0
-    not_ready: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **counts: int) -> None:
-        """Add to named counters."""
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
 
 
 class PartnerCenterClient:
-    """GETs Partner Center resources, yielding pages so callers never hold a whole result."""
+    """GETs Partner Center resources, yielding pages so callers never hold a whole result.
+
+    What it did (calls, pages, retries, throttled, not_ready) it reports into ``counters``, which a run can own.
+    """
 
     def __init__(
         self,
@@ -82,6 +64,7 @@ class PartnerCenterClient:
         clock: Callable[[], float] = time.monotonic,
         max_pages: int = 100_000,
         pool_size: int = 16,
+        counters: Counters | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_root = self.base_url + "/v1/"
@@ -93,7 +76,7 @@ class PartnerCenterClient:
         self._sleep = sleep
         self.gate = ThrottleGate(clock=clock, sleep=sleep)
         self._max_pages = max_pages
-        self.stats = ClientStats()
+        self.counters = counters if counters is not None else Counters()
 
     # -- the endpoints --------------------------------------------------------------------------------------
 
@@ -103,16 +86,16 @@ class PartnerCenterClient:
 
     def usage_summary(self, customer_id: str, subscription_id: str) -> dict[str, Any]:
         """One subscription's SubscriptionUsageSummary, bare or unwrapped from a collection (App+User)."""
-        body, _ = self.get_json(f"customers/{customer_id}/subscriptions/{subscription_id}/usagesummary")
+        path = f"customers/{customer_id}/subscriptions/{subscription_id}/usagesummary"
+        body, _ = self.get_json(path)
         if isinstance(body, dict) and isinstance(body.get("items"), list) and "billingStartDate" not in body:
             if len(body["items"]) != 1:
                 raise PartnerCenterError(
-                    f"usage summary collection holds {len(body['items'])} items, expected 1",
-                    path=f"customers/{customer_id}/subscriptions/{subscription_id}/usagesummary",
+                    f"usage summary collection holds {len(body['items'])} items, expected 1", path=path
                 )
             body = body["items"][0]
         if not isinstance(body, dict):
-            raise PartnerCenterError("usage summary is not a JSON object")
+            raise PartnerCenterError("usage summary is not a JSON object", path=path)
         return body
 
     def utilization(
@@ -125,7 +108,6 @@ class PartnerCenterClient:
         granularity: str = "daily",
         show_details: bool = True,
         size: int = 1000,
-        resume_from: NextLink | None = None,
     ) -> Iterator[Page]:
         """Pages of AzureUtilizationRecord reported in [start, end). Raises DataNotReady on 204 (app-only)."""
         params = {
@@ -136,10 +118,7 @@ class PartnerCenterClient:
             "size": str(size),
         }
         return self.pages(
-            f"customers/{customer_id}/subscriptions/{subscription_id}/utilizations/azure",
-            params,
-            app_only=True,
-            resume_from=resume_from,
+            f"customers/{customer_id}/subscriptions/{subscription_id}/utilizations/azure", params, app_only=True
         )
 
     def customers(self, *, size: int = 500) -> Iterator[Page]:
@@ -152,28 +131,19 @@ class PartnerCenterClient:
 
     # -- paging ---------------------------------------------------------------------------------------------
 
-    def pages(
-        self,
-        path: str,
-        params: Mapping[str, str] | None = None,
-        *,
-        app_only: bool = False,
-        resume_from: NextLink | None = None,
-    ) -> Iterator[Page]:
+    def pages(self, path: str, params: Mapping[str, str] | None = None, *, app_only: bool = False) -> Iterator[Page]:
         """Follow ``links.next`` (or a bare ``continuationToken``) until the last page, one page at a time."""
         first_url = self._url(path)
-        url, query, headers = (
-            (resume_from.url, None, dict(resume_from.headers)) if resume_from else (first_url, params, {})
-        )
-        seen: set[NextLink] = set()
+        url, query, headers = first_url, params, {}
+        seen: set[_Next] = set()
         number = 0
         while True:
             body, request_id = self.get_json(url, query, headers=headers, app_only=app_only)
             number += 1
-            self.stats.add(pages=1)
+            self.counters.add(pages=1)
             items = body.get("items") if isinstance(body, dict) else None
             nxt = self._next_link(body, first_url)
-            yield Page(items=items or [], body=body, number=number, request_id=request_id, next=nxt)
+            yield Page(items=items or [], number=number)
             if nxt is None:
                 return
             if nxt in seen:
@@ -191,12 +161,7 @@ class PartnerCenterClient:
             # A links.next uri carries its own query; a bare continuation token repeats the first query.
             query = params if nxt.url == first_url else None
 
-    def items(self, path: str, params: Mapping[str, str] | None = None, *, app_only: bool = False) -> Iterator[Any]:
-        """Every item of every page."""
-        for page in self.pages(path, params, app_only=app_only):
-            yield from page.items
-
-    def _next_link(self, body: Any, first_url: str) -> NextLink | None:
+    def _next_link(self, body: Any, first_url: str) -> _Next | None:
         if not isinstance(body, dict):
             return None
         links = body.get("links")
@@ -207,10 +172,10 @@ class PartnerCenterClient:
                 for h in nxt.get("headers") or []
                 if isinstance(h, dict) and "key" in h and "value" in h
             )
-            return NextLink(url=self._url(str(nxt["uri"])), headers=pairs)
+            return _Next(url=self._url(str(nxt["uri"])), headers=pairs)
         token = body.get("continuationToken")
         if token:
-            return NextLink(url=first_url, headers=(("MS-ContinuationToken", str(token)),))
+            return _Next(url=first_url, headers=(("MS-ContinuationToken", str(token)),))
         return None
 
     def _url(self, path: str) -> str:
@@ -229,87 +194,86 @@ class PartnerCenterClient:
         headers: Mapping[str, str] | None = None,
         app_only: bool = False,
     ) -> tuple[Any, str]:
-        """GET and parse one resource, retrying what is transient. Returns (body, MS-RequestId)."""
+        """GET and parse one resource; the retry policy decides what is tried again. Returns (body, MS-RequestId)."""
         url = self._url(path_or_url)
         request_id = str(uuid.uuid4())
         path = url.removeprefix(self.base_url)
-        attempt = 0
-        not_ready = 0
-        refreshed_token = False
+        state = self.retry.start()
         while True:
-            attempt += 1
             self.gate.wait()
-            send_headers = {
-                "Accept": "application/json",
-                "MS-RequestId": request_id,
-                "MS-CorrelationId": self.correlation_id,
-                "X-Locale": "en-US",
-                **(headers or {}),
-                "Authorization": "Bearer " + self._tokens.token(app_only=app_only),
-            }
-            self.stats.add(calls=1)
-            try:
-                response = self._session.get(url, params=params, headers=send_headers, timeout=self._timeout)
-            except _TRANSIENT_EXCEPTIONS as exc:
-                if attempt >= self.retry.max_attempts:
-                    raise self._error(
-                        f"GET failed after {attempt} attempts: {type(exc).__name__}", path, request_id
-                    ) from None
-                self._pause(self.retry.backoff(attempt), path, request_id, attempt, type(exc).__name__)
-                continue
-
-            status = response.status_code
-            if status == 204:
-                not_ready += 1
-                self.stats.add(not_ready=1)
-                wait = parse_retry_after(response.headers.get("Retry-After"))
-                if not_ready >= self.retry.not_ready_attempts:
-                    raise DataNotReady(path=path, retry_after=wait, request_id=request_id)
-                attempt -= 1  # 204 is a normal answer, not a failed attempt
-                self._pause(
-                    wait if wait is not None else self.retry.not_ready_default_wait, path, request_id, attempt, "204"
-                )
-                continue
-            if status == 401 and not refreshed_token:
-                # A token can be revoked before its expiry; fetch a new one once.
-                refreshed_token = True
+            response, outcome = self._send(url, params, headers, app_only, request_id)
+            decision = self.retry.decide(state, outcome)
+            if decision.action is Action.ACCEPT and response is not None:
+                return self._parse(response, path, request_id), request_id
+            if decision.action is Action.REFRESH_TOKEN:
                 self._tokens.invalidate(app_only=app_only)
-                attempt -= 1
                 continue
-            if status in RETRYABLE_STATUSES and attempt < self.retry.max_attempts:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                if retry_after is not None and retry_after > self.retry.retry_after_max:
-                    raise self._from_response(response, path, request_id)
-                delay = self.retry.delay(attempt, retry_after)
-                if status == 429:
-                    self.stats.add(throttled=1)
-                    self.gate.hold(delay)
-                    delay = 0.0  # the gate, at the top of the loop, does the waiting for every thread
-                self._pause(delay, path, request_id, attempt, str(status))
+            if decision.action is Action.RETRY:
+                self._pause(decision, outcome, path, request_id)
                 continue
-            if status >= 400:
-                raise self._from_response(response, path, request_id)
-            try:
-                return jsonutil.loads(response.content), request_id
-            except ValueError as exc:
-                raise self._error(
-                    f"response is not JSON ({exc.__class__.__name__})", path, request_id, status
-                ) from None
+            if decision.action is Action.NOT_READY:
+                raise DataNotReady(
+                    path=path,
+                    retry_after=outcome.retry_after,
+                    request_id=request_id,
+                    correlation_id=self.correlation_id,
+                )
+            if response is None:
+                raise self._error(f"GET failed after {decision.attempt} attempts: {outcome.error}", path, request_id)
+            raise self._from_response(response, path, request_id)
 
-    def _pause(self, seconds: float, path: str, request_id: str, attempt: int, reason: str) -> None:
-        self.stats.add(retries=1)
+    def _send(
+        self,
+        url: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        app_only: bool,
+        request_id: str,
+    ) -> tuple[requests.Response | None, Outcome]:
+        send_headers = {
+            "Accept": "application/json",
+            "MS-RequestId": request_id,
+            "MS-CorrelationId": self.correlation_id,
+            "X-Locale": "en-US",
+            **(headers or {}),
+            "Authorization": "Bearer " + self._tokens.token(app_only=app_only),
+        }
+        self.counters.add(calls=1)
+        try:
+            response = self._session.get(url, params=params, headers=send_headers, timeout=self._timeout)
+        except _TRANSIENT_EXCEPTIONS as exc:
+            return None, Outcome.of_error(exc)
+        if response.status_code == 204:
+            self.counters.add(not_ready=1)
+        return response, Outcome.of_response(response.status_code, response.headers)
+
+    def _parse(self, response: requests.Response, path: str, request_id: str) -> Any:
+        try:
+            return jsonutil.loads(response.content)
+        except ValueError as exc:
+            raise self._error(
+                f"response is not JSON ({exc.__class__.__name__})", path, request_id, response.status_code
+            ) from None
+
+    def _pause(self, decision: Decision, outcome: Outcome, path: str, request_id: str) -> None:
+        self.counters.add(retries=1)
+        wait = decision.wait
+        if decision.throttled:
+            self.counters.add(throttled=1)
+            self.gate.hold(wait)  # the gate, before the next send, does the waiting for every thread
+            wait = 0.0
         log.warning(
             "Partner Center GET %s answered %s; retrying in %.1fs (attempt %d/%d, request_id=%s, correlation_id=%s)",
             path,
-            reason,
-            seconds,
-            attempt + 1,
+            outcome.reason,
+            decision.wait,
+            decision.attempt + 1,
             self.retry.max_attempts,
             request_id,
             self.correlation_id,
         )
-        if seconds > 0:
-            self._sleep(seconds)
+        if wait > 0:
+            self._sleep(wait)
 
     def _error(self, message: str, path: str, request_id: str, status: int | None = None) -> PartnerCenterError:
         return PartnerCenterError(

@@ -13,24 +13,28 @@ from types import TracebackType
 from typing import Any
 
 from shared import jsonutil
-from shared.keys import digest, make_key
-from shared.partner_center import PartnerCenterClient, PartnerCenterError
+from shared.counters import Counters
+from shared.errors import ServiceError
 from shared.table_store import TableStore
+from shared.tables import QUARANTINE, RUNS, RunStatus, quarantine_row, run_row
 
 log = logging.getLogger(__name__)
 
-RUNS_TABLE = "Runs"
-QUARANTINE_TABLE = "Quarantine"
-_MAX_ERRORS_KEPT = 50
+# What a run record counts, in its order; the client reports calls, pages and retries into the same counters.
+COUNTED = ("rows", "pages", "calls", "retries", "done", "pending", "quarantined")
 
 
 class SyncFailed(Exception):
     """The run stored what it could but something failed; raised so the platform marks the run failed."""
 
+    def __init__(self, run: SyncRun) -> None:
+        super().__init__(run.summary())
+        self.run = run
+
 
 @dataclass(frozen=True)
 class RunError:
-    """One failure an operator should see: what it was about and Partner Center's identifiers."""
+    """One failure an operator should see: what it was about and the service's identifiers."""
 
     subject: str
     message: str
@@ -38,6 +42,20 @@ class RunError:
     code: str | None = None
     request_id: str | None = None
     correlation_id: str | None = None
+
+    @classmethod
+    def of(cls, subject: str, error: BaseException) -> RunError:
+        """The record of an exception: status, code and ids of every service error, the type of anything else."""
+        if isinstance(error, ServiceError):
+            return cls(
+                subject=subject,
+                message=str(error),
+                status=error.status,
+                code=error.code,
+                request_id=error.request_id,
+                correlation_id=error.correlation_id,
+            )
+        return cls(subject=subject, message=f"{type(error).__name__}: {error}")
 
     def as_record(self) -> dict[str, Any]:
         """The JSON shape stored in the run record."""
@@ -56,6 +74,7 @@ class SyncRun:
 
     Used as a context manager: an exception escaping the body is recorded and re-raised; errors recorded
     along the way make the exit raise ``SyncFailed`` after everything that succeeded was stored.
+    ``done`` and ``pending`` count the job's ``unit`` (customers, subscriptions), named in the record.
     """
 
     def __init__(
@@ -63,41 +82,64 @@ class SyncRun:
         store: TableStore,
         function: str,
         *,
-        client: PartnerCenterClient | None = None,
+        unit: str,
+        correlation_id: str | None = None,
+        counters: Counters | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         clock: Callable[[], float] = time.monotonic,
         budget_seconds: float | None = None,
     ) -> None:
         self.store = store
         self.function = function
-        self.client = client
+        self.unit = unit
+        self.correlation_id = correlation_id
+        self.counters = counters if counters is not None else Counters()
         self._now = now
         self._clock = clock
         self.run_id = str(uuid.uuid4())
         self.started_at = now()
         self._deadline = None if budget_seconds is None else clock() + budget_seconds
         self._lock = threading.Lock()
-        self._row_key = f"{10**13 - int(self.started_at.timestamp() * 1000):013d}"
-        self.rows = 0
-        self.done = 0
-        self.pending = 0
-        self.quarantined = 0
         self.skipped: list[str] = []
         self.errors: list[RunError] = []
-        self.status = "running"
+        self.status = RunStatus.RUNNING
 
     # -- counters ------------------------------------------------------------------------------------------
 
     def add(self, *, rows: int = 0, done: int = 0, pending: int = 0) -> None:
         """Add to the run's counters (thread-safe)."""
-        with self._lock:
-            self.rows += rows
-            self.done += done
-            self.pending += pending
+        self.counters.add(rows=rows, done=done, pending=pending)
+
+    @property
+    def rows(self) -> int:
+        """Rows written."""
+        return self.counters["rows"]
+
+    @property
+    def done(self) -> int:
+        """Units finished."""
+        return self.counters["done"]
+
+    @property
+    def pending(self) -> int:
+        """Units left (in part or whole) for the next run."""
+        return self.counters["pending"]
+
+    @property
+    def quarantined(self) -> int:
+        """Records kept in quarantine."""
+        return self.counters["quarantined"]
 
     def out_of_time(self) -> bool:
         """True once the time budget is spent: start no new unit of work."""
         return self._deadline is not None and self._clock() >= self._deadline
+
+    def budget_share(self, share: float) -> Callable[[], bool]:
+        """The clock of a step that may use ``share`` of the budget left now: True once that part is spent."""
+        if self._deadline is None:
+            return self.out_of_time
+        deadline = self._clock() + max(0.0, self._deadline - self._clock()) * share
+        return lambda: self._clock() >= deadline
 
     def skip(self, subject: str, reason: str) -> None:
         """Note work deliberately not done (no relationship, not covered by the endpoint)."""
@@ -107,17 +149,7 @@ class SyncRun:
 
     def fail(self, subject: str, error: BaseException) -> None:
         """Record a failure of one unit of work; the run goes on and ends failed."""
-        if isinstance(error, PartnerCenterError):
-            entry = RunError(
-                subject=subject,
-                message=str(error),
-                status=error.status,
-                code=error.code,
-                request_id=error.request_id,
-                correlation_id=error.correlation_id,
-            )
-        else:
-            entry = RunError(subject=subject, message=f"{type(error).__name__}: {error}")
+        entry = RunError.of(subject, error)
         log.error("%s: %s failed: %s", self.function, subject, entry.message)
         with self._lock:
             self.errors.append(entry)
@@ -127,17 +159,9 @@ class SyncRun:
         raw_text = raw if isinstance(raw, str) else jsonutil.dumps(raw)
         log.warning("%s: quarantined a record from %s: %s", self.function, source, reason)
         self.store.upsert_one(
-            QUARANTINE_TABLE,
-            {
-                "PartitionKey": make_key(self.function),
-                "RowKey": digest(source, raw_text, length=32),
-                "source": source,
-                "reason": reason,
-                "raw": raw_text,
-            },
+            QUARANTINE, quarantine_row(self.function, source=source, raw_text=raw_text, reason=reason)
         )
-        with self._lock:
-            self.quarantined += 1
+        self.counters.add(quarantined=1)
 
     # -- the run record ------------------------------------------------------------------------------------
 
@@ -150,57 +174,38 @@ class SyncRun:
     ) -> None:
         if exc is not None:
             self.fail("run", exc)
-        self.status = "failed" if self.errors else "succeeded"
+        self.status = RunStatus.FAILED if self.errors else RunStatus.SUCCEEDED
         try:
             self._write()
         except Exception:  # the run's own outcome matters more than its record
             log.exception("%s: could not write the run record", self.function)
         log.info(self.summary())
         if exc is None and self.errors:
-            raise SyncFailed(self.summary())
+            raise SyncFailed(self)
 
-    def counters(self) -> dict[str, int]:
-        """Rows, pages, calls and the rest, including the client's."""
-        stats = self.client.stats if self.client else None
-        return {
-            "rows": self.rows,
-            "pages": stats.pages if stats else 0,
-            "calls": stats.calls if stats else 0,
-            "retries": stats.retries if stats else 0,
-            "done": self.done,
-            "pending": self.pending,
-            "quarantined": self.quarantined,
-            "skipped": len(self.skipped),
-            "errors": len(self.errors),
-        }
+    def counts(self) -> dict[str, int]:
+        """Rows, pages, calls and the rest, as the run record stores them."""
+        return {name: self.counters[name] for name in COUNTED}
 
     def summary(self) -> str:
         """One line for the log and the devhost."""
         seconds = (self._now() - self.started_at).total_seconds()
-        counts = " ".join(f"{k}={v}" for k, v in self.counters().items())
-        return f"{self.function} {self.status} in {seconds:.1f}s: {counts} correlation_id={self._correlation_id()}"
-
-    def _correlation_id(self) -> str | None:
-        return self.client.correlation_id if self.client else None
+        counts = {**self.counts(), "skipped": len(self.skipped), "errors": len(self.errors)}
+        text = " ".join(f"{k}={v}" for k, v in counts.items())
+        return f"{self.function} {self.status} in {seconds:.1f}s: {text} correlation_id={self.correlation_id}"
 
     def _write(self) -> None:
-        counters = self.counters()
-        finished = self.status != "running"
-        self.store.upsert_one(
-            RUNS_TABLE,
-            {
-                "PartitionKey": self.function,
-                "RowKey": self._row_key,
-                "function": self.function,
-                "runId": self.run_id,
-                "correlationId": self._correlation_id(),
-                "startedAt": self.started_at.isoformat(),
-                "finishedAt": self._now().isoformat() if finished else None,
-                "status": self.status,
-                **{k: v for k, v in counters.items() if k not in ("errors", "skipped")},
-                "errorCount": counters["errors"],
-                "skippedCount": counters["skipped"],
-                "errors": jsonutil.dumps([e.as_record() for e in self.errors[:_MAX_ERRORS_KEPT]]),
-                "skipped": jsonutil.dumps(self.skipped[:_MAX_ERRORS_KEPT]),
-            },
+        finished = self.status != RunStatus.RUNNING
+        row = run_row(
+            function=self.function,
+            run_id=self.run_id,
+            correlation_id=self.correlation_id,
+            started_at=self.started_at,
+            finished_at=self._now() if finished else None,
+            status=self.status,
+            unit=self.unit,
+            counts=self.counts(),
+            errors=[e.as_record() for e in self.errors],
+            skipped=self.skipped,
         )
+        self.store.upsert_one(RUNS, row)

@@ -10,16 +10,15 @@ from typing import Any
 
 from azure.data.tables import UpdateMode
 
-from shared.sync.inventory import Subscription
 from shared.table_store import MAX_BATCH_OPERATIONS, TableStore
+from shared.tables import SYNC_STATE, Subscription, state_row
 
-STATE = "SyncState"
 STATE_FLUSH_SECONDS = 30.0
 
 
 def load_states(store: TableStore, partition: str) -> dict[str, dict[str, Any]]:
     """Every state row of one job, by subscription key (one query)."""
-    return {row["RowKey"]: row for row in store.partition(STATE, partition)}
+    return {row["RowKey"]: row for row in store.partition(SYNC_STATE, partition)}
 
 
 def stalest_first(
@@ -51,7 +50,7 @@ class StateWriter:
         flush_seconds: float = STATE_FLUSH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._writer = store.writer(STATE, mode=UpdateMode.MERGE)
+        self._writer = store.writer(SYNC_STATE, mode=UpdateMode.MERGE)
         self._partition = partition
         self._flush_seconds = flush_seconds
         self._clock = clock
@@ -61,7 +60,7 @@ class StateWriter:
     def save(self, key: str, **fields: Any) -> None:
         """Queue a merge of ``fields`` into one subscription's state row."""
         with self._lock:
-            self._writer.add({"PartitionKey": self._partition, "RowKey": key, **fields})
+            self._writer.add(state_row(self._partition, key, **fields))
             now = self._clock()
             if self._writer.pending == 1:
                 self._oldest = now

@@ -13,23 +13,26 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared import jsonutil
-from shared.keys import digest
-from shared.partner_center import DataNotReady, PartnerCenterClient, PartnerCenterError
+from shared.partner_center import DataNotReady, PartnerCenterClient
+from shared.records import BadRecord
 from shared.settings import MAX_BACKFILL_DAYS, Settings
-from shared.sync.inventory import Subscription, load_subscriptions
-from shared.sync.records import BadRecord, optional_text, required_number, required_time
+from shared.sync import inventory
+from shared.sync.each_subscription import Coverage, sync_each_subscription
 from shared.sync.runs import SyncRun
-from shared.sync.state import StateWriter, load_states, stalest_first
-from shared.sync.workers import for_each
+from shared.sync.state import StateWriter
 from shared.table_store import BatchWriter, TableStore
+from shared.tables import UTILIZATION, UTILIZATION_STATE, Subscription, SubscriptionKind, utilization_row
 from shared.timeutil import floor_to, parse_time, utc_text
 
 log = logging.getLogger(__name__)
 
-TABLE = "Utilization"
-STATE_PARTITION = "utilization"
 PAGE_SIZE = 1000
+COVERAGE = Coverage(
+    kinds=frozenset({SubscriptionKind.LEGACY}),
+    skip_reasons={
+        SubscriptionKind.AZURE_PLAN: "Azure plan subscription: the utilization endpoint covers legacy MS-AZR-0145P only"
+    },
+)
 
 
 def windows_to_fetch(
@@ -54,40 +57,6 @@ def windows_to_fetch(
     return windows
 
 
-def utilization_row(
-    sub: Subscription, record: Mapping[str, Any], window_start: datetime, window_end: datetime
-) -> dict[str, Any]:
-    """One AzureUtilizationRecord as a row whose identity is (window, meter, instance, usage start, end)."""
-    if not isinstance(record, Mapping):
-        raise BadRecord("record is not a JSON object")
-    usage_start = required_time(record, "usageStartTime")
-    usage_end = required_time(record, "usageEndTime")
-    resource = record.get("resource")
-    meter_id = resource.get("id") if isinstance(resource, Mapping) else None
-    if not isinstance(meter_id, str) or not meter_id:
-        raise BadRecord("missing resource.id (meter)")
-    quantity = required_number(record, "quantity")
-    instance = record.get("instanceData")
-    resource_uri = instance.get("resourceUri") if isinstance(instance, Mapping) else None
-    start_text = utc_text(usage_start)
-    identity = digest(meter_id.lower(), (resource_uri or "").lower(), start_text, utc_text(usage_end))
-    return {
-        "PartitionKey": sub.key,
-        "RowKey": f"{start_text}|{window_start.strftime('%Y%m%dT%H%MZ')}|{identity}",
-        "customerId": sub.customer_id,
-        "subscriptionId": sub.subscription_id,
-        "raw": jsonutil.dumps(record),
-        "usageStartUtc": start_text,
-        "usageEndUtc": utc_text(usage_end),
-        "windowStart": utc_text(window_start),
-        "windowEnd": utc_text(window_end),
-        "meterId": meter_id,
-        "resourceUri": resource_uri,
-        "quantity": quantity,
-        "unit": optional_text(record, "unit"),
-    }
-
-
 def fetch_window(
     client: PartnerCenterClient,
     writer: BatchWriter,
@@ -96,7 +65,7 @@ def fetch_window(
     sub: Subscription,
     window: tuple[datetime, datetime],
 ) -> None:
-    """Every page of one window, each handed to the writer as it arrives. Raises if a page could not be read."""
+    """Every page of one window, each row handed to the writer as it arrives. Raises if a page could not be read."""
     start, end = window
     seen: dict[str, int] = {}
     for page in client.utilization(
@@ -110,7 +79,7 @@ def fetch_window(
     ):
         for index, record in enumerate(page.items):
             try:
-                row = utilization_row(sub, record, start, end)
+                row = utilization_row(sub.customer_id, sub.subscription_id, record, start, end)
             except BadRecord as exc:
                 source = f"{sub.customer_id}/{sub.subscription_id}/{utc_text(start)}/page-{page.number}/item-{index}"
                 run.quarantine(source=source, raw=record, reason=str(exc))
@@ -128,21 +97,13 @@ def sync_utilization(
     client: PartnerCenterClient, store: TableStore, settings: Settings, run: SyncRun, *, now: datetime
 ) -> None:
     """Bring every legacy subscription's watermark as close to now as the data and the time budget allow."""
-    subscriptions = []
-    for sub in load_subscriptions(client, store, settings, run, now=now):
-        if sub.kind == "legacy":
-            subscriptions.append(sub)
-        elif sub.kind == "azure_plan":
-            run.skip(sub.label, "Azure plan subscription: the utilization endpoint covers legacy MS-AZR-0145P only")
-    states = load_states(store, STATE_PARTITION)
-    watermarks = StateWriter(store, STATE_PARTITION)
+    inventory.refresh_if_due(client, store, settings, run, now=now)
 
-    def sync_one(sub: Subscription) -> bool:
-        state = states.get(sub.key, {})
+    def sync_one(sub: Subscription, state: Mapping[str, Any], watermarks: StateWriter) -> bool:
         done_through = parse_time(state["doneThrough"]) if state.get("doneThrough") else None
-        # One writer for all of a subscription's windows: rows of small windows share transactions, and
-        # the watermark is written once, after the rows it covers were sent.
-        writer = store.writer(TABLE)
+        # One writer for all of a subscription's windows: rows of small windows share transactions. The
+        # watermark moves only past windows whose every row was sent.
+        writer = store.writer(UTILIZATION)
         stored_through = None
         finished = True
         try:
@@ -156,27 +117,23 @@ def sync_utilization(
                     log.info("%s: window %s not ready (204); left for the next run", sub.label, utc_text(window[0]))
                     finished = False
                     break
-                except PartnerCenterError as exc:
-                    if exc.is_no_relationship:
-                        run.skip(sub.label, "no relationship with this customer (403/20002)")
-                        break
-                    raise
                 stored_through = window[1]
         finally:
+            # A batch that failed held rows of windows read in full: then nothing is flushed and the
+            # watermark stays where it was.
             if not writer.failed:
                 writer.flush()
             run.add(rows=writer.written)
-            # A batch that failed held rows of windows read in full: the watermark must not pass them.
             if stored_through is not None and not writer.failed:
                 watermarks.save(sub.key, doneThrough=utc_text(stored_through))
         return finished
 
-    with watermarks:  # sends what is queued however the run ends
-        done, pending = for_each(
-            run,
-            stalest_first(subscriptions, states, "doneThrough"),
-            sync_one,
-            concurrency=settings.sync_concurrency,
-            name=lambda s: s.label,
-        )
-    run.add(done=done, pending=pending)
+    sync_each_subscription(
+        store,
+        settings,
+        run,
+        coverage=COVERAGE,
+        state_partition=UTILIZATION_STATE,
+        staleness_field="doneThrough",
+        work=sync_one,
+    )

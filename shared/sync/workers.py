@@ -13,20 +13,27 @@ T = TypeVar("T")
 
 
 def for_each(
-    run: SyncRun, items: Iterable[T], work: Callable[[T], bool], *, concurrency: int, name: Callable[[T], str]
+    run: SyncRun,
+    items: Iterable[T],
+    work: Callable[[T], bool],
+    *,
+    concurrency: int,
+    name: Callable[[T], str],
+    out_of_time: Callable[[], bool] | None = None,
 ) -> tuple[int, int]:
     """Run ``work`` on each item, ``concurrency`` at a time, in the order given; returns (done, pending).
 
     ``work`` returns True when the item is fully done, False when some of it is left for the next run.
-    An item reached after the time budget is spent is pending without being touched. An exception is
-    recorded against that item only; the others carry on.
+    An item reached after the time budget (``out_of_time``, default the run's) is spent is pending without
+    being touched. An exception is recorded against that item only; the others carry on.
     """
+    spent = out_of_time or run.out_of_time
     counts = {"done": 0, "pending": 0}
     lock = threading.Lock()
 
     def guarded(item: T) -> None:
         finished = False
-        if not run.out_of_time():
+        if not spent():
             try:
                 finished = work(item)
             except Exception as exc:  # one item's failure must not stop the others

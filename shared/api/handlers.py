@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared import jsonutil
-from shared.api import csv_format, paging, params, queries, rendering
+from shared.api import continuation, csv_format, params, queries, rendering
+from shared.api.errors import CODE_NO_USAGE_DATA, CODE_SUBSCRIPTION_NOT_FOUND, ApiError, bad_request, not_found
 from shared.api.health import health as health_report
-from shared.api.http import CODE_NO_USAGE_DATA, CODE_SUBSCRIPTION_NOT_FOUND, ApiError, Request, bad_request, not_found
+from shared.api.messages import Request
 from shared.api.openapi import document_bytes
 from shared.settings import Settings
 from shared.table_store import TableStore
+from shared.tables import LATEST, USAGE_SUMMARIES, UTILIZATION, period_key
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def usage_records(ctx: Context) -> Content:
     """Every customer's monthly usage record: ``latest``, or a stored billing month."""
     month_text = params.single(ctx.request, "billing_month")
     month = None if month_text is None else params.billing_month(month_text)
-    raws = list(queries.usage_records(ctx.store, month or queries.LATEST))
+    raws = list(queries.usage_records(ctx.store, month or LATEST))
     if month and not raws:
         raise not_found(f"No usage records are stored for billing month {month}.")
     body = rendering.collection(raws, {"self": rendering.link(rendering.usage_records_uri(month))})
@@ -70,27 +72,28 @@ def usage_summary(ctx: Context) -> Content:
     """A subscription's latest usage summary, or the stored one of a past billing period."""
     customer_id, subscription_id = _ids(ctx)
     start_text = params.single(ctx.request, "billing_start")
-    row_key = queries.LATEST if start_text is None else "period-" + params.billing_start(start_text)
+    billing_start = None if start_text is None else params.billing_start(start_text)
+    row_key = LATEST if billing_start is None else period_key(billing_start)
     raw = queries.usage_summary(ctx.store, customer_id, subscription_id, row_key)
     if raw is None:
-        unknown = _unknown(ctx.store, customer_id, subscription_id, queries.USAGE_SUMMARIES)
+        unknown = _unknown(ctx.store, customer_id, subscription_id, USAGE_SUMMARIES)
         if unknown:
             raise unknown
-        if row_key == queries.LATEST:
+        if billing_start is None:
             raise not_found(
                 f"No usage summary is stored yet for subscription {subscription_id} of customer {customer_id}; "
                 "it appears after the next successful fetch_usage_summary run.",
                 CODE_NO_USAGE_DATA,
             )
         raise not_found(
-            f"No usage summary is stored for the billing period starting {row_key[7:]} of subscription "
+            f"No usage summary is stored for the billing period starting {billing_start} of subscription "
             f"{subscription_id}.",
             CODE_NO_USAGE_DATA,
         )
     return Content(raw.encode("utf-8"), csv_raws=[raw], csv_columns=csv_format.USAGE_SUMMARY_COLUMNS)
 
 
-def _first_page_query(ctx: Context, customer_id: str, subscription_id: str) -> paging.UtilizationQuery:
+def _first_page_query(ctx: Context, customer_id: str, subscription_id: str) -> continuation.UtilizationQuery:
     request = ctx.request
     start_text = params.single(request, "start_time")
     end_text = params.single(request, "end_time")
@@ -100,7 +103,7 @@ def _first_page_query(ctx: Context, customer_id: str, subscription_id: str) -> p
     end = params.utc_time(end_text, "end_time")
     if start >= end:
         raise bad_request("Parameter 'start_time' must be earlier than 'end_time'.")
-    return paging.UtilizationQuery(
+    return continuation.UtilizationQuery(
         customer_id=customer_id,
         subscription_id=subscription_id,
         start_key=params.time_key(start),
@@ -136,10 +139,10 @@ def utilization(ctx: Context) -> Content:
     if token is None:
         query = _first_page_query(ctx, customer_id, subscription_id)
     else:
-        query = paging.decode(token, customer_id=customer_id, subscription_id=subscription_id)
+        query = continuation.decode(token, customer_id=customer_id, subscription_id=subscription_id)
     page = queries.utilization_page(ctx.store, query)
     if not page.rows and query.after is None:
-        unknown = _unknown(ctx.store, customer_id, subscription_id, queries.UTILIZATION)
+        unknown = _unknown(ctx.store, customer_id, subscription_id, UTILIZATION)
         if unknown:
             raise unknown
     raws = [raw for _, raw in page.rows]
@@ -160,7 +163,7 @@ def utilization(ctx: Context) -> Content:
         links = {"self": rendering.link(path + "?seek_operation=Next", [(rendering.CONTINUATION_HEADER, token)])}
     headers = {}
     if page.more:
-        next_token = paging.encode(query, page.rows[-1][0])
+        next_token = continuation.encode(query, page.rows[-1][0])
         links["next"] = rendering.utilization_next(customer_id, subscription_id, next_token)
         headers[rendering.CONTINUATION_HEADER] = next_token
     body = rendering.collection(raws, links)

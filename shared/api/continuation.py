@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.api.http import bad_request
+from shared.api.errors import bad_request
 from shared.api.params import MAX_PAGE_SIZE
 from shared.timeutil import UTC_KEY_FORMAT
 

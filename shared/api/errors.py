@@ -1,0 +1,56 @@
+"""The API's errors: Partner Center's ``{code, description}`` shape, its codes, and the responses they become."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+
+from shared.api.messages import Response, json_response
+
+
+class ApiError(Exception):
+    """A request the API answers with an error body ``{code, description}`` in Partner Center's shape."""
+
+    def __init__(self, status: int, code: int, description: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.code = code
+        self.description = description
+        self.headers = dict(headers or {})
+
+
+# Error codes. Partner Center's own where the meaning is the same, so a portal written against it reacts the
+# same way; the 9xxxxx codes are this API's.
+CODE_SUBSCRIPTION_NOT_FOUND = 20003
+CODE_NO_USAGE_DATA = 3000
+CODE_BAD_REQUEST = 900400
+CODE_NOT_FOUND = 900404
+CODE_METHOD_NOT_ALLOWED = 900405
+CODE_INTERNAL = 900500
+
+
+def bad_request(description: str) -> ApiError:
+    """400: a parameter is missing or malformed."""
+    return ApiError(400, CODE_BAD_REQUEST, description)
+
+
+def not_found(description: str, code: int = CODE_NOT_FOUND) -> ApiError:
+    """404: no such route, customer, subscription or stored data."""
+    return ApiError(404, code, description)
+
+
+def error_response(error: ApiError) -> Response:
+    """The error body, never cached."""
+    payload = {"code": error.code, "description": error.description}
+    return json_response(error.status, payload, {"Cache-Control": "no-store", **error.headers})
+
+
+def internal_error_response(correlation_id: str | None = None) -> Response:
+    """500 without any detail of the failure: the correlation id finds it in the logs."""
+    correlation_id = correlation_id or str(uuid.uuid4())
+    payload = {
+        "code": CODE_INTERNAL,
+        "description": f"Internal error; quote correlation id {correlation_id} to the operator.",
+        "correlationId": correlation_id,
+    }
+    return json_response(500, payload, {"Cache-Control": "no-store", "MS-CorrelationId": correlation_id})

@@ -1,0 +1,340 @@
+"""The table schema, defined once: every table's name, its keys and its rows.
+
+The timer functions write rows only through the builders here and the API reads them only through the names
+and keys here, so the contract between the two lives in one module (docs/architecture.md describes it).
+Customer and subscription ids are lower-cased before they become keys or properties. Money and quantities are
+text with every digit; ``raw`` is a record's JSON as received (re-serialised by ``shared.jsonutil.dumps``).
+Data rows hold nothing that depends on when they were fetched, so a second run writes identical rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared import jsonutil
+from shared.keys import digest, make_key
+from shared.records import (
+    BadRecord,
+    optional_number,
+    optional_text,
+    optional_time,
+    require_id,
+    required_number,
+    required_time,
+)
+from shared.timeutil import utc_text
+
+# -- table names (each prefixed with TABLE_PREFIX) ------------------------------------------------------------
+
+USAGE_RECORDS = "UsageRecords"
+USAGE_SUMMARIES = "UsageSummaries"
+UTILIZATION = "Utilization"
+CUSTOMERS = "Customers"
+SUBSCRIPTIONS = "Subscriptions"
+SYNC_STATE = "SyncState"
+RUNS = "Runs"
+QUARANTINE = "Quarantine"
+ALL_TABLES = (USAGE_RECORDS, USAGE_SUMMARIES, UTILIZATION, CUSTOMERS, SUBSCRIPTIONS, SYNC_STATE, RUNS, QUARANTINE)
+
+# -- fixed keys -------------------------------------------------------------------------------------------------
+
+LATEST = "latest"  # UsageRecords partition / UsageSummaries row of the newest figures
+CUSTOMER_PARTITION = "customer"  # the one partition of Customers
+INVENTORY_STATE = "inventory"  # SyncState partition of the inventory's own state
+INVENTORY_META = "meta"  # ... and its one row
+UTILIZATION_STATE = "utilization"  # SyncState partition: doneThrough per subscription
+USAGE_SUMMARY_STATE = "usage_summary"  # SyncState partition: lastSuccessAt per subscription
+_PERIOD_PREFIX = "period-"
+_WINDOW_KEY_FORMAT = "%Y%m%dT%H%MZ"
+RUN_ERRORS_KEPT = 50  # errors and skipped subjects a run record lists (it counts them all)
+
+
+LEGACY_OFFER = "MS-AZR-0145P"
+AZURE_PLAN_PREFIX = "DZH318Z0BPS6"
+
+
+class SubscriptionKind(StrEnum):
+    """What this service makes of a subscription's offer id (the offer ids themselves stay open strings)."""
+
+    LEGACY = "legacy"  # MS-AZR-0145P: utilization and usage summaries
+    AZURE_PLAN = "azure_plan"  # DZH318Z0BPS6:...: usage summaries
+    OTHER = "other"  # licences and the rest: no Azure usage
+
+    @classmethod
+    def of_offer(cls, offer_id: str) -> SubscriptionKind:
+        """The kind of an offer id."""
+        offer = offer_id.upper()
+        if offer == LEGACY_OFFER:
+            return cls.LEGACY
+        if offer.startswith(AZURE_PLAN_PREFIX):
+            return cls.AZURE_PLAN
+        return cls.OTHER
+
+
+KINDS = frozenset(SubscriptionKind)
+
+
+class Relationship(StrEnum):
+    """Whether the partner may read a customer (403/20002 means it may not)."""
+
+    OK = "ok"
+    FORBIDDEN = "forbidden"
+
+
+class RunStatus(StrEnum):
+    """A run record's status."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+# -- keys -------------------------------------------------------------------------------------------------------
+
+
+def customer_key(customer_id: str) -> str:
+    """The key of a customer: RowKey in Customers and UsageRecords, PartitionKey in Subscriptions."""
+    return make_key(customer_id.lower())
+
+
+def subscription_key(customer_id: str, subscription_id: str) -> str:
+    """The PartitionKey of a subscription's data rows, and its RowKey in SyncState."""
+    return make_key(customer_id.lower(), subscription_id.lower())
+
+
+def period_key(billing_start: str) -> str:
+    """``period-YYYY-MM-DD``: the date of a billing period's start as Partner Center wrote it (its local date)."""
+    return _PERIOD_PREFIX + billing_start[:10]
+
+
+def run_key(started_at: datetime) -> str:
+    """A Runs RowKey: ``10**13`` less the start in epoch milliseconds, so the newest run sorts first."""
+    return f"{10**13 - int(started_at.timestamp() * 1000):013d}"
+
+
+def utilization_key(usage_start: datetime, window_start: datetime, identity: str) -> str:
+    """``{usageStartUtc}|{windowStart}|{identity}``: a RowKey range is a usage-time range."""
+    return f"{utc_text(usage_start)}|{window_start.strftime(_WINDOW_KEY_FORMAT)}|{identity}"
+
+
+# -- the inventory ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A subscription as the inventory knows it."""
+
+    customer_id: str
+    subscription_id: str
+    kind: SubscriptionKind
+    offer_id: str
+    status: str
+
+    @property
+    def key(self) -> str:
+        """The partition key of this subscription's data rows."""
+        return subscription_key(self.customer_id, self.subscription_id)
+
+    @property
+    def label(self) -> str:
+        """How logs and run records name it."""
+        return f"customer {self.customer_id} subscription {self.subscription_id}"
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Subscription:
+        """The subscription of a Subscriptions row."""
+        return cls(
+            customer_id=row["customerId"],
+            subscription_id=row["subscriptionId"],
+            kind=SubscriptionKind(row["kind"]) if row.get("kind") in KINDS else SubscriptionKind.OTHER,
+            offer_id=row.get("offerId", ""),
+            status=row.get("status") or "",
+        )
+
+
+def customer_row(
+    customer_id: str, record: Any, *, relationship: Relationship = Relationship.OK, error_code: str | None = None
+) -> dict[str, Any]:
+    """The Customers row of one customer record as received."""
+    profile = record.get("companyProfile") if isinstance(record, Mapping) else None
+    name = profile.get("companyName") if isinstance(profile, Mapping) else None
+    customer_id = customer_id.lower()
+    return {
+        "PartitionKey": CUSTOMER_PARTITION,
+        "RowKey": customer_key(customer_id),
+        "customerId": customer_id,
+        "companyName": name,
+        "raw": jsonutil.dumps(record),
+        "relationship": str(relationship),
+        "errorCode": error_code,
+    }
+
+
+def subscription_row(customer_id: str, record: Any) -> dict[str, Any]:
+    """The Subscriptions row of one subscription record; status and offer kept as strings, unknown ones too."""
+    if not isinstance(record, Mapping):
+        raise BadRecord("subscription is not a JSON object")
+    customer_id = customer_id.lower()
+    subscription_id = require_id(record, "id")
+    offer_id = optional_text(record, "offerId") or ""
+    return {
+        "PartitionKey": customer_key(customer_id),
+        "RowKey": make_key(subscription_id),
+        "customerId": customer_id,
+        "subscriptionId": subscription_id,
+        "offerId": offer_id,
+        "offerName": optional_text(record, "offerName"),
+        "friendlyName": optional_text(record, "friendlyName"),
+        "status": optional_text(record, "status"),
+        "billingType": optional_text(record, "billingType"),
+        "kind": str(SubscriptionKind.of_offer(offer_id)),
+        "raw": jsonutil.dumps(record),
+    }
+
+
+# -- data rows ------------------------------------------------------------------------------------------------------
+
+
+def usage_record_rows(record: Any, billing_month: str) -> list[dict[str, Any]]:
+    """The ``latest`` and the billing month's row of one CustomerMonthlyUsageRecord; BadRecord says why not."""
+    if not isinstance(record, Mapping):
+        raise BadRecord("record is not a JSON object")
+    customer_id = require_id(record, "id", "resourceId")
+    optional_time(record, "lastModifiedDate")
+    budget = record.get("budget")
+    if budget is not None and not isinstance(budget, Mapping):
+        raise BadRecord("budget is not an object")
+    upgraded = record.get("isUpgraded")
+    properties = {
+        "customerId": customer_id,
+        "billingMonth": billing_month,
+        "raw": jsonutil.dumps(record),
+        "totalCost": optional_number(record, "totalCost"),
+        "usdTotalCost": optional_number(record, "usdTotalCost"),
+        "currencyCode": optional_text(record, "currencyCode"),
+        "currencyLocale": optional_text(record, "currencyLocale"),
+        "name": optional_text(record, "name") or optional_text(record, "resourceName"),
+        "isUpgraded": upgraded if isinstance(upgraded, bool) else None,
+        "lastModifiedDate": optional_text(record, "lastModifiedDate"),
+    }
+    key = customer_key(customer_id)
+    return [
+        {"PartitionKey": LATEST, "RowKey": key, **properties},
+        {"PartitionKey": billing_month, "RowKey": key, **properties},
+    ]
+
+
+def usage_summary_rows(
+    customer_id: str, subscription_id: str, record: Any, *, latest: bool = True
+) -> list[dict[str, Any]]:
+    """The ``latest`` (optionally) and the billing period's row of one SubscriptionUsageSummary."""
+    if not isinstance(record, Mapping):
+        raise BadRecord("usage summary is not a JSON object")
+    required_time(record, "billingStartDate")
+    required_time(record, "billingEndDate")
+    customer_id, subscription_id = customer_id.lower(), subscription_id.lower()
+    properties = {
+        "customerId": customer_id,
+        "subscriptionId": subscription_id,
+        "raw": jsonutil.dumps(record),
+        "billingStartDate": record["billingStartDate"],
+        "billingEndDate": record["billingEndDate"],
+        "totalCost": optional_number(record, "totalCost"),
+        "usdTotalCost": optional_number(record, "usdTotalCost"),
+        "currencyCode": optional_text(record, "currencyCode"),
+        "currencyLocale": optional_text(record, "currencyLocale"),
+        "lastModifiedDate": optional_text(record, "lastModifiedDate"),
+    }
+    partition = subscription_key(customer_id, subscription_id)
+    row_keys = [*([LATEST] if latest else []), period_key(properties["billingStartDate"])]
+    return [{"PartitionKey": partition, "RowKey": row_key, **properties} for row_key in row_keys]
+
+
+def utilization_row(
+    customer_id: str, subscription_id: str, record: Any, window_start: datetime, window_end: datetime
+) -> dict[str, Any]:
+    """One AzureUtilizationRecord reported in a window; its identity is (window, meter, instance, start, end)."""
+    if not isinstance(record, Mapping):
+        raise BadRecord("record is not a JSON object")
+    usage_start = required_time(record, "usageStartTime")
+    usage_end = required_time(record, "usageEndTime")
+    resource = record.get("resource")
+    meter_id = resource.get("id") if isinstance(resource, Mapping) else None
+    if not isinstance(meter_id, str) or not meter_id:
+        raise BadRecord("missing resource.id (meter)")
+    quantity = required_number(record, "quantity")
+    instance = record.get("instanceData")
+    resource_uri = instance.get("resourceUri") if isinstance(instance, Mapping) else None
+    start_text, end_text = utc_text(usage_start), utc_text(usage_end)
+    identity = digest(meter_id.lower(), (resource_uri or "").lower(), start_text, end_text)
+    customer_id, subscription_id = customer_id.lower(), subscription_id.lower()
+    return {
+        "PartitionKey": subscription_key(customer_id, subscription_id),
+        "RowKey": utilization_key(usage_start, window_start, identity),
+        "customerId": customer_id,
+        "subscriptionId": subscription_id,
+        "raw": jsonutil.dumps(record),
+        "usageStartUtc": start_text,
+        "usageEndUtc": end_text,
+        "windowStart": utc_text(window_start),
+        "windowEnd": utc_text(window_end),
+        "meterId": meter_id,
+        "resourceUri": resource_uri,
+        "quantity": quantity,
+        "unit": optional_text(record, "unit"),
+    }
+
+
+# -- bookkeeping rows -------------------------------------------------------------------------------------------------
+
+
+def state_row(partition: str, key: str, **fields: Any) -> dict[str, Any]:
+    """A SyncState row (merged, so only ``fields`` change)."""
+    return {"PartitionKey": partition, "RowKey": key, **fields}
+
+
+def quarantine_row(function: str, *, source: str, raw_text: str, reason: str) -> dict[str, Any]:
+    """A Quarantine row; the row's identity is the source and the whole record."""
+    return {
+        "PartitionKey": make_key(function),
+        "RowKey": digest(source, raw_text, length=32),
+        "source": source,
+        "reason": reason,
+        "raw": raw_text,
+    }
+
+
+def run_row(
+    *,
+    function: str,
+    run_id: str,
+    correlation_id: str | None,
+    started_at: datetime,
+    finished_at: datetime | None,
+    status: RunStatus,
+    unit: str,
+    counts: Mapping[str, int],
+    errors: Sequence[Mapping[str, Any]],
+    skipped: Sequence[str],
+) -> dict[str, Any]:
+    """A Runs row: what one run of a timer function did; ``done`` and ``pending`` count ``unit``s."""
+    return {
+        "PartitionKey": function,
+        "RowKey": run_key(started_at),
+        "function": function,
+        "runId": run_id,
+        "correlationId": correlation_id,
+        "startedAt": started_at.isoformat(),
+        "finishedAt": None if finished_at is None else finished_at.isoformat(),
+        "status": str(status),
+        "unit": unit,
+        **counts,
+        "errorCount": len(errors),
+        "skippedCount": len(skipped),
+        "errors": jsonutil.dumps(list(errors[:RUN_ERRORS_KEPT])),
+        "skipped": jsonutil.dumps(list(skipped[:RUN_ERRORS_KEPT])),
+    }
