@@ -356,7 +356,7 @@ def run_utilization_sync(
         "cpu_s": cpu,
         "azurite_cpu_s": azurite_cpu if azurite_pid else None,
         "rss_growth_mb": rss.growth_mb,
-        "rows": run.rows,
+        "rows": run.counters["rows"],
         "calls": run.counters["calls"],
         "pages": run.counters["pages"],
         "retries": run.counters["retries"],

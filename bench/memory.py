@@ -117,7 +117,7 @@ def child(sink: str, now: datetime) -> dict[str, Any]:
         store.drop_tables()
     return {
         "status": run.status,
-        "rows": run.rows,
+        "rows": run.counters["rows"],
         "calls": run.counters["calls"],
         "pages": run.counters["pages"],
         "transactions": store.transactions,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _SETTING_REF = re.compile(r"%([^%\s]+)%")
@@ -95,7 +95,7 @@ def load_main(spec: FunctionSpec) -> Callable[..., Any]:
     entry = getattr(module, spec.entry_point, None)
     if not callable(entry):
         raise FunctionAppError(f"{spec.name}: {spec.module_name} has no callable {spec.entry_point!r}")
-    return entry
+    return cast(Callable[..., Any], entry)
 
 
 def resolve_setting_refs(value: str, env: Mapping[str, str]) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
@@ -218,7 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, [], b"")
             log.info("%s %s -> 401 (function key missing or wrong)", self.command, target.path)
             return
-        address = headers.get("host") or "{}:{}".format(*self.server.server_address[:2])
+        bound = cast(tuple[str, int], self.server.server_address)
+        address = headers.get("host") or f"{bound[0]}:{bound[1]}"
         request = func.HttpRequest(
             method=self.command,
             url=f"http://{address}{self.path}",
@@ -256,8 +257,7 @@ class DevServer:
     def __init__(self, httpd: ThreadingHTTPServer, host: FunctionHost) -> None:
         self._httpd = httpd
         self.host = host
-        self.port: int = httpd.server_address[1]
-        address = httpd.server_address[0]
+        address, self.port = cast(tuple[str, int], httpd.server_address)[:2]
         self.url = f"http://{address}:{self.port}/{host.prefix}".rstrip("/")
         self._thread = threading.Thread(
             target=httpd.serve_forever, args=(0.05,), name=f"devhost-{self.port}", daemon=True

@@ -20,15 +20,8 @@ from devhost.localsettings import apply_local_settings
 from devhost.serve import make_server
 from devhost.simulator import Simulator, WorldConfig
 from devhost.trigger import last_run_line, trigger
+from shared.settings import BY_NAME
 from shared.sync.jobs import JOBS
-
-# NCRONTAB schedules for local runs (the Bicep sets the deployed ones); a setting already given wins.
-LOCAL_SCHEDULES = {
-    "USAGE_RECORDS_SCHEDULE": "0 15 * * * *",
-    "USAGE_SUMMARY_SCHEDULE": "0 30 */6 * * *",
-    "UTILIZATION_SCHEDULE": "0 45 */3 * * *",
-}
-DEFAULT_KEY = "local-dev-key"
 
 
 def _environment(sim: Simulator, connection_string: str) -> None:
@@ -42,9 +35,9 @@ def _environment(sim: Simulator, connection_string: str) -> None:
     )
     os.environ.pop("USAGE_STORAGE__tableServiceUri", None)
     apply_local_settings()
-    for job in JOBS:
-        os.environ.setdefault(job.schedule_setting, LOCAL_SCHEDULES[job.schedule_setting])
-    os.environ.setdefault("LOCAL_FUNCTION_KEY", DEFAULT_KEY)
+    # The declared defaults (the Bicep sets the deployed schedules); a setting already given wins.
+    for name in (*(job.schedule_setting for job in JOBS), "LOCAL_FUNCTION_KEY"):
+        os.environ.setdefault(name, BY_NAME[name].default)
 
 
 def _curl_lines(port: int, key: str, customer_id: str, subscription_id: str) -> list[str]:

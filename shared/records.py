@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.timeutil import parse_time
+
+T = TypeVar("T")
 
 
 class BadRecord(ValueError):
@@ -33,12 +35,15 @@ def optional_number(record: Mapping[str, Any], name: str) -> str | None:
     return str(value)
 
 
-def required_number(record: Mapping[str, Any], name: str) -> str:
-    """A number that must be present."""
-    value = optional_number(record, name)
+def _present(value: T | None, name: str) -> T:
     if value is None:
         raise BadRecord(f"missing {name}")
     return value
+
+
+def required_number(record: Mapping[str, Any], name: str) -> str:
+    """A number that must be present."""
+    return _present(optional_number(record, name), name)
 
 
 def optional_time(record: Mapping[str, Any], name: str) -> datetime | None:
@@ -54,10 +59,7 @@ def optional_time(record: Mapping[str, Any], name: str) -> datetime | None:
 
 def required_time(record: Mapping[str, Any], name: str) -> datetime:
     """A time that must be present."""
-    value = optional_time(record, name)
-    if value is None:
-        raise BadRecord(f"missing {name}")
-    return value
+    return _present(optional_time(record, name), name)
 
 
 def optional_text(record: Mapping[str, Any], name: str) -> str | None:

@@ -118,7 +118,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Wait after failed counted try ``attempt`` when the server gave no Retry-After."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
         return ceiling * (0.5 + self.random() / 2)
 
     def decide(self, state: RetryState, outcome: Outcome) -> Decision:

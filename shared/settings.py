@@ -1,130 +1,308 @@
-"""App settings (environment variables), read once into a typed, immutable object."""
+"""App settings (environment variables), declared once in ``SETTINGS`` and read into a typed, immutable object.
+
+``SETTINGS`` is the one list of every setting the app, the Functions host and the devhost read: its name,
+default, bounds and meaning. ``Settings.from_env`` reads and validates the app's from it; README.md,
+docs/architecture.md and local.settings.example.json list exactly these names (a test checks it).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
 
 DEFAULT_BASE_URL = "https://api.partnercenter.microsoft.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 MAX_BACKFILL_DAYS = 90
+
+Granularity = Literal["daily", "hourly"]
 
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the setting, never its value if secret."""
 
 
-def _ids(raw: str) -> frozenset[str]:
+class ReadBy(StrEnum):
+    """Who reads a setting."""
+
+    APP = "app"  # Settings.from_env, below
+    HOST = "host"  # the Functions host: %NAME% in a function.json
+    DEVHOST = "devhost"  # the development host only
+    PLATFORM = "platform"  # the Functions platform itself (local.settings.json for Core Tools)
+
+
+Parser = Callable[[str, str], Any]  # (setting name, raw text) -> value, or SettingsError; "" only for empty defaults
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _url(name: str, raw: str) -> str:
+    return raw.rstrip("/")
+
+
+def _ids(name: str, raw: str) -> frozenset[str]:
     return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+
+
+def _flag(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes"}:
+        return True
+    if lowered in {"0", "false", "no"}:
+        return False
+    raise SettingsError(f"setting {name} must be true or false, got {raw!r}")
+
+
+def _number(low: float, high: float, *, integer: bool = False) -> Parser:
+    def parse(name: str, raw: str) -> float | int:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"setting {name} must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"setting {name} must be between {low:g} and {high:g}, got {raw}")
+        return int(value) if integer else value
+
+    return parse
+
+
+def _granularity(name: str, raw: str) -> Granularity:
+    lowered = raw.lower()
+    if lowered == "daily":
+        return "daily"
+    if lowered == "hourly":
+        return "hourly"
+    raise SettingsError(f"setting {name} must be daily or hourly, got {lowered!r}")
+
+
+def _window_hours(name: str, raw: str) -> int:
+    hours = int(_number(1, 24)(name, raw))
+    if 24 % hours:
+        raise SettingsError(f"setting {name} must divide 24 so windows align to days")
+    return hours
+
+
+def _table_prefix(name: str, raw: str) -> str:
+    if not (raw.isascii() and raw.isalnum() and raw[0].isalpha() and len(raw) <= 40):
+        raise SettingsError(f"setting {name} must be letters and digits, starting with a letter")
+    return raw
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One app setting: its name, the default as text (empty: none), what it means, and how it is read."""
+
+    name: str
+    default: str
+    meaning: str
+    attribute: str | None = None  # the Settings field it fills (read by the app)
+    parse: Parser = _text
+    read_by: ReadBy = ReadBy.APP
+    required: bool = False  # needed for any Partner Center call
+    fallback: str | None = None  # another setting whose value is used when this one is empty
+
+    def read(self, env: Mapping[str, str]) -> Any:
+        """The typed value from ``env``: the raw text if given, else the fallback's, else the default."""
+        raw = env.get(self.name, "").strip()
+        if not raw and self.fallback:
+            raw = env.get(self.fallback, "").strip()
+        if not raw:
+            raw = self.default
+        return self.parse(self.name, raw)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("PARTNER_CENTER_BASE_URL", DEFAULT_BASE_URL, "API base; requests go to `{base}/v1/...`", "base_url", _url),
+    Setting(
+        "PARTNER_CENTER_AUTHORITY",
+        DEFAULT_AUTHORITY,
+        "token authority (`https://login.microsoftonline.us` for US Government)",
+        "authority",
+        _url,
+    ),
+    Setting("PARTNER_CENTER_TENANT_ID", "", "the partner's tenant id", "tenant_id", required=True),
+    Setting(
+        "PARTNER_CENTER_CLIENT_ID", "", "the app registration used with Partner Center", "client_id", required=True
+    ),
+    Setting(
+        "PARTNER_CENTER_CLIENT_SECRET",
+        "",
+        "its secret (a Key Vault reference in Azure)",
+        "client_secret",
+        required=True,
+    ),
+    Setting(
+        "PARTNER_CENTER_REFRESH_TOKEN",
+        "",
+        "the refresh token from the one-time partner admin consent (Key Vault reference)",
+        "refresh_token",
+        required=True,
+    ),
+    Setting(
+        "KEY_VAULT_URL",
+        "",
+        "when set, every rotated refresh token is written back as a new secret version (and read from there first)",
+        "key_vault_url",
+    ),
+    Setting(
+        "PARTNER_CENTER_REFRESH_TOKEN_SECRET_NAME",
+        "partner-center-refresh-token",
+        "that secret's name",
+        "refresh_token_secret_name",
+    ),
+    Setting(
+        "AZURE_CLIENT_ID",
+        "",
+        "client id of the user-assigned identity used for Key Vault (default: `USAGE_STORAGE__clientId`)",
+        "identity_client_id",
+        fallback="USAGE_STORAGE__clientId",
+    ),
+    Setting(
+        "USAGE_STORAGE__tableServiceUri",
+        "",
+        "Table endpoint, used with a managed identity (Azure)",
+        "table_service_uri",
+    ),
+    Setting(
+        "USAGE_STORAGE__clientId",
+        "",
+        "client id of the user-assigned identity for the tables",
+        "storage_client_id",
+    ),
+    Setting("USAGE_STORAGE", "", "a connection string instead (Azurite only)", "storage_connection_string"),
+    Setting("TABLE_PREFIX", "pc", "prefix of every table name", "table_prefix", _table_prefix),
+    Setting("USAGE_RECORDS_SCHEDULE", "0 15 * * * *", "NCRONTAB of `fetch_usage_records`", read_by=ReadBy.HOST),
+    Setting("USAGE_SUMMARY_SCHEDULE", "0 30 */6 * * *", "NCRONTAB of `fetch_usage_summary`", read_by=ReadBy.HOST),
+    Setting("UTILIZATION_SCHEDULE", "0 45 */3 * * *", "NCRONTAB of `fetch_utilization`", read_by=ReadBy.HOST),
+    Setting("UTILIZATION_GRANULARITY", "daily", "`daily` or `hourly`", "utilization_granularity", _granularity),
+    Setting(
+        "UTILIZATION_SHOW_DETAILS",
+        "true",
+        "ask for `instanceData` (resource URI, tags)",
+        "utilization_show_details",
+        _flag,
+    ),
+    Setting(
+        "UTILIZATION_BACKFILL_DAYS",
+        "30",
+        f"how far back the first run reaches (1 to {MAX_BACKFILL_DAYS}; upstream keeps about 90)",
+        "utilization_backfill_days",
+        _number(1, MAX_BACKFILL_DAYS, integer=True),
+    ),
+    Setting(
+        "UTILIZATION_WINDOW_HOURS",
+        "24",
+        "width of one reported-time window (divides 24)",
+        "utilization_window_hours",
+        _window_hours,
+    ),
+    Setting(
+        "UTILIZATION_LAG_HOURS",
+        "6",
+        "a window is fetched once it ended this long ago (2 to 72; upstream answers 204 near now)",
+        "utilization_lag_hours",
+        _number(2, 72, integer=True),
+    ),
+    Setting(
+        "SYNC_CONCURRENCY",
+        "4",
+        "subscriptions synced at once (1 to 32; one 429 holds back all of them)",
+        "sync_concurrency",
+        _number(1, 32, integer=True),
+    ),
+    Setting(
+        "SYNC_TIME_BUDGET_SECONDS",
+        "480",
+        "after this a run starts no new window (1 to 3600; `functionTimeout` is 10 minutes)",
+        "sync_time_budget_seconds",
+        _number(1, 3600),
+    ),
+    Setting(
+        "INVENTORY_REFRESH_HOURS",
+        "6",
+        "how long the customer/subscription list is reused (0 to 168)",
+        "inventory_refresh_hours",
+        _number(0, 168),
+    ),
+    Setting(
+        "CUSTOMER_ALLOW_LIST",
+        "",
+        "comma-separated customer ids to include only (empty: all)",
+        "customer_allow_list",
+        _ids,
+    ),
+    Setting("CUSTOMER_DENY_LIST", "", "comma-separated customer ids to leave out", "customer_deny_list", _ids),
+    Setting(
+        "HEALTH_MAX_AGE_HOURS",
+        "26",
+        "a function whose last success is older makes `/api/health` answer 503",
+        "health_max_age_hours",
+        _number(0.1, 24 * 31),
+    ),
+    Setting(
+        "LOCAL_FUNCTION_KEY",
+        "local-dev-key",
+        "the function key `devhost serve` accepts (never used in Azure)",
+        read_by=ReadBy.DEVHOST,
+    ),
+    Setting("FUNCTIONS_WORKER_RUNTIME", "python", "the language worker (set by the Bicep)", read_by=ReadBy.PLATFORM),
+    Setting(
+        "AzureWebJobsStorage",
+        "",
+        "the host's own storage (timer leases); identity-based in Azure, Azurite locally",
+        read_by=ReadBy.PLATFORM,
+    ),
+)
+BY_NAME: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+def _default(attribute: str) -> Any:
+    """The typed default of the Settings field ``attribute``, from its declaration."""
+    (setting,) = (s for s in SETTINGS if s.attribute == attribute)
+    return setting.read({})
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Every setting the functions read, with the defaults documented in README.md."""
+    """Every setting the functions read; the defaults are the declared ones (``SETTINGS``)."""
 
-    base_url: str = DEFAULT_BASE_URL
-    authority: str = DEFAULT_AUTHORITY
+    base_url: str = _default("base_url")
+    authority: str = _default("authority")
     tenant_id: str = ""
     client_id: str = ""
     client_secret: str = field(default="", repr=False)
     refresh_token: str = field(default="", repr=False)
     key_vault_url: str = ""
-    refresh_token_secret_name: str = "partner-center-refresh-token"  # noqa: S105 (a secret name)
+    refresh_token_secret_name: str = _default("refresh_token_secret_name")
     storage_connection_string: str = field(default="", repr=False)
     table_service_uri: str = ""
     storage_client_id: str = ""
     identity_client_id: str = ""
-    table_prefix: str = "pc"
-    utilization_granularity: str = "daily"
-    utilization_show_details: bool = True
-    utilization_backfill_days: int = 30
-    utilization_window_hours: int = 24
-    utilization_lag_hours: int = 6
-    sync_concurrency: int = 4
-    sync_time_budget_seconds: float = 480.0
-    inventory_refresh_hours: float = 6.0
+    table_prefix: str = _default("table_prefix")
+    utilization_granularity: Granularity = _default("utilization_granularity")
+    utilization_show_details: bool = _default("utilization_show_details")
+    utilization_backfill_days: int = _default("utilization_backfill_days")
+    utilization_window_hours: int = _default("utilization_window_hours")
+    utilization_lag_hours: int = _default("utilization_lag_hours")
+    sync_concurrency: int = _default("sync_concurrency")
+    sync_time_budget_seconds: float = _default("sync_time_budget_seconds")
+    inventory_refresh_hours: float = _default("inventory_refresh_hours")
     customer_allow_list: frozenset[str] = frozenset()
     customer_deny_list: frozenset[str] = frozenset()
-    health_max_age_hours: float = 26.0
+    health_max_age_hours: float = _default("health_max_age_hours")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from the environment (or any mapping), validating as it goes."""
+        """Read every app setting from the environment (or any mapping), validating as it goes."""
         env = os.environ if env is None else env
-
-        def text(name: str, default: str = "") -> str:
-            return env.get(name, "").strip() or default
-
-        def number(name: str, default: float, low: float, high: float) -> float:
-            raw = text(name)
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise SettingsError(f"setting {name} must be a number, got {raw!r}") from None
-            if not low <= value <= high:
-                raise SettingsError(f"setting {name} must be between {low:g} and {high:g}, got {raw}")
-            return value
-
-        def flag(name: str, default: bool) -> bool:
-            raw = text(name).lower()
-            if not raw:
-                return default
-            if raw in {"1", "true", "yes"}:
-                return True
-            if raw in {"0", "false", "no"}:
-                return False
-            raise SettingsError(f"setting {name} must be true or false, got {raw!r}")
-
-        granularity = text("UTILIZATION_GRANULARITY", "daily").lower()
-        if granularity not in {"daily", "hourly"}:
-            raise SettingsError(f"setting UTILIZATION_GRANULARITY must be daily or hourly, got {granularity!r}")
-        window_hours = int(number("UTILIZATION_WINDOW_HOURS", 24, 1, 24))
-        if 24 % window_hours:
-            raise SettingsError("setting UTILIZATION_WINDOW_HOURS must divide 24 so windows align to days")
-        prefix = text("TABLE_PREFIX", "pc")
-        if not (prefix.isascii() and prefix.isalnum() and prefix[0].isalpha() and len(prefix) <= 40):
-            raise SettingsError("setting TABLE_PREFIX must be letters and digits, starting with a letter")
-        return cls(
-            base_url=text("PARTNER_CENTER_BASE_URL", DEFAULT_BASE_URL).rstrip("/"),
-            authority=text("PARTNER_CENTER_AUTHORITY", DEFAULT_AUTHORITY).rstrip("/"),
-            tenant_id=text("PARTNER_CENTER_TENANT_ID"),
-            client_id=text("PARTNER_CENTER_CLIENT_ID"),
-            client_secret=text("PARTNER_CENTER_CLIENT_SECRET"),
-            refresh_token=text("PARTNER_CENTER_REFRESH_TOKEN"),
-            key_vault_url=text("KEY_VAULT_URL"),
-            refresh_token_secret_name=text("PARTNER_CENTER_REFRESH_TOKEN_SECRET_NAME", "partner-center-refresh-token"),
-            storage_connection_string=text("USAGE_STORAGE"),
-            table_service_uri=text("USAGE_STORAGE__tableServiceUri"),
-            storage_client_id=text("USAGE_STORAGE__clientId"),
-            identity_client_id=text("AZURE_CLIENT_ID", text("USAGE_STORAGE__clientId")),
-            table_prefix=prefix,
-            utilization_granularity=granularity,
-            utilization_show_details=flag("UTILIZATION_SHOW_DETAILS", True),
-            utilization_backfill_days=int(number("UTILIZATION_BACKFILL_DAYS", 30, 1, MAX_BACKFILL_DAYS)),
-            utilization_window_hours=window_hours,
-            utilization_lag_hours=int(number("UTILIZATION_LAG_HOURS", 6, 2, 72)),
-            sync_concurrency=int(number("SYNC_CONCURRENCY", 4, 1, 32)),
-            sync_time_budget_seconds=number("SYNC_TIME_BUDGET_SECONDS", 480, 1, 3600),
-            inventory_refresh_hours=number("INVENTORY_REFRESH_HOURS", 6, 0, 168),
-            customer_allow_list=_ids(text("CUSTOMER_ALLOW_LIST")),
-            customer_deny_list=_ids(text("CUSTOMER_DENY_LIST")),
-            health_max_age_hours=number("HEALTH_MAX_AGE_HOURS", 26, 0.1, 24 * 31),
-        )
+        return cls(**{s.attribute: s.read(env) for s in SETTINGS if s.attribute is not None})
 
     def require_partner_center(self) -> None:
         """Fail with every missing Partner Center setting named at once."""
-        missing = [
-            name
-            for name, value in (
-                ("PARTNER_CENTER_TENANT_ID", self.tenant_id),
-                ("PARTNER_CENTER_CLIENT_ID", self.client_id),
-                ("PARTNER_CENTER_CLIENT_SECRET", self.client_secret),
-                ("PARTNER_CENTER_REFRESH_TOKEN", self.refresh_token),
-            )
-            if not value
-        ]
+        missing = [s.name for s in SETTINGS if s.required and s.attribute and not getattr(self, s.attribute)]
         if missing:
             raise SettingsError("missing settings: " + ", ".join(missing))

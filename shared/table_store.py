@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from azure.core.exceptions import (
     ResourceExistsError,
@@ -16,7 +16,8 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.core.paging import PageIterator
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
 from shared.identity import azure_credential
 from shared.retry import Action, Outcome, RetryPolicy
@@ -203,10 +204,12 @@ class TableStore:
         page_size: int | None = None,
     ) -> Iterator[ServicePage]:
         """The service's own pages of a parameterised query, each saying whether the service has more."""
-        pages = (
+        # by_page() is typed as a plain iterator; it is azure-core's PageIterator, which has the continuation.
+        pages = cast(
+            "PageIterator[TableEntity]",
             self.table(name)
             .query_entities(query_filter, parameters=dict(parameters or {}), select=select, results_per_page=page_size)
-            .by_page()
+            .by_page(),
         )
         for page in pages:
             more = pages.continuation_token is not None
@@ -215,18 +218,15 @@ class TableStore:
                 return
 
     def query(
-        self,
-        name: str,
-        query_filter: str,
-        parameters: Mapping[str, Any] | None = None,
-        *,
-        select: list[str] | None = None,
-        page_size: int | None = None,
-        limit: int | None = None,
+        self, name: str, query_filter: str, parameters: Mapping[str, Any] | None = None, **options: Any
     ) -> Iterator[dict[str, Any]]:
-        """Entities matching an OData filter whose values are passed only as ``@parameters``."""
+        """Entities matching an OData filter whose values are passed only as ``@parameters``.
+
+        ``options``: ``select`` and ``page_size`` as for ``query_pages``, and ``limit`` (the most entities read).
+        """
+        limit: int | None = options.pop("limit", None)
         count = 0
-        for page in self.query_pages(name, query_filter, parameters, select=select, page_size=page_size):
+        for page in self.query_pages(name, query_filter, parameters, **options):
             for entity in page.entities:
                 yield dict(entity)
                 count += 1

@@ -211,12 +211,12 @@ def test_quantities_keep_every_digit(sim, settings, store):
 def test_204_leaves_the_window_pending_and_the_next_run_fills_it(sim, settings, store):
     sim.faults.add(Fault(kind="204", path=r"/utilizations/azure", times=None, retry_after=1))
     first = run_job("fetch_utilization", settings, store, NOW)
-    assert first.status == "succeeded" and first.pending == len(legacy_subs(sim))
+    assert first.status == "succeeded" and first.counters["pending"] == len(legacy_subs(sim))
     assert watermarks(store) == {} or all(v is None for v in watermarks(store).values())
     assert list(store.query("Utilization", "PartitionKey ne @x", {"x": ""})) == []
     sim.faults.clear()
     second = run_job("fetch_utilization", settings, store, NOW)
-    assert second.pending == 0 and second.done == len(legacy_subs(sim))
+    assert second.counters["pending"] == 0 and second.counters["done"] == len(legacy_subs(sim))
     last_end = windows_to_fetch(None, now=NOW, settings=settings)[-1][1]
     assert set(watermarks(store).values()) == {last_end.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
@@ -274,13 +274,13 @@ def test_the_time_budget_stops_at_a_window_boundary_and_the_next_run_resumes(sim
     run = run_job(
         "fetch_utilization", one_at_a_time, store, NOW, clock=lambda: sim.calls("/utilizations/azure"), budget=3
     )
-    assert run.status == "succeeded" and run.pending >= 1
+    assert run.status == "succeeded" and run.counters["pending"] >= 1
     assert sim.calls("/utilizations/azure") == 3
     windows = windows_to_fetch(None, now=NOW, settings=settings)
     boundaries = {w[1].strftime("%Y-%m-%dT%H:%M:%SZ") for w in windows}
     assert list(watermarks(store).values()) == [windows[2][1].strftime("%Y-%m-%dT%H:%M:%SZ")]
     rerun = run_job("fetch_utilization", settings, store, NOW)
-    assert rerun.pending == 0
+    assert rerun.counters["pending"] == 0
     assert set(watermarks(store).values()) == {max(boundaries)}
 
 
@@ -317,10 +317,10 @@ def test_subscription_status_and_offer_values_are_kept_as_strings_unknown_ones_t
 def test_records_without_instance_data_or_budget_amount_are_stored_not_quarantined(sim, azurite, store):
     no_details = Settings.from_env(sim_env(sim, azurite, store.prefix, UTILIZATION_SHOW_DETAILS="false"))
     run = run_job("fetch_utilization", no_details, store, NOW)
-    assert run.status == "succeeded" and run.quarantined == 0
+    assert run.status == "succeeded" and run.counters["quarantined"] == 0
     rows = list(store.query("Utilization", "PartitionKey ne @x", {"x": ""}))
     assert rows and all("instanceData" not in json.loads(r["raw"]) and "resourceUri" not in r for r in rows)
     records = run_job("fetch_usage_records", no_details, store, NOW)
-    assert records.quarantined == 0
+    assert records.counters["quarantined"] == 0
     budgets = [json.loads(r["raw"]).get("budget", {}) for r in store.partition("UsageRecords", "latest")]
     assert any("amount" not in b for b in budgets)

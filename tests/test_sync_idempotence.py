@@ -115,7 +115,7 @@ def test_a_malformed_record_is_quarantined_with_its_reason_and_the_rest_stored(h
         }
     )
     run = run_job("fetch_usage_records", settings, store, NOW)
-    assert run.status == "succeeded" and run.quarantined == 2
+    assert run.status == "succeeded" and run.counters["quarantined"] == 2
     assert store.get("UsageRecords", "latest", "c-good")["totalCost"] == "1.10000000000000000001"
     quarantined = {r["reason"]: r["raw"] for r in store.partition("Quarantine", "fetch_usage_records")}
     assert quarantined == {

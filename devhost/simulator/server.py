@@ -50,7 +50,7 @@ class Headers(dict[str, str]):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and super().__contains__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 
@@ -417,7 +417,7 @@ class Simulator:
                     self.faults.clear()
                     return ok({"faults": 0})
                 if method == "POST":
-                    items = payload if isinstance(payload, list) else [payload]
+                    items: list[Any] = payload if isinstance(payload, list) else [payload]
                     for item in [Fault.from_json(dict(i)) for i in items]:
                         self.faults.add(item)
                     return ok({"faults": len(self.faults)}, 201)
@@ -610,7 +610,7 @@ class Simulator:
             if self.config.not_ready_204 and query.end_us > ready_until:
                 return _Response(204, headers=[("Retry-After", NOT_READY_RETRY_AFTER)])
             cursor = None
-        items, next_cursor = self.world.utilization_page(query, cursor, size)  # type: ignore[arg-type]
+        items, next_cursor = self.world.utilization_page(query, cursor, size)
         start = _EPOCH + timedelta(microseconds=query.start_us)
         end = _EPOCH + timedelta(microseconds=query.end_us)
         self_uri = (

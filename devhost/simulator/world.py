@@ -208,11 +208,11 @@ class Subscription:
 
     @property
     def offer_id(self) -> str:
-        return self.raw["offerId"]
+        return str(self.raw["offerId"])
 
     @property
     def status(self) -> str:
-        return self.raw["status"]
+        return str(self.raw["status"])
 
     def __getitem__(self, key: str) -> Any:
         return self.raw[key]

@@ -8,6 +8,7 @@ from typing import Any
 
 from shared import jsonutil
 from shared.api.params import MAX_PAGE_SIZE
+from shared.sync.jobs import JOB_NAMES
 
 GUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
@@ -95,6 +96,16 @@ def _collection(item: str) -> dict[str, Any]:
     }
 
 
+# The name and money fields usage records and usage summaries share.
+_NAMED_MONEY = {
+    "name": _nullable("string"),
+    "resourceName": _nullable("string"),
+    "totalCost": _nullable("number"),
+    "usdTotalCost": _nullable("number"),
+    "currencyCode": _nullable("string"),
+    "currencyLocale": _nullable("string"),
+}
+
 _RUN = {
     "type": "object",
     "properties": {
@@ -167,12 +178,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "string"},
             "resourceId": {"type": "string"},
-            "name": _nullable("string"),
-            "resourceName": _nullable("string"),
-            "totalCost": _nullable("number"),
-            "usdTotalCost": _nullable("number"),
-            "currencyCode": _nullable("string"),
-            "currencyLocale": _nullable("string"),
+            **_NAMED_MONEY,
             "currencySymbol": _nullable("string"),
             "percentUsed": _nullable("number"),
             "isUpgraded": _nullable("boolean"),
@@ -189,14 +195,9 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": _nullable("string"),
             "resourceId": _nullable("string"),
-            "name": _nullable("string"),
-            "resourceName": _nullable("string"),
             "billingStartDate": {"type": "string"},
             "billingEndDate": {"type": "string"},
-            "totalCost": _nullable("number"),
-            "usdTotalCost": _nullable("number"),
-            "currencyCode": _nullable("string"),
-            "currencyLocale": _nullable("string"),
+            **_NAMED_MONEY,
             "lastModifiedDate": _nullable("string"),
             "links": {"type": ["object", "null"], "additionalProperties": True},
             "attributes": _ref("ResourceAttributes"),
@@ -263,7 +264,7 @@ _SCHEMAS: dict[str, Any] = {
             "maxAgeHours": {"type": "number"},
             "functions": {
                 "type": "object",
-                "required": ["fetch_usage_records", "fetch_usage_summary", "fetch_utilization"],
+                "required": list(JOB_NAMES),
                 "additionalProperties": _ref("FunctionHealth"),
             },
         },
@@ -271,94 +272,78 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+
+def _parameter(name: str, where: str, description: str, **schema: Any) -> dict[str, Any]:
+    """One parameter; its schema is a string unless ``type`` says otherwise, path parameters are required."""
+    parameter = {"name": name, "in": where, "description": description, "schema": {"type": "string", **schema}}
+    return {**parameter, "required": True} if where == "path" else parameter
+
+
 _PARAMETERS: dict[str, Any] = {
-    "customerId": {
-        "name": "customer_id",
-        "in": "path",
-        "required": True,
-        "description": "Customer tenant id (GUID, any case).",
-        "schema": {"type": "string", "pattern": GUID_PATTERN},
-    },
-    "subscriptionId": {
-        "name": "subscription_id",
-        "in": "path",
-        "required": True,
-        "description": "Subscription id (GUID, any case).",
-        "schema": {"type": "string", "pattern": GUID_PATTERN},
-    },
-    "format": {
-        "name": "format",
-        "in": "query",
-        "description": "`csv` or `json`; overrides the Accept header (`text/csv` there also gives CSV).",
-        "schema": {"type": "string", "enum": ["json", "csv"]},
-    },
-    "ifNoneMatch": {
-        "name": "If-None-Match",
-        "in": "header",
-        "description": "An ETag from an earlier 200: an unchanged body answers 304.",
-        "schema": {"type": "string"},
-    },
-    "billingMonth": {
-        "name": "billing_month",
-        "in": "query",
-        "description": "Serve the snapshot stored for this month (UTC month of the fetch) instead of the latest.",
-        "schema": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
-    },
-    "billingStart": {
-        "name": "billing_start",
-        "in": "query",
-        "description": "Serve the stored summary of the billing period starting on this date (`YYYY-MM-DD`, or an "
+    "customerId": _parameter("customer_id", "path", "Customer tenant id (GUID, any case).", pattern=GUID_PATTERN),
+    "subscriptionId": _parameter("subscription_id", "path", "Subscription id (GUID, any case).", pattern=GUID_PATTERN),
+    "format": _parameter(
+        "format",
+        "query",
+        "`csv` or `json`; overrides the Accept header (`text/csv` there also gives CSV).",
+        enum=["json", "csv"],
+    ),
+    "ifNoneMatch": _parameter("If-None-Match", "header", "An ETag from an earlier 200: an unchanged body answers 304."),
+    "billingMonth": _parameter(
+        "billing_month",
+        "query",
+        "Serve the snapshot stored for this month (UTC month of the fetch) instead of the latest.",
+        pattern="^[0-9]{4}-(0[1-9]|1[0-2])$",
+    ),
+    "billingStart": _parameter(
+        "billing_start",
+        "query",
+        "Serve the stored summary of the billing period starting on this date (`YYYY-MM-DD`, or an "
         "ISO 8601 timestamp whose date part, as written, is used).",
-        "schema": {"type": "string"},
-    },
-    "startTime": {
-        "name": "start_time",
-        "in": "query",
-        "description": "Usage start, inclusive: ISO 8601 with offset or Z. Required on the first page.",
-        "schema": {"type": "string", "format": "date-time"},
-    },
-    "endTime": {
-        "name": "end_time",
-        "in": "query",
-        "description": "Usage start, exclusive: ISO 8601 with offset or Z. Required on the first page.",
-        "schema": {"type": "string", "format": "date-time"},
-    },
-    "size": {
-        "name": "size",
-        "in": "query",
-        "description": f"Records per page, default and maximum {MAX_PAGE_SIZE}.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
-    },
-    "granularity": {
-        "name": "granularity",
-        "in": "query",
-        "description": "Must be the granularity the cache stores (`UTILIZATION_GRANULARITY`, default daily).",
-        "schema": {"type": "string", "enum": ["daily", "hourly"]},
-    },
-    "showDetails": {
-        "name": "show_details",
-        "in": "query",
-        "description": "Default true; false drops `instanceData` from the records.",
-        "schema": {"type": "boolean"},
-    },
-    "seekOperation": {
-        "name": "seek_operation",
-        "in": "query",
-        "description": "`Next` on next-page calls (with the MS-ContinuationToken header).",
-        "schema": {"type": "string", "enum": ["Next"]},
-    },
-    "continuationTokenHeader": {
-        "name": "MS-ContinuationToken",
-        "in": "header",
-        "description": "The token from `links.next` (used with seek_operation=Next).",
-        "schema": {"type": "string"},
-    },
-    "continuationTokenQuery": {
-        "name": "continuation_token",
-        "in": "query",
-        "description": "The same token as a query parameter, for clients that cannot send headers.",
-        "schema": {"type": "string"},
-    },
+    ),
+    "startTime": _parameter(
+        "start_time",
+        "query",
+        "Usage start, inclusive: ISO 8601 with offset or Z. Required on the first page.",
+        format="date-time",
+    ),
+    "endTime": _parameter(
+        "end_time",
+        "query",
+        "Usage start, exclusive: ISO 8601 with offset or Z. Required on the first page.",
+        format="date-time",
+    ),
+    "size": _parameter(
+        "size",
+        "query",
+        f"Records per page, default and maximum {MAX_PAGE_SIZE}.",
+        type="integer",
+        minimum=1,
+        maximum=MAX_PAGE_SIZE,
+    ),
+    "granularity": _parameter(
+        "granularity",
+        "query",
+        "Must be the granularity the cache stores (`UTILIZATION_GRANULARITY`, default daily).",
+        enum=["daily", "hourly"],
+    ),
+    "showDetails": _parameter(
+        "show_details", "query", "Default true; false drops `instanceData` from the records.", type="boolean"
+    ),
+    "seekOperation": _parameter(
+        "seek_operation",
+        "query",
+        "`Next` on next-page calls (with the MS-ContinuationToken header).",
+        enum=["Next"],
+    ),
+    "continuationTokenHeader": _parameter(
+        "MS-ContinuationToken", "header", "The token from `links.next` (used with seek_operation=Next)."
+    ),
+    "continuationTokenQuery": _parameter(
+        "continuation_token",
+        "query",
+        "The same token as a query parameter, for clients that cannot send headers.",
+    ),
 }
 
 _PATHS: dict[str, Any] = {

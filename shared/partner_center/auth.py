@@ -125,11 +125,11 @@ class TokenProvider:
             if cached and cached.expires_at - self._margin > self._clock():
                 return cached.value
             payload = self._client_credentials() if app_only else self._refresh_grant()
+            value = str(payload["access_token"])
             self._cache[app_only] = _CachedToken(
-                value=payload["access_token"],
-                expires_at=self._clock() + float(payload.get("expires_in", 3599)),
+                value=value, expires_at=self._clock() + float(payload.get("expires_in", 3599))
             )
-            return payload["access_token"]
+            return value
 
     def invalidate(self, *, app_only: bool = False) -> None:
         """Forget a cached token (after a 401), so the next call fetches a fresh one."""

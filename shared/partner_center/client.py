@@ -134,7 +134,8 @@ class PartnerCenterClient:
     def pages(self, path: str, params: Mapping[str, str] | None = None, *, app_only: bool = False) -> Iterator[Page]:
         """Follow ``links.next`` (or a bare ``continuationToken``) until the last page, one page at a time."""
         first_url = self._url(path)
-        url, query, headers = first_url, params, {}
+        url, query = first_url, params
+        headers: dict[str, str] = {}
         seen: set[_Next] = set()
         number = 0
         while True:

@@ -89,13 +89,10 @@ class SyncRun:
         clock: Callable[[], float] = time.monotonic,
         budget_seconds: float | None = None,
     ) -> None:
-        self.store = store
-        self.function = function
-        self.unit = unit
+        self.store, self.function, self.unit = store, function, unit
         self.correlation_id = correlation_id
         self.counters = counters if counters is not None else Counters()
-        self._now = now
-        self._clock = clock
+        self._now, self._clock = now, clock
         self.run_id = str(uuid.uuid4())
         self.started_at = now()
         self._deadline = None if budget_seconds is None else clock() + budget_seconds
@@ -109,26 +106,6 @@ class SyncRun:
     def add(self, *, rows: int = 0, done: int = 0, pending: int = 0) -> None:
         """Add to the run's counters (thread-safe)."""
         self.counters.add(rows=rows, done=done, pending=pending)
-
-    @property
-    def rows(self) -> int:
-        """Rows written."""
-        return self.counters["rows"]
-
-    @property
-    def done(self) -> int:
-        """Units finished."""
-        return self.counters["done"]
-
-    @property
-    def pending(self) -> int:
-        """Units left (in part or whole) for the next run."""
-        return self.counters["pending"]
-
-    @property
-    def quarantined(self) -> int:
-        """Records kept in quarantine."""
-        return self.counters["quarantined"]
 
     def out_of_time(self) -> bool:
         """True once the time budget is spent: start no new unit of work."""
