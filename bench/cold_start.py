@@ -17,8 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devhost.funcapp import discover
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MODULES = ("fetch_usage_records", "fetch_usage_summary", "fetch_utilization", "serve_usage")
+MODULES = tuple(spec.module_name for spec in discover(REPO_ROOT))  # every function folder, as Azure imports it
 PRELOADED = "azure.functions"
 
 

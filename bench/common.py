@@ -22,7 +22,7 @@ from devhost.simulator.world import World
 from shared import tables
 from shared.partner_center import PartnerCenterClient
 from shared.settings import Settings
-from shared.sync import jobs
+from shared.sync import jobs, runner
 from shared.sync.runs import SyncFailed, SyncRun
 from shared.sync.utilization import PAGE_SIZE, windows_to_fetch
 from shared.table_store import MAX_BATCH_OPERATIONS, ServicePage, TableStore
@@ -301,7 +301,7 @@ class RssSampler:
 def run_once(function: str, settings: Settings, store: TableStore, now: datetime = NOW) -> SyncRun:
     """One run of a timer function's job at ``now``, with no time budget; a failed run is returned, not raised."""
     try:
-        return jobs.run_job(jobs.get(function), settings, store, budget_seconds=None, now=lambda: now)
+        return runner.run_job(jobs.get(function), settings, store, budget_seconds=None, now=lambda: now)
     except SyncFailed as failed:
         return failed.run
 

@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared.sync.jobs import run_timer
+from shared.sync.runner import run_timer
 
 
 def main(timer: func.TimerRequest) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from devhost.azurite import Azurite
 from shared import tables
 from shared.settings import Settings
-from shared.sync import jobs
+from shared.sync import jobs, runner
 from shared.sync.runs import SyncFailed, SyncRun
 from shared.table_store import TableStore
 
@@ -36,6 +36,10 @@ def sim_env(sim: Any, azurite: Azurite, prefix: str, **overrides: str) -> dict[s
     return env
 
 
+def _no_sleep(seconds: float) -> None:
+    pass
+
+
 def run_job(
     function: str,
     settings: Settings,
@@ -49,7 +53,9 @@ def run_job(
     extra = {"clock": clock} if clock else {}
     job = jobs.get(function)
     try:
-        return jobs.run_job(job, settings, store, budget_seconds=budget, now=lambda: now, sleep=lambda s: None, **extra)
+        return runner.run_job(
+            job, settings, store, budget_seconds=budget, now=lambda: now, sleep=lambda s: None, **extra
+        )
     except SyncFailed as failed:
         return failed.run
 

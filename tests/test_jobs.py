@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,11 @@ def test_a_run_record_names_the_unit_its_done_and_pending_count(store):
     (row,) = store.partition(RUNS, "fetch_usage_records")
     assert row["unit"] == "customers" and row["done"] == 3 and row["pending"] == 1
     assert {job.unit for job in jobs.JOBS} == {"customers", "subscriptions"}
+
+
+def test_the_http_function_loads_the_registry_without_the_partner_center_client():
+    code = "import serve_usage, sys; print(sorted(m for m in sys.modules if m.startswith('shared.')))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    loaded = done.stdout
+    assert "shared.sync.jobs" in loaded
+    assert "shared.partner_center" not in loaded and "shared.sync.utilization" not in loaded
