@@ -41,8 +41,9 @@ FORBIDDEN_SETTINGS = {
     "AzureWebJobsStorage",
 }
 
-# Settings of the architecture table that are local-only by design (see FORBIDDEN_SETTINGS).
-LOCAL_ONLY_SETTINGS = {"LOCAL_FUNCTION_KEY", "USAGE_STORAGE"}
+# Settings of the architecture table that are local-only by design (see FORBIDDEN_SETTINGS): in Azure the
+# runtime is functionAppConfig.runtime and the host storage is the identity-based AzureWebJobsStorage__*.
+LOCAL_ONLY_SETTINGS = {"LOCAL_FUNCTION_KEY", "USAGE_STORAGE", "FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
 
 
 def walk(node: Any) -> Iterator[dict[str, Any]]:

@@ -249,11 +249,16 @@ SETTINGS: tuple[Setting, ...] = (
         "the function key `devhost serve` accepts (never used in Azure)",
         read_by=ReadBy.DEVHOST,
     ),
-    Setting("FUNCTIONS_WORKER_RUNTIME", "python", "the language worker (set by the Bicep)", read_by=ReadBy.PLATFORM),
+    Setting(
+        "FUNCTIONS_WORKER_RUNTIME",
+        "python",
+        "local only (Core Tools); on Flex Consumption the runtime is `functionAppConfig.runtime`",
+        read_by=ReadBy.PLATFORM,
+    ),
     Setting(
         "AzureWebJobsStorage",
-        "",
-        "the host's own storage (timer leases); identity-based in Azure, Azurite locally",
+        "UseDevelopmentStorage=true",
+        "local only (Azurite): the host's storage; in Azure the identity-based `AzureWebJobsStorage__*` settings",
         read_by=ReadBy.PLATFORM,
     ),
 )
