@@ -51,3 +51,7 @@ class AuthenticationError(ServiceError):
 
 class ReconsentRequired(AuthenticationError):
     """The refresh token is dead (invalid_grant / AADSTS700082): a partner admin must sign in again."""
+
+
+class RefreshTokenNotSaved(AuthenticationError):
+    """A rotated refresh token could not be written to its store; the run fails loudly so an operator acts."""

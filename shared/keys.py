@@ -42,6 +42,6 @@ def digest(*parts: str, length: int = 20) -> str:
     """A short stable hash of parts, for identities made of long or free-form values."""
     h = hashlib.sha256()
     for part in parts:
-        h.update(part.encode("utf-8"))
+        h.update(part.encode("utf-8", "surrogatepass"))  # a lone surrogate still hashes, stably
         h.update(b"\x00")
     return h.hexdigest()[:length]

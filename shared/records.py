@@ -54,7 +54,7 @@ def optional_time(record: Mapping[str, Any], name: str) -> datetime | None:
     try:
         return parse_time(value)
     except ValueError as exc:
-        raise BadRecord(f"{name} is not an ISO 8601 time with offset: {value!r}") from exc
+        raise BadRecord(f"{name} is not an ISO 8601 time with an offset, in range: {value!r}"[:500]) from exc
 
 
 def required_time(record: Mapping[str, Any], name: str) -> datetime:

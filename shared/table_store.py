@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from azure.core.exceptions import (
+    HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -42,8 +43,25 @@ WRITE_RETRY = RetryPolicy(
 )
 
 
-class EntityTooLarge(ValueError):
-    """An entity breaks a Table Storage size limit; raised before anything is sent."""
+class UnstorableEntity(ValueError):
+    """Table Storage would refuse this entity; raised before anything is sent. The message is the reason."""
+
+
+class EntityTooLarge(UnstorableEntity):
+    """An entity breaks a Table Storage size limit."""
+
+
+# Called with an entity the service refused (400) and the reason; without one, a refusal raises.
+Refused = Callable[[Mapping[str, Any], str], None]
+
+
+def _unencodable(value: str) -> int | None:
+    """The position of the first character UTF-8 cannot encode (a lone surrogate), or None."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 
 def _value_size(value: Any) -> int:
@@ -68,13 +86,20 @@ def entity_size(entity: Mapping[str, Any]) -> int:
 
 
 def prepare_entity(table: str, entity: Mapping[str, Any]) -> dict[str, Any]:
-    """Decimals as strings (every digit kept), None dropped, size limits checked with a clear error."""
+    """Decimals as strings (every digit kept), None dropped; what the service would refuse raises with the reason.
+
+    Checked: text UTF-8 cannot encode (a lone surrogate), each property's 64 KiB, 252 properties, 1 MiB.
+    """
     prepared: dict[str, Any] = {}
     for name, value in entity.items():
         if value is None:
             continue
         if isinstance(value, Decimal):
             value = str(value)
+        if isinstance(value, str) and (position := _unencodable(value)) is not None:
+            raise UnstorableEntity(
+                f"property {name!r} holds text that cannot be encoded (a lone surrogate at character {position})"
+            )
         if _value_size(value) - 4 > MAX_PROPERTY_BYTES:
             raise EntityTooLarge(
                 f"property {name!r} of entity ({entity.get('PartitionKey')!r}, {entity.get('RowKey')!r}) "
@@ -153,19 +178,26 @@ class TableStore:
                 self._clients[name] = client
         return client
 
-    def upsert(self, name: str, entities: Iterable[Mapping[str, Any]]) -> int:
+    def check(self, name: str, entity: Mapping[str, Any]) -> dict[str, Any]:
+        """The entity as it would be sent; UnstorableEntity says why the service would refuse it."""
+        return prepare_entity(self.table_name(name), entity)
+
+    def upsert(self, name: str, entities: Iterable[Mapping[str, Any]], *, on_refused: Refused | None = None) -> int:
         """Upsert (replace) entities in transactions of at most 100 per partition; returns rows written."""
-        writer = self.writer(name)
+        writer = self.writer(name, on_refused=on_refused)
         for entity in entities:
             writer.add(entity)
         return writer.flush()
 
-    def writer(self, name: str, *, mode: UpdateMode = UpdateMode.REPLACE) -> BatchWriter:
+    def writer(
+        self, name: str, *, mode: UpdateMode = UpdateMode.REPLACE, on_refused: Refused | None = None
+    ) -> BatchWriter:
         """A writer that sends full transactions as rows come and the rest on ``flush``.
 
-        ``mode`` REPLACE (the default) writes whole rows; MERGE sets only the properties given.
+        ``mode`` REPLACE (the default) writes whole rows; MERGE sets only the properties given. ``on_refused``
+        is handed each row the service refuses (400) with the reason, and the other rows are written.
         """
-        return BatchWriter(self, name, mode=mode)
+        return BatchWriter(self, name, mode=mode, on_refused=on_refused)
 
     def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
         state = self._retry.start()
@@ -254,9 +286,12 @@ class BatchWriter:
     for one partition costs ceil(rows / 100) transactions however it arrives.
     """
 
-    def __init__(self, store: TableStore, name: str, *, mode: UpdateMode = UpdateMode.REPLACE) -> None:
+    def __init__(
+        self, store: TableStore, name: str, *, mode: UpdateMode = UpdateMode.REPLACE, on_refused: Refused | None = None
+    ) -> None:
         self._store = store
         self._mode = mode
+        self._on_refused = on_refused
         self._name = name
         self._full_name = store.table_name(name)
         self._table = store.table(name)
@@ -302,7 +337,21 @@ class BatchWriter:
         self._bytes.pop(pk, None)
         if batch:
             try:
-                self.written += self._store._submit(self._table, batch, self._mode)
+                self.written += self._submit(batch)
             except Exception:
                 self.failed = True
                 raise
+
+    def _submit(self, batch: list[dict[str, Any]]) -> int:
+        try:
+            return self._store._submit(self._table, batch, self._mode)
+        except HttpResponseError as exc:
+            if self._on_refused is None or exc.status_code != 400:
+                raise
+            if len(batch) == 1:
+                reason = f"table {self._full_name} refused the row: {exc.reason or exc.status_code} {exc.message[:300]}"
+                self._on_refused(batch[0], reason)
+                return 0
+        # The service refused something in this batch without saying reliably which: send its rows one by one,
+        # so only the refused ones are set aside.
+        return sum(self._submit([entity]) for entity in batch)

@@ -9,6 +9,7 @@ Data rows hold nothing that depends on when they were fetched, so a second run w
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,10 @@ USAGE_SUMMARY_STATE = "usage_summary"  # SyncState partition: lastSuccessAt per 
 _PERIOD_PREFIX = "period-"
 _WINDOW_KEY_FORMAT = "%Y%m%dT%H%MZ"
 RUN_ERRORS_KEPT = 50  # errors and skipped subjects a run record lists (it counts them all)
+# A quarantine row always fits: at most this much of the record (16,000 characters are at most 64,000 bytes
+# of UTF-16, under the 64 KiB property limit), with the whole record's SHA-256 and length.
+QUARANTINE_RAW_CHARS = 16_000
+QUARANTINE_TEXT_CHARS = 1_000  # of the reason and of the source
 
 
 LEGACY_OFFER = "MS-AZR-0145P"
@@ -233,7 +238,10 @@ def usage_summary_rows(
 ) -> list[dict[str, Any]]:
     """The ``latest`` (optionally) and the billing period's row of one SubscriptionUsageSummary."""
     if not isinstance(record, Mapping):
-        raise BadRecord("usage summary is not a JSON object")
+        raise BadRecord(f"usage summary is not a JSON object but a JSON {type(record).__name__}")
+    items = record.get("items")
+    if "billingStartDate" not in record and isinstance(items, list):
+        raise BadRecord(f"usage summary collection holds {len(items)} items, expected 1")
     required_time(record, "billingStartDate")
     required_time(record, "billingEndDate")
     customer_id, subscription_id = customer_id.lower(), subscription_id.lower()
@@ -297,14 +305,30 @@ def state_row(partition: str, key: str, **fields: Any) -> dict[str, Any]:
     return {"PartitionKey": partition, "RowKey": key, **fields}
 
 
+def escape_surrogates(text: str) -> str:
+    """Lone surrogates (text UTF-8 cannot encode) written as JSON escapes ``\\udXXX``; other text unchanged."""
+    if not any("\ud800" <= char <= "\udfff" for char in text):
+        return text
+    return "".join(f"\\u{ord(char):04x}" if "\ud800" <= char <= "\udfff" else char for char in text)
+
+
 def quarantine_row(function: str, *, source: str, raw_text: str, reason: str) -> dict[str, Any]:
-    """A Quarantine row; the row's identity is the source and the whole record."""
+    """A Quarantine row, which always fits and always encodes; its identity is the source and the whole record.
+
+    ``raw`` is the record's JSON text, its lone surrogates escaped as JSON does (``rawEscaped``) and cut to
+    QUARANTINE_RAW_CHARS (``rawTruncated``); ``rawSha256`` and ``rawLength`` are of the whole text received.
+    """
+    kept = escape_surrogates(raw_text)
     return {
         "PartitionKey": make_key(function),
         "RowKey": digest(source, raw_text, length=32),
-        "source": source,
-        "reason": reason,
-        "raw": raw_text,
+        "source": escape_surrogates(source)[:QUARANTINE_TEXT_CHARS],
+        "reason": escape_surrogates(reason)[:QUARANTINE_TEXT_CHARS],
+        "raw": kept[:QUARANTINE_RAW_CHARS],
+        "rawLength": len(raw_text),
+        "rawSha256": hashlib.sha256(raw_text.encode("utf-8", "surrogatepass")).hexdigest(),
+        "rawTruncated": len(kept) > QUARANTINE_RAW_CHARS,
+        "rawEscaped": kept != raw_text,
     }
 
 

@@ -14,7 +14,10 @@ def parse_time(value: object) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError(f"time {value!r} has no UTC offset")
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"time {value!r} is out of range in UTC") from None
 
 
 def utc_text(moment: datetime) -> str:

@@ -45,6 +45,7 @@ def partner_center_client(
         client_secret=settings.client_secret,
         refresh_token=settings.refresh_token,
         refresh_store=refresh_token_store(settings),
+        sleep=sleep,
     )
     return PartnerCenterClient(
         base_url=settings.base_url,

@@ -8,7 +8,8 @@ from werkzeug import Response
 
 from shared.partner_center import InMemoryRefreshTokenStore, ReconsentRequired, TokenProvider
 from shared.partner_center.auth import PARTNER_CENTER_SCOPE
-from shared.partner_center.errors import AuthenticationError
+from shared.partner_center.errors import AuthenticationError, RefreshTokenNotSaved
+from shared.retry import RetryPolicy
 from tests.fakes import FakeClock, pc_json
 
 TOKEN_PATH = "/tenant-1/oauth2/v2.0/token"
@@ -24,6 +25,7 @@ def token_body(access="at-1", refresh="rt-2", expires_in=3600):
 
 
 def provider(httpserver, store=None, clock=None, refresh_token="rt-1"):
+    clock = clock or FakeClock()
     return TokenProvider(
         authority=httpserver.url_for("/").rstrip("/"),
         tenant_id="tenant-1",
@@ -31,7 +33,9 @@ def provider(httpserver, store=None, clock=None, refresh_token="rt-1"):
         client_secret="s3cr3t",
         refresh_token=refresh_token,
         refresh_store=store,
-        clock=clock or FakeClock(),
+        clock=clock,
+        sleep=clock.sleep,
+        retry=RetryPolicy(not_ready_attempts=0, refresh_token_on_401=False, random=lambda: 0.0),
     )
 
 
@@ -133,10 +137,88 @@ def test_no_refresh_token_at_all_asks_for_the_one_time_consent(httpserver):
     assert len(httpserver.log) == 0
 
 
-def test_network_failures_name_no_credential(httpserver):
+def test_network_failures_are_retried_then_name_no_credential(httpserver):
+    clock = FakeClock()
     tokens = TokenProvider(
-        authority="http://127.0.0.1:9", tenant_id="t", client_id="c", client_secret="s3cr3t", refresh_token="rt-x"
+        authority="http://127.0.0.1:9",
+        tenant_id="t",
+        client_id="c",
+        client_secret="s3cr3t",
+        refresh_token="rt-x",
+        sleep=clock.sleep,
+        clock=clock,
     )
     with pytest.raises(AuthenticationError) as caught:
         tokens.token()
     assert "s3cr3t" not in str(caught.value) and "rt-x" not in str(caught.value)
+    assert "after 6 attempts" in str(caught.value) and len(clock.sleeps) == 5
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_transient_token_answers_are_retried_with_retry_after_first(httpserver, status):
+    clock = FakeClock()
+    busy = Response(pc_json('{"error":"temporarily_unavailable"}'), status=status, headers={"Retry-After": "3"})
+    httpserver.expect_ordered_request(TOKEN_PATH).respond_with_response(busy)
+    httpserver.expect_ordered_request(TOKEN_PATH).respond_with_response(Response(b"", status=status))
+    httpserver.expect_ordered_request(TOKEN_PATH).respond_with_response(token_body("at-ok"))
+    assert provider(httpserver, clock=clock).token() == "at-ok"
+    assert clock.sleeps == [3.0, 1.0]  # Retry-After, then the backoff of the second failed try (2 s x 0.5)
+
+
+def test_invalid_grant_is_never_retried(httpserver):
+    clock = FakeClock()
+    httpserver.expect_request(TOKEN_PATH).respond_with_response(
+        Response(pc_json('{"error":"invalid_grant","error_codes":[700082]}'), status=400)
+    )
+    with pytest.raises(ReconsentRequired):
+        provider(httpserver, clock=clock).token()
+    assert len(httpserver.log) == 1 and clock.sleeps == []
+
+
+def test_token_retries_stop_at_the_policy_s_limit(httpserver):
+    clock = FakeClock()
+    httpserver.expect_request(TOKEN_PATH).respond_with_response(Response(b"", status=503))
+    with pytest.raises(AuthenticationError) as caught:
+        provider(httpserver, clock=clock).token()
+    assert len(httpserver.log) == 6 and caught.value.status == 503
+
+
+class FailingStore(InMemoryRefreshTokenStore):
+    """A refresh-token store whose writes fail ``failures`` times (None: always) with an HTTP status."""
+
+    def __init__(self, failures, status):
+        super().__init__()
+        self.failures = failures
+        self.status = status
+        self.attempts = 0
+
+    def save(self, token):
+        self.attempts += 1
+        if self.failures is None or self.attempts <= self.failures:
+            error = RuntimeError("store unavailable")
+            error.status_code = self.status
+            raise error
+        super().save(token)
+
+
+def test_a_rotated_token_whose_save_fails_once_is_saved_on_the_retry(httpserver):
+    store = FailingStore(failures=1, status=503)
+    httpserver.expect_request(TOKEN_PATH).respond_with_response(token_body("at-1", "rt-2"))
+    assert provider(httpserver, store=store).token() == "at-1"
+    assert store.attempts == 2 and store.load() == "rt-2"
+
+
+def test_a_rotated_token_that_cannot_be_saved_fails_loudly_and_is_kept_for_the_next_grant(httpserver):
+    store = FailingStore(failures=None, status=403)
+    clock = FakeClock()
+    httpserver.expect_ordered_request(TOKEN_PATH).respond_with_response(token_body("at-1", "rt-2", 3600))
+    httpserver.expect_ordered_request(TOKEN_PATH).respond_with_response(token_body("at-2", "rt-3", 3600))
+    tokens = provider(httpserver, store=store, clock=clock)
+    with pytest.raises(RefreshTokenNotSaved) as caught:
+        tokens.token()
+    assert "rt-2" not in str(caught.value) and "kept in memory" in str(caught.value) and store.attempts == 1
+    assert tokens.token() == "at-1"  # the access token was cached: the other callers carry on
+    clock.now += 3500
+    with pytest.raises(RefreshTokenNotSaved):
+        tokens.token()  # the next grant used the unsaved token, and saving failed again
+    assert form(httpserver.log[1][0])["refresh_token"] == "rt-2"

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 import requests
 
 from shared import jsonutil
-from shared.partner_center.errors import AuthenticationError, ReconsentRequired
+from shared.partner_center.errors import AuthenticationError, ReconsentRequired, RefreshTokenNotSaved
+from shared.retry import Action, Outcome, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,9 @@ PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
 # AADSTS codes that mean the refresh token can never work again: expired by inactivity, revoked, or
 # consent withdrawn. Only a new interactive sign-in of a partner admin fixes these.
 _RECONSENT_CODES = frozenset({700082, 700084, 70008, 50173, 65001, 50076, 50079})
+# Token requests are retried like GETs (a refresh token stays valid after use, so a grant is safe to repeat):
+# 429, 5xx and dropped connections, Retry-After first. A 4xx (invalid_grant, invalid_client) fails at once.
+TOKEN_RETRY = RetryPolicy(not_ready_attempts=0, refresh_token_on_401=False)
 
 
 class RefreshTokenStore(Protocol):
@@ -103,6 +107,8 @@ class TokenProvider:
         refresh_store: RefreshTokenStore | None = None,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy = TOKEN_RETRY,
         expiry_margin: float = 300.0,
         timeout: float = 30.0,
     ) -> None:
@@ -113,10 +119,13 @@ class TokenProvider:
         self._store = refresh_store or InMemoryRefreshTokenStore()
         self._session = session or requests.Session()
         self._clock = clock
+        self._sleep = sleep
+        self._retry = retry
         self._margin = expiry_margin
         self._timeout = timeout
         self._lock = threading.Lock()
         self._cache: dict[bool, _CachedToken] = {}
+        self._unsaved: str | None = None  # a rotated refresh token not yet in the store; used before the store's
 
     def token(self, *, app_only: bool = False) -> str:
         """A valid access token: App+User by default, app-only (client credentials) on request."""
@@ -129,6 +138,8 @@ class TokenProvider:
             self._cache[app_only] = _CachedToken(
                 value=value, expires_at=self._clock() + float(payload.get("expires_in", 3599))
             )
+            if self._unsaved is not None:
+                self._save_rotated()  # raises when it cannot: the access token stays cached for the others
             return value
 
     def invalidate(self, *, app_only: bool = False) -> None:
@@ -140,7 +151,7 @@ class TokenProvider:
         return self._post({"grant_type": "client_credentials"})
 
     def _refresh_grant(self) -> dict[str, Any]:
-        refresh_token = self._store.load() or self._initial_refresh_token
+        refresh_token = self._unsaved or self._store.load() or self._initial_refresh_token
         if not refresh_token:
             raise ReconsentRequired(
                 "no Partner Center refresh token is configured: a partner admin must sign in once (Secure "
@@ -150,8 +161,31 @@ class TokenProvider:
         payload = self._post({"grant_type": "refresh_token", "refresh_token": refresh_token})
         rotated = payload.get("refresh_token")
         if rotated and rotated != refresh_token:
-            self._store.save(rotated)
+            self._unsaved = str(rotated)
         return payload
+
+    def _save_rotated(self) -> None:
+        """Write the rotated refresh token to the store, retrying; it stays in memory until written."""
+        state = self._retry.start()
+        while True:
+            try:
+                self._store.save(str(self._unsaved))
+            except Exception as exc:  # the store's own errors: Key Vault's HTTP errors, a dropped connection
+                status = getattr(exc, "status_code", None)
+                decision = self._retry.decide(state, Outcome(status=status, error=None if status else "error"))
+                if decision.action is not Action.RETRY:
+                    raise RefreshTokenNotSaved(
+                        f"the rotated Partner Center refresh token could not be stored ({type(exc).__name__}, "
+                        f"status={status}) after {decision.attempt} attempts; it is kept in memory for this "
+                        "process and the previous token stays valid, but fix the store (Key Vault access or "
+                        "network) before this process ends",
+                        error="refresh_token_not_saved",
+                        status=status,
+                    ) from None
+                self._sleep(decision.wait)
+            else:
+                self._unsaved = None
+                return
 
     def _post(self, form: dict[str, str]) -> dict[str, Any]:
         data = {
@@ -161,13 +195,34 @@ class TokenProvider:
             "scope": PARTNER_CENTER_SCOPE,
         }
         grant = form["grant_type"]
-        try:
-            response = self._session.post(self._token_url, data=data, timeout=self._timeout)
-        except requests.RequestException as exc:
-            # The exception text can echo the request; keep only its type.
-            raise AuthenticationError(
-                f"token request ({grant}) failed: {type(exc).__name__}", error="network"
-            ) from None
+        state = self._retry.start()
+        while True:
+            try:
+                response = self._session.post(self._token_url, data=data, timeout=self._timeout)
+            except requests.RequestException as exc:  # its text can echo the request: only its type is kept
+                outcome = Outcome.of_error(exc)
+                decision = self._retry.decide(state, outcome)
+                if decision.action is not Action.RETRY:
+                    raise AuthenticationError(
+                        f"token request ({grant}) failed after {decision.attempt} attempts: {outcome.error}",
+                        error="network",
+                    ) from None
+            else:
+                outcome = Outcome.of_response(response.status_code, response.headers)
+                decision = self._retry.decide(state, outcome)
+                if decision.action is not Action.RETRY:
+                    return self._token_or_error(response, grant)
+            log.warning(
+                "token request (%s) answered %s; retrying in %.1fs (attempt %d/%d)",
+                grant,
+                outcome.reason,
+                decision.wait,
+                decision.attempt + 1,
+                self._retry.max_attempts,
+            )
+            self._sleep(decision.wait)
+
+    def _token_or_error(self, response: requests.Response, grant: str) -> dict[str, Any]:
         try:
             body = jsonutil.loads(response.content) if response.content else {}
         except ValueError:

@@ -84,18 +84,16 @@ class PartnerCenterClient:
         """Pages of CustomerMonthlyUsageRecord for every customer, current billing period (App+User)."""
         return self.pages("customers/usagerecords")
 
-    def usage_summary(self, customer_id: str, subscription_id: str) -> dict[str, Any]:
-        """One subscription's SubscriptionUsageSummary, bare or unwrapped from a collection (App+User)."""
-        path = f"customers/{customer_id}/subscriptions/{subscription_id}/usagesummary"
-        body, _ = self.get_json(path)
-        if isinstance(body, dict) and isinstance(body.get("items"), list) and "billingStartDate" not in body:
-            if len(body["items"]) != 1:
-                raise PartnerCenterError(
-                    f"usage summary collection holds {len(body['items'])} items, expected 1", path=path
-                )
-            body = body["items"][0]
-        if not isinstance(body, dict):
-            raise PartnerCenterError("usage summary is not a JSON object", path=path)
+    def usage_summary(self, customer_id: str, subscription_id: str) -> Any:
+        """One subscription's SubscriptionUsageSummary (App+User): bare, or unwrapped from a one-item collection.
+
+        Any other shape is returned as received, for the caller to quarantine with its reason.
+        """
+        body, _ = self.get_json(f"customers/{customer_id}/subscriptions/{subscription_id}/usagesummary")
+        if isinstance(body, dict) and "billingStartDate" not in body:
+            items = body.get("items")
+            if isinstance(items, list) and len(items) == 1:
+                return items[0]
         return body
 
     def utilization(

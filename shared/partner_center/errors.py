@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from shared.errors import AuthenticationError, ReconsentRequired, ServiceError
+from shared.errors import AuthenticationError, ReconsentRequired, RefreshTokenNotSaved, ServiceError
 
 NO_RELATIONSHIP_CODE = "20002"
 
-__all__ = ["AuthenticationError", "DataNotReady", "PartnerCenterError", "ReconsentRequired"]
+__all__ = ["AuthenticationError", "DataNotReady", "PartnerCenterError", "ReconsentRequired", "RefreshTokenNotSaved"]
 
 
 class PartnerCenterError(ServiceError):

@@ -15,7 +15,7 @@ from shared.records import BadRecord, require_id
 from shared.settings import Settings
 from shared.sync.runs import SyncRun
 from shared.sync.workers import for_each
-from shared.table_store import TableStore
+from shared.table_store import TableStore, UnstorableEntity
 from shared.tables import (
     CUSTOMER_PARTITION,
     CUSTOMERS,
@@ -91,8 +91,8 @@ def refresh_inventory(
             for page in client.subscriptions(customer_id):
                 for item in page.items:
                     try:
-                        rows.append(subscription_row(customer_id, item))
-                    except BadRecord as exc:
+                        rows.append(store.check(SUBSCRIPTIONS, subscription_row(customer_id, item)))
+                    except (BadRecord, UnstorableEntity) as exc:
                         run.quarantine(source=f"customers/{customer_id}/subscriptions", raw=item, reason=str(exc))
         except PartnerCenterError as exc:
             if not exc.is_no_relationship:
@@ -102,8 +102,12 @@ def refresh_inventory(
                 f"no relationship with this customer (403/20002, request_id={exc.request_id})",
             )
             relationship, error_code = Relationship.FORBIDDEN, exc.code
-        store.upsert(SUBSCRIPTIONS, rows)
-        customer_rows.append(customer_row(customer_id, record, relationship=relationship, error_code=error_code))
+        store.upsert(SUBSCRIPTIONS, rows, on_refused=run.quarantine_refused)
+        try:
+            row = customer_row(customer_id, record, relationship=relationship, error_code=error_code)
+            customer_rows.append(store.check(CUSTOMERS, row))
+        except UnstorableEntity as exc:  # its subscriptions are kept; the record is in quarantine
+            run.quarantine(source=f"customers/{customer_id}", raw=record, reason=str(exc))
         seen.update((r["PartitionKey"], r["RowKey"]) for r in rows)
         seen.add((CUSTOMER_PARTITION, customer_key(customer_id)))
         return True
@@ -116,7 +120,9 @@ def refresh_inventory(
         name=lambda c: f"customer {c[0]}",
         out_of_time=run.budget_share(REFRESH_BUDGET_SHARE),
     )
-    store.upsert(CUSTOMERS, customer_rows)  # one partition: written together after the loop
+    store.upsert(
+        CUSTOMERS, customer_rows, on_refused=run.quarantine_refused
+    )  # one partition: written together after the loop
     if pending or len(run.errors) > failures_before:
         log.warning("inventory refresh incomplete; keeping earlier rows and refreshing again next run")
         return

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
@@ -132,13 +132,17 @@ class SyncRun:
             self.errors.append(entry)
 
     def quarantine(self, *, source: str, raw: Any, reason: str) -> None:
-        """Keep a record that cannot be mapped, with the reason, and carry on with the rest."""
+        """Keep a record that cannot be mapped or stored, with the reason, and carry on with the rest."""
         raw_text = raw if isinstance(raw, str) else jsonutil.dumps(raw)
-        log.warning("%s: quarantined a record from %s: %s", self.function, source, reason)
-        self.store.upsert_one(
-            QUARANTINE, quarantine_row(self.function, source=source, raw_text=raw_text, reason=reason)
-        )
+        row = quarantine_row(self.function, source=source, raw_text=raw_text, reason=reason)
+        log.warning("%s: quarantined a record from %s: %s", self.function, row["source"][:200], row["reason"])
+        self.store.upsert_one(QUARANTINE, row)
         self.counters.add(quarantined=1)
+
+    def quarantine_refused(self, row: Mapping[str, Any], reason: str) -> None:
+        """Keep a row the table service refused (its record, when it has one), and carry on."""
+        source = f"refused row ({row.get('PartitionKey')}, {row.get('RowKey')})"
+        self.quarantine(source=source, raw=row.get("raw") or dict(row), reason=reason)
 
     # -- the run record ------------------------------------------------------------------------------------
 

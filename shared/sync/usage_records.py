@@ -10,7 +10,7 @@ from shared.partner_center import PartnerCenterClient
 from shared.records import BadRecord
 from shared.settings import Settings
 from shared.sync.runs import SyncRun
-from shared.table_store import TableStore
+from shared.table_store import TableStore, UnstorableEntity
 from shared.tables import LATEST, USAGE_RECORDS, customer_key, usage_record_rows
 
 log = logging.getLogger(__name__)
@@ -27,19 +27,21 @@ def sync_usage_records(
     """
     month = now.strftime("%Y-%m")
     seen: set[str] = set()
+    writer = store.writer(USAGE_RECORDS, on_refused=run.quarantine_refused)
     for page in client.usage_records():
-        rows = []
         for index, record in enumerate(page.items):
             try:
-                record_rows = usage_record_rows(record, month)
-            except BadRecord as exc:
+                record_rows = [store.check(USAGE_RECORDS, row) for row in usage_record_rows(record, month)]
+            except (BadRecord, UnstorableEntity) as exc:
                 run.quarantine(source=f"usagerecords/page-{page.number}/item-{index}", raw=record, reason=str(exc))
                 if isinstance(record, Mapping) and isinstance(record.get("id"), str):
                     seen.add(customer_key(record["id"].strip()))  # keep its last good row
                 continue
             seen.add(record_rows[0]["RowKey"])
-            rows.extend(record_rows)
-        run.add(rows=store.upsert(USAGE_RECORDS, rows))
+            for row in record_rows:
+                writer.add(row)
+        writer.flush()  # each page stored before the next is read
+    run.add(rows=writer.written)
     stale = [e["RowKey"] for e in store.partition(USAGE_RECORDS, LATEST, select=["RowKey"]) if e["RowKey"] not in seen]
     for row_key in stale:
         store.delete(USAGE_RECORDS, LATEST, row_key)

@@ -13,7 +13,7 @@ from shared.sync import inventory
 from shared.sync.each_subscription import Coverage, sync_each_subscription
 from shared.sync.runs import SyncRun
 from shared.sync.state import StateWriter
-from shared.table_store import TableStore
+from shared.table_store import TableStore, UnstorableEntity
 from shared.tables import USAGE_SUMMARIES, USAGE_SUMMARY_STATE, Subscription, SubscriptionKind, usage_summary_rows
 
 COVERAGE = Coverage(kinds=frozenset({SubscriptionKind.LEGACY, SubscriptionKind.AZURE_PLAN}))
@@ -28,11 +28,14 @@ def sync_usage_summaries(
     def sync_one(sub: Subscription, state: Mapping[str, Any], saved: StateWriter) -> bool:
         record = client.usage_summary(sub.customer_id, sub.subscription_id)
         try:
-            rows = usage_summary_rows(sub.customer_id, sub.subscription_id, record)
-        except BadRecord as exc:
+            rows = [
+                store.check(USAGE_SUMMARIES, r)
+                for r in usage_summary_rows(sub.customer_id, sub.subscription_id, record)
+            ]
+        except (BadRecord, UnstorableEntity) as exc:
             run.quarantine(source=f"{sub.customer_id}/{sub.subscription_id}/usagesummary", raw=record, reason=str(exc))
             return True
-        run.add(rows=store.upsert(USAGE_SUMMARIES, rows))
+        run.add(rows=store.upsert(USAGE_SUMMARIES, rows, on_refused=run.quarantine_refused))
         saved.save(sub.key, lastSuccessAt=now.isoformat())
         return True
 

@@ -20,7 +20,7 @@ from shared.sync import inventory
 from shared.sync.each_subscription import Coverage, sync_each_subscription
 from shared.sync.runs import SyncRun
 from shared.sync.state import StateWriter
-from shared.table_store import BatchWriter, TableStore
+from shared.table_store import BatchWriter, TableStore, UnstorableEntity
 from shared.tables import UTILIZATION, UTILIZATION_STATE, Subscription, SubscriptionKind, utilization_row
 from shared.timeutil import floor_to, parse_time, utc_text
 
@@ -80,17 +80,16 @@ def fetch_window(
         for index, record in enumerate(page.items):
             try:
                 row = utilization_row(sub.customer_id, sub.subscription_id, record, start, end)
-            except BadRecord as exc:
+                # Two records with one identity in one window (rare; infoFields differ): keep both, numbered
+                # in the order received, which is deterministic for a given window.
+                repeat = seen.get(row["RowKey"], 0)
+                seen[row["RowKey"]] = repeat + 1
+                if repeat:
+                    row["RowKey"] += f"~{repeat}"
+                writer.add(row)  # checks what the service would refuse before queueing
+            except (BadRecord, UnstorableEntity) as exc:
                 source = f"{sub.customer_id}/{sub.subscription_id}/{utc_text(start)}/page-{page.number}/item-{index}"
                 run.quarantine(source=source, raw=record, reason=str(exc))
-                continue
-            # Two records with one identity in one window (rare; infoFields differ): keep both, numbered
-            # in the order received, which is deterministic for a given window.
-            repeat = seen.get(row["RowKey"], 0)
-            seen[row["RowKey"]] = repeat + 1
-            if repeat:
-                row["RowKey"] += f"~{repeat}"
-            writer.add(row)
 
 
 def sync_utilization(
@@ -103,7 +102,7 @@ def sync_utilization(
         done_through = parse_time(state["doneThrough"]) if state.get("doneThrough") else None
         # One writer for all of a subscription's windows: rows of small windows share transactions. The
         # watermark moves only past windows whose every row was sent.
-        writer = store.writer(UTILIZATION)
+        writer = store.writer(UTILIZATION, on_refused=run.quarantine_refused)
         stored_through = None
         finished = True
         try:
