@@ -168,9 +168,14 @@ param syncConcurrency int = 4
 @maxValue(590)
 param syncTimeBudgetSeconds int = 480
 
-@description('Optional. Hours the customer and subscription inventory is cached.')
+@description('Optional. Hours the customers listing is reused before it is read again.')
 @minValue(1)
 param inventoryRefreshHours int = 6
+
+@description('Optional. Hours after which a known customer\'s subscriptions are listed again (new customers at once).')
+@minValue(1)
+@maxValue(720)
+param inventorySubscriptionsHours int = 24
 
 @description('Optional. Comma-separated customer ids to sync; empty syncs every customer.')
 param customerAllowList string = ''
@@ -298,6 +303,7 @@ var syncSettings = {
   SYNC_CONCURRENCY: string(syncConcurrency)
   SYNC_TIME_BUDGET_SECONDS: string(syncTimeBudgetSeconds)
   INVENTORY_REFRESH_HOURS: string(inventoryRefreshHours)
+  INVENTORY_SUBSCRIPTIONS_HOURS: string(inventorySubscriptionsHours)
   CUSTOMER_ALLOW_LIST: customerAllowList
   CUSTOMER_DENY_LIST: customerDenyList
   HEALTH_MAX_AGE_HOURS: string(healthMaxAgeHours)

@@ -224,9 +224,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "INVENTORY_REFRESH_HOURS",
         "6",
-        "how long the customer/subscription list is reused (0 to 168)",
+        "how long the customers listing is reused (0 to 168)",
         "inventory_refresh_hours",
         _number(0, 168),
+    ),
+    Setting(
+        "INVENTORY_SUBSCRIPTIONS_HOURS",
+        "24",
+        "a known customer's subscriptions are listed again once this old (0 to 720; new customers at once)",
+        "inventory_subscriptions_hours",
+        _number(0, 720),
     ),
     Setting(
         "CUSTOMER_ALLOW_LIST",
@@ -296,6 +303,7 @@ class Settings:
     sync_concurrency: int = _default("sync_concurrency")
     sync_time_budget_seconds: float = _default("sync_time_budget_seconds")
     inventory_refresh_hours: float = _default("inventory_refresh_hours")
+    inventory_subscriptions_hours: float = _default("inventory_subscriptions_hours")
     customer_allow_list: frozenset[str] = frozenset()
     customer_deny_list: frozenset[str] = frozenset()
     health_max_age_hours: float = _default("health_max_age_hours")

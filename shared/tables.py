@@ -95,7 +95,8 @@ class RunStatus(StrEnum):
 
     RUNNING = "running"
     SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    FAILED = "failed"  # some unit of work failed (errors say which)
+    STALLED = "stalled"  # the budget ran out with work pending and nothing finished (notes say why)
 
 
 # -- keys -------------------------------------------------------------------------------------------------------
@@ -344,6 +345,7 @@ def run_row(
     counts: Mapping[str, int],
     errors: Sequence[Mapping[str, Any]],
     skipped: Sequence[str],
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A Runs row: what one run of a timer function did; ``done`` and ``pending`` count ``unit``s."""
     return {
@@ -361,4 +363,5 @@ def run_row(
         "skippedCount": len(skipped),
         "errors": jsonutil.dumps(list(errors[:RUN_ERRORS_KEPT])),
         "skipped": jsonutil.dumps(list(skipped[:RUN_ERRORS_KEPT])),
+        "notes": jsonutil.dumps(list(notes[:RUN_ERRORS_KEPT])),
     }

@@ -63,7 +63,19 @@ def _run_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "rows": rows if isinstance(rows, int) else None,
         "errorCount": row.get("errorCount") if isinstance(row.get("errorCount"), int) else None,
         "lastError": _last_error(row),
+        "notes": _notes(row),
     }
+
+
+def _notes(row: dict[str, Any]) -> list[str]:
+    """What the run said about how it went (why it stalled, what it left for the next run)."""
+    try:
+        notes = jsonutil.loads(row.get("notes") or "[]")
+    except ValueError:
+        return ["the run's notes are unreadable"]
+    if not isinstance(notes, list):
+        return []
+    return [note[:_MAX_TEXT] for note in notes[:10] if isinstance(note, str)]
 
 
 def function_health(store: TableStore, function: str, now: datetime, max_age_hours: float) -> dict[str, Any]:
@@ -78,6 +90,8 @@ def function_health(store: TableStore, function: str, now: datetime, max_age_hou
     last = None if finished is None else _run_view(finished, now)
     if last is None:
         reasons.append("never run" if running is None else "running for the first time; no run has finished")
+    elif last["status"] == RunStatus.STALLED:
+        reasons.append("last finished run " + (last["notes"][0] if last["notes"] else "stalled"))
     elif last["status"] != RunStatus.SUCCEEDED:
         reasons.append(f"last finished run {last['status']}")
     elif last["ageSeconds"] is None:

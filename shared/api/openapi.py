@@ -117,6 +117,11 @@ _RUN = {
         "ageSeconds": _nullable("number"),
         "rows": _nullable("integer"),
         "errorCount": _nullable("integer"),
+        "notes": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "What the run said about how it went: why it stalled, what it left for the next run.",
+        },
         "lastError": {
             "type": ["object", "null"],
             "properties": {

@@ -97,7 +97,9 @@ class SyncRun:
         self.started_at = now()
         self._deadline = None if budget_seconds is None else clock() + budget_seconds
         self._lock = threading.Lock()
+        self.budget_seconds = budget_seconds
         self.skipped: list[str] = []
+        self.notes: list[str] = []
         self.errors: list[RunError] = []
         self.status = RunStatus.RUNNING
 
@@ -123,6 +125,12 @@ class SyncRun:
         log.info("%s: skipped %s: %s", self.function, subject, reason)
         with self._lock:
             self.skipped.append(f"{subject}: {reason}")
+
+    def note(self, text: str) -> None:
+        """Say something an operator should read about how the run went (kept in its record)."""
+        log.info("%s: %s", self.function, text)
+        with self._lock:
+            self.notes.append(text)
 
     def fail(self, subject: str, error: BaseException) -> None:
         """Record a failure of one unit of work; the run goes on and ends failed."""
@@ -156,13 +164,27 @@ class SyncRun:
         if exc is not None:
             self.fail("run", exc)
         self.status = RunStatus.FAILED if self.errors else RunStatus.SUCCEEDED
+        stalled = self.stalled_reason()
+        if stalled and not self.errors:
+            self.status = RunStatus.STALLED
+            self.notes.insert(0, stalled)
         try:
             self._write()
         except Exception:  # the run's own outcome matters more than its record
             log.exception("%s: could not write the run record", self.function)
         log.info(self.summary())
-        if exc is None and self.errors:
+        if exc is None and self.status != RunStatus.SUCCEEDED:
             raise SyncFailed(self)
+
+    def stalled_reason(self) -> str | None:
+        """Why the run made no progress, when its budget ran out with work pending and nothing finished or stored."""
+        pending, done, rows = self.counters["pending"], self.counters["done"], self.counters["rows"]
+        if not (pending and not done and not rows and self.out_of_time()):
+            return None
+        return (
+            f"stalled: the time budget ({self.budget_seconds:g} s) ran out with {pending} {self.unit} pending and "
+            f"none finished or stored"
+        )
 
     def counts(self) -> dict[str, int]:
         """Rows, pages, calls and the rest, as the run record stores them."""
@@ -188,5 +210,6 @@ class SyncRun:
             counts=self.counts(),
             errors=[e.as_record() for e in self.errors],
             skipped=self.skipped,
+            notes=self.notes,
         )
         self.store.upsert_one(RUNS, row)

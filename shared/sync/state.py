@@ -39,7 +39,8 @@ class StateWriter:
     Rows go out when 100 are waiting, when the oldest has waited ``flush_seconds``, and on ``flush`` (the
     ``with`` block's end, however it ends). A process killed before that loses only these markers of
     progress, never data: the next run fetches those subscriptions again and writes the same rows.
-    Safe to call from the run's worker threads.
+    Safe to call from the run's worker threads. ``table`` and ``mode`` serve other progress rows the same way
+    (the inventory's customers, replaced whole).
     """
 
     def __init__(
@@ -47,10 +48,12 @@ class StateWriter:
         store: TableStore,
         partition: str,
         *,
+        table: str = SYNC_STATE,
+        mode: UpdateMode = UpdateMode.MERGE,
         flush_seconds: float = STATE_FLUSH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._writer = store.writer(SYNC_STATE, mode=UpdateMode.MERGE)
+        self._writer = store.writer(table, mode=mode)
         self._partition = partition
         self._flush_seconds = flush_seconds
         self._clock = clock
