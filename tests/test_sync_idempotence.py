@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
@@ -14,6 +16,7 @@ from shared.settings import Settings
 from shared.sync.jobs import JOB_NAMES as FUNCTIONS
 from shared.sync.utilization import windows_to_fetch
 from shared.table_store import TableStore
+from shared.tables import RUNS
 from tests.fakes import pc_json
 from tests.stores import drop_tables
 from tests.sync_support import run_job, sim_env, snapshot, watermarks
@@ -168,3 +171,29 @@ def test_a_refused_batch_keeps_the_watermark_behind_its_rows(azurite, store):
             for start, end in windows_to_fetch(None, now=NOW, settings=settings)
         )
     assert len(snapshot(store, ("Utilization",))["Utilization"]) == expected > 100
+
+
+class MeetingStore(TableStore):
+    """A real store on Azurite where each run, after writing its 'running' record, waits for the other run:
+    the two runs are then certainly in flight at the same time."""
+
+    def __init__(self, service, *, prefix):
+        super().__init__(service, prefix=prefix)
+        self.barrier = threading.Barrier(2, timeout=60)
+
+    def upsert_one(self, name, entity):
+        super().upsert_one(name, entity)
+        if name == RUNS and entity.get("status") == "running":
+            self.barrier.wait()
+
+
+def test_two_overlapping_runs_of_each_function_converge_to_the_rows_of_one_clean_run(azurite, store, clean):
+    with Simulator(world=world(), latency_ms=2) as sim:
+        settings = Settings.from_env(sim_env(sim, azurite, store.prefix))
+        meeting = MeetingStore(store._service, prefix=store.prefix)
+        for function in FUNCTIONS:
+            meeting.barrier.reset()
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                runs = list(pool.map(lambda _: run_job(function, settings, meeting, NOW), range(2)))
+            assert [r.status for r in runs] == ["succeeded", "succeeded"], [r.errors for r in runs]
+    assert (snapshot(store), watermarks(store)) == clean
