@@ -27,6 +27,12 @@ from shared.records import (
     required_number,
     required_time,
 )
+from shared.shapes import (
+    AZURE_UTILIZATION_RECORD,
+    CUSTOMER_MONTHLY_USAGE_RECORD,
+    SUBSCRIPTION_USAGE_SUMMARY,
+    conform,
+)
 from shared.timeutil import utc_text
 
 # -- table names (each prefixed with TABLE_PREFIX) ------------------------------------------------------------
@@ -214,13 +220,15 @@ def usage_record_rows(record: Any, billing_month: str) -> list[dict[str, Any]]:
     budget = record.get("budget")
     if budget is not None and not isinstance(budget, Mapping):
         raise BadRecord("budget is not an object")
+    totals = optional_number(record, "totalCost"), optional_number(record, "usdTotalCost")
+    conform(record, CUSTOMER_MONTHLY_USAGE_RECORD)  # what is served conforms to what the API publishes
     upgraded = record.get("isUpgraded")
     properties = {
         "customerId": customer_id,
         "billingMonth": billing_month,
         "raw": jsonutil.dumps(record),
-        "totalCost": optional_number(record, "totalCost"),
-        "usdTotalCost": optional_number(record, "usdTotalCost"),
+        "totalCost": totals[0],
+        "usdTotalCost": totals[1],
         "currencyCode": optional_text(record, "currencyCode"),
         "currencyLocale": optional_text(record, "currencyLocale"),
         "name": optional_text(record, "name") or optional_text(record, "resourceName"),
@@ -245,6 +253,9 @@ def usage_summary_rows(
         raise BadRecord(f"usage summary collection holds {len(items)} items, expected 1")
     required_time(record, "billingStartDate")
     required_time(record, "billingEndDate")
+    optional_number(record, "totalCost")
+    optional_number(record, "usdTotalCost")
+    conform(record, SUBSCRIPTION_USAGE_SUMMARY)
     customer_id, subscription_id = customer_id.lower(), subscription_id.lower()
     properties = {
         "customerId": customer_id,
@@ -276,6 +287,7 @@ def utilization_row(
     if not isinstance(meter_id, str) or not meter_id:
         raise BadRecord("missing resource.id (meter)")
     quantity = required_number(record, "quantity")
+    conform(record, AZURE_UTILIZATION_RECORD)
     instance = record.get("instanceData")
     resource_uri = instance.get("resourceUri") if isinstance(instance, Mapping) else None
     start_text, end_text = utc_text(usage_start), utc_text(usage_end)

@@ -76,7 +76,7 @@ schema.config.phases.update(phases=["examples", "fuzzing"])
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_no_input_gets_a_server_error(case, fuzz_server):
     ids = case.path_parameters or {}
     if all(isinstance(v, str) and GUID.fullmatch(v) for v in ids.values()) and ids:
@@ -86,9 +86,7 @@ def test_no_input_gets_a_server_error(case, fuzz_server):
     response = case.call(base_url=fuzz_server.url, headers={"x-functions-key": KEY})
     assert response.status_code < 500, (response.status_code, response.text[:500])
     assert response.status_code != 401  # the key always goes in the header: the API itself answered
-    case.validate_response(
-        response, checks=[status_code_conformance, content_type_conformance, response_schema_conformance]
-    )
+    case.validate_response(response)
 
 
 SEGMENTS = st.sampled_from(

@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -162,11 +162,11 @@ def test_show_details_survives_into_the_next_page(store):
     assert all("instanceData" not in item for p in pages for item in p["items"])
 
 
-def test_the_stored_granularity_is_served_and_the_other_is_400(store):
+def test_the_stored_granularity_is_served_and_the_other_is_404(store):
     write_utilization(store, CUSTOMER, SUBSCRIPTION, [utilization_record(DAY)])
     assert get(store, f"{URL}?{WIDE}&granularity=daily").status == 200
-    response = get(store, f"{URL}?{WIDE}&granularity=hourly")
-    assert response.status == 400 and "daily" in response.json()["description"]
+    response = get(store, f"{URL}?{WIDE}&granularity=hourly")  # schema-valid, but not stored here
+    assert response.status == 404 and "daily" in response.json()["description"]
     hourly = settings_for(store, utilization_granularity="hourly")
     assert get(store, f"{URL}?{WIDE}&granularity=Hourly", settings=hourly).status == 200
     assert get(store, f"{URL}?{WIDE}&granularity=weekly").status == 400
@@ -182,16 +182,13 @@ def test_size_out_of_range_or_not_an_integer_is_400(store, size):
 @pytest.mark.parametrize(
     "query",
     [
-        "end_time=2024-03-02T00:00:00Z",
-        "start_time=2024-03-01T00:00:00Z",
-        "start_time=2024-03-02T00:00:00Z&end_time=2024-03-01T00:00:00Z",
-        "start_time=2024-03-01T00:00:00Z&end_time=2024-03-01T00:00:00Z",
         "start_time=2024-03-01T00:00:00&end_time=2024-03-02T00:00:00Z",
         "start_time=2024-03-01&end_time=2024-03-02T00:00:00Z",
         "start_time=yesterday&end_time=2024-03-02T00:00:00Z",
-        "start_time=0001-01-01T00:00:00%2B01:00&end_time=2024-03-02T00:00:00Z",
         "start_time=2024-03-01T00:00:00Z&start_time=2024-03-01T00:00:00Z&end_time=2024-03-02T00:00:00Z",
+        "start_time=&end_time=2024-03-02T00:00:00Z",
         f"{WIDE}&show_details=maybe",
+        f"{WIDE}&size=",
     ],
 )
 def test_bad_times_and_flags_are_400(store, query):
@@ -199,6 +196,33 @@ def test_bad_times_and_flags_are_400(store, query):
     response = get(store, f"{URL}?{query}")
     assert response.status == 400, response.body
     assert set(response.json()) == {"code", "description"}
+
+
+def test_the_range_defaults_to_the_current_utc_month_to_date(store):
+    write_utilization(store, CUSTOMER, SUBSCRIPTION, [utilization_record(DAY + timedelta(days=d)) for d in range(3)])
+    now = datetime(2024, 3, 2, 15, 30, tzinfo=timezone.utc)
+    body = get(store, URL, now=now).json()
+    assert body["links"]["self"]["uri"].split("?")[1].startswith(
+        "start_time=2024-03-01T00%3A00%3A00Z&end_time=2024-03-03T00%3A00%3A00Z"
+    )
+    assert body["totalCount"] == 2  # the third day's usage starts after today
+    only_end = get(store, f"{URL}?end_time=2024-03-02T08:00:00Z", now=now).json()
+    assert only_end["totalCount"] == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "start_time=2024-03-02T00:00:00Z&end_time=2024-03-01T00:00:00Z",
+        "start_time=2024-03-01T00:00:00Z&end_time=2024-03-01T00:00:00Z",
+        "start_time=0001-01-01T00:00:00%2B01:00&end_time=0001-01-01T00:00:00%2B02:00",
+        "start_time=9999-12-31T23:59:59.5-01:00&end_time=9999-12-31T23:59:59.9-02:00",
+    ],
+)
+def test_an_empty_or_out_of_range_range_holds_no_records(store, query):
+    write_utilization(store, CUSTOMER, SUBSCRIPTION, [utilization_record(DAY)])
+    response = get(store, f"{URL}?{query}")
+    assert response.status == 200 and response.json()["totalCount"] == 0
 
 
 def test_the_token_also_works_as_a_query_parameter(store):
@@ -245,10 +269,10 @@ def _token(**changes):
         _token(extra=1),
     ],
 )
-def test_garbage_or_forged_tokens_are_400(store, token):
+def test_garbage_or_forged_tokens_name_no_page_404(store, token):
     write_utilization(store, CUSTOMER, SUBSCRIPTION, [utilization_record(DAY)])
     response = get(store, f"{URL}?seek_operation=Next", headers={"MS-ContinuationToken": token})
-    assert response.status == 400
+    assert response.status == 404
     assert "continuation token" in response.json()["description"]
 
 
@@ -261,9 +285,9 @@ def test_a_well_formed_token_of_this_subscription_is_honoured(store):
     ]
 
 
-def test_seek_next_without_a_token_is_400_and_a_stray_header_is_ignored(store):
+def test_seek_next_without_a_token_is_404_and_a_stray_header_is_ignored(store):
     write_utilization(store, CUSTOMER, SUBSCRIPTION, [utilization_record(DAY)])
-    assert get(store, f"{URL}?seek_operation=Next").status == 400
+    assert get(store, f"{URL}?seek_operation=Next").status == 404
     assert get(store, f"{URL}?seek_operation=Previous", headers={"MS-ContinuationToken": _token()}).status == 400
     response = get(store, f"{URL}?{WIDE}", headers={"MS-ContinuationToken": "garbage"})
     assert response.status == 200 and response.json()["totalCount"] == 1

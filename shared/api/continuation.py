@@ -5,7 +5,8 @@ served. It is not signed: it grants nothing the query parameters do not already 
 subscription and time range, readable with the same function key), so a forged but well-formed token can
 only ask for a page the caller could ask for anyway. Everything in it is checked before it reaches a query:
 exact field set and types, the ids of the path, a time range in the page-1 form, a size in range, and a
-last RowKey inside that range. Anything else is a 400.
+last RowKey inside that range. Anything else names no page: a 404 (a token is a resource name, and a
+portal reacts by starting again from page 1).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.api.errors import bad_request
+from shared.api.errors import not_found
 from shared.api.params import MAX_PAGE_SIZE
 from shared.timeutil import UTC_KEY_FORMAT
 
@@ -70,8 +71,11 @@ def _is_time_key(value: Any) -> bool:
 
 
 def decode(token: str, *, customer_id: str, subscription_id: str) -> UtilizationQuery:
-    """The query a token continues; 400 for anything this API did not write for this subscription."""
-    invalid = bad_request("The continuation token is not valid for this request; start again from page 1.")
+    """The query a token continues; 404 for anything this API did not write for this subscription."""
+    invalid = not_found(
+        "The continuation token names no page of this subscription's utilization (it was not written by this "
+        "API for this request, or is damaged); start again from page 1."
+    )
     token = token.strip()
     if not token or len(token) > MAX_TOKEN_CHARS or not _TOKEN_CHARS.fullmatch(token):
         raise invalid

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from shared import jsonutil
 from shared.api import continuation, csv_format, params, queries, rendering
-from shared.api.errors import CODE_NO_USAGE_DATA, CODE_SUBSCRIPTION_NOT_FOUND, ApiError, bad_request, not_found
+from shared.api.errors import CODE_NO_USAGE_DATA, CODE_SUBSCRIPTION_NOT_FOUND, ApiError, not_found
 from shared.api.health import health as health_report
 from shared.api.messages import Request
 from shared.api.openapi import document_bytes
@@ -94,15 +94,13 @@ def usage_summary(ctx: Context) -> Content:
 
 
 def _first_page_query(ctx: Context, customer_id: str, subscription_id: str) -> continuation.UtilizationQuery:
+    """The range of a first page: by default the current UTC month to date; an empty range holds no records."""
     request = ctx.request
     start_text = params.single(request, "start_time")
     end_text = params.single(request, "end_time")
-    if start_text is None or end_text is None:
-        raise bad_request("Parameters 'start_time' and 'end_time' are required (ISO 8601 with offset or Z).")
-    start = params.utc_time(start_text, "start_time")
-    end = params.utc_time(end_text, "end_time")
-    if start >= end:
-        raise bad_request("Parameter 'start_time' must be earlier than 'end_time'.")
+    today = ctx.now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today.replace(day=1) if start_text is None else params.utc_time(start_text, "start_time")
+    end = today + timedelta(days=1) if end_text is None else params.utc_time(end_text, "end_time")
     return continuation.UtilizationQuery(
         customer_id=customer_id,
         subscription_id=subscription_id,
@@ -114,15 +112,19 @@ def _first_page_query(ctx: Context, customer_id: str, subscription_id: str) -> c
 
 
 def _continuation_token(request: Request) -> str | None:
-    """The token of a next-page call: ``seek_operation=Next`` with the header, or the query parameter."""
+    """The token of a next-page call: ``seek_operation=Next`` with the header, or the query parameter (which wins).
+
+    A next-page call without a token names no page: 404, like a token that is not one of this subscription's.
+    """
     seek = params.choice(params.single(request, "seek_operation"), "seek_operation", ("next",))
     in_query = params.single(request, "continuation_token")
     in_header = (request.header(rendering.CONTINUATION_HEADER) or "").strip() or None
-    if seek and in_query and in_header and in_query != in_header:
-        raise bad_request("Two different continuation tokens were given (header and query); give one.")
     token = in_query or (in_header if seek else None)
     if seek and token is None:
-        raise bad_request("seek_operation=Next needs the MS-ContinuationToken header of the previous page.")
+        raise not_found(
+            "seek_operation=Next continues from the MS-ContinuationToken header of the previous page; without it "
+            "there is no page to serve. Start from page 1 with start_time and end_time."
+        )
     return token
 
 
@@ -131,7 +133,7 @@ def utilization(ctx: Context) -> Content:
     customer_id, subscription_id = _ids(ctx)
     granularity = params.choice(params.single(ctx.request, "granularity"), "granularity", ("daily", "hourly"))
     if granularity and granularity != ctx.settings.utilization_granularity:
-        raise bad_request(
+        raise not_found(
             f"This service stores {ctx.settings.utilization_granularity} utilization records; "
             f"granularity={granularity} is not available."
         )

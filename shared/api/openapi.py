@@ -6,7 +6,7 @@ import copy
 import functools
 from typing import Any
 
-from shared import jsonutil
+from shared import jsonutil, shapes
 from shared.api.params import MAX_PAGE_SIZE
 from shared.sync.jobs import JOB_NAMES
 
@@ -96,16 +96,6 @@ def _collection(item: str) -> dict[str, Any]:
     }
 
 
-# The name and money fields usage records and usage summaries share.
-_NAMED_MONEY = {
-    "name": _nullable("string"),
-    "resourceName": _nullable("string"),
-    "totalCost": _nullable("number"),
-    "usdTotalCost": _nullable("number"),
-    "currencyCode": _nullable("string"),
-    "currencyLocale": _nullable("string"),
-}
-
 _RUN = {
     "type": "object",
     "properties": {
@@ -172,80 +162,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {"self": _ref("Link"), "next": _ref("Link")},
         "additionalProperties": True,
     },
-    "ResourceAttributes": {
-        "type": "object",
-        "properties": {"objectType": {"type": "string"}, "etag": {"type": "string"}},
-        "additionalProperties": True,
-    },
-    "CustomerMonthlyUsageRecord": {
-        "type": "object",
-        "description": "As received from Partner Center; money with every digit received.",
-        "properties": {
-            "id": {"type": "string"},
-            "resourceId": {"type": "string"},
-            **_NAMED_MONEY,
-            "currencySymbol": _nullable("string"),
-            "percentUsed": _nullable("number"),
-            "isUpgraded": _nullable("boolean"),
-            "budget": {"type": ["object", "null"], "additionalProperties": True},
-            "customerSpendingBudget": {"type": ["object", "null"], "additionalProperties": True},
-            "lastModifiedDate": _nullable("string"),
-            "attributes": _ref("ResourceAttributes"),
-        },
-        "additionalProperties": True,
-    },
-    "SubscriptionUsageSummary": {
-        "type": "object",
-        "description": "As received from Partner Center; money with every digit received.",
-        "properties": {
-            "id": _nullable("string"),
-            "resourceId": _nullable("string"),
-            "billingStartDate": {"type": "string"},
-            "billingEndDate": {"type": "string"},
-            **_NAMED_MONEY,
-            "lastModifiedDate": _nullable("string"),
-            "links": {"type": ["object", "null"], "additionalProperties": True},
-            "attributes": _ref("ResourceAttributes"),
-        },
-        "additionalProperties": True,
-    },
-    "AzureUtilizationRecord": {
-        "type": "object",
-        "description": "As received from Partner Center; quantity with every digit received.",
-        "required": ["usageStartTime", "usageEndTime", "quantity"],
-        "properties": {
-            "usageStartTime": {"type": "string"},
-            "usageEndTime": {"type": "string"},
-            "resource": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "name": _nullable("string"),
-                    "category": _nullable("string"),
-                    "subcategory": _nullable("string"),
-                    "region": _nullable("string"),
-                },
-                "additionalProperties": True,
-            },
-            "quantity": {"type": "number"},
-            "unit": _nullable("string"),
-            "infoFields": {"type": ["object", "null"], "additionalProperties": True},
-            "instanceData": {
-                "type": ["object", "null"],
-                "properties": {
-                    "resourceUri": _nullable("string"),
-                    "location": _nullable("string"),
-                    "partNumber": _nullable("string"),
-                    "orderNumber": _nullable("string"),
-                    "tags": {"type": ["object", "null"], "additionalProperties": True},
-                    "additionalInfo": {"type": ["object", "null"], "additionalProperties": True},
-                },
-                "additionalProperties": True,
-            },
-            "attributes": _ref("ResourceAttributes"),
-        },
-        "additionalProperties": True,
-    },
+    "ResourceAttributes": shapes.RESOURCE_ATTRIBUTES,
+    "CustomerMonthlyUsageRecord": shapes.CUSTOMER_MONTHLY_USAGE_RECORD,
+    "SubscriptionUsageSummary": shapes.SUBSCRIPTION_USAGE_SUMMARY,
+    "AzureUtilizationRecord": shapes.AZURE_UTILIZATION_RECORD,
     "UsageRecordCollection": _collection("CustomerMonthlyUsageRecord"),
     "UtilizationCollection": _collection("AzureUtilizationRecord"),
     "Run": _RUN,
@@ -300,22 +220,27 @@ _PARAMETERS: dict[str, Any] = {
         "Serve the snapshot stored for this month (UTC month of the fetch) instead of the latest.",
         pattern="^[0-9]{4}-(0[1-9]|1[0-2])$",
     ),
-    "billingStart": _parameter(
-        "billing_start",
-        "query",
-        "Serve the stored summary of the billing period starting on this date (`YYYY-MM-DD`, or an "
-        "ISO 8601 timestamp whose date part, as written, is used).",
-    ),
+    "billingStart": {
+        **_parameter(
+            "billing_start",
+            "query",
+            "Serve the stored summary of the billing period starting on this date (`YYYY-MM-DD`, or an "
+            "ISO 8601 timestamp whose date part, as written, is used).",
+        ),
+        "schema": {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]},
+    },
     "startTime": _parameter(
         "start_time",
         "query",
-        "Usage start, inclusive: ISO 8601 with offset or Z. Required on the first page.",
+        "Usage start, inclusive: ISO 8601 with offset or Z. Default: the first day of the current UTC month. "
+        "Not used on next-page calls (the token holds the range).",
         format="date-time",
     ),
     "endTime": _parameter(
         "end_time",
         "query",
-        "Usage start, exclusive: ISO 8601 with offset or Z. Required on the first page.",
+        "Usage start, exclusive: ISO 8601 with offset or Z. Default: the end of the current UTC day. A range "
+        "whose end is not after its start holds no records.",
         format="date-time",
     ),
     "size": _parameter(
@@ -348,6 +273,7 @@ _PARAMETERS: dict[str, Any] = {
         "continuation_token",
         "query",
         "The same token as a query parameter, for clients that cannot send headers.",
+        minLength=1,
     ),
 }
 

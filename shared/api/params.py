@@ -26,12 +26,14 @@ def _preview(value: str) -> str:
 
 
 def single(request: Request, name: str) -> str | None:
-    """A query parameter given at most once; an empty value counts as absent."""
+    """A query parameter given at most once, with a value (as the OpenAPI document says: no parameter is empty)."""
     values = request.query.get(name, ())
     if len(values) > 1:
         raise bad_request(f"Parameter '{name}' was given {len(values)} times; give it once.")
-    if not values or values[0].strip() == "":
+    if not values:
         return None
+    if values[0].strip() == "":
+        raise bad_request(f"Parameter '{name}' is empty; give it a value or leave it out.")
     return values[0].strip()
 
 
@@ -45,7 +47,7 @@ def guid(value: str, what: str) -> str:
 def billing_month(value: str) -> str:
     """``YYYY-MM``."""
     match = _MONTH.fullmatch(value)
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
+    if not match or not 1 <= int(match.group(2)) <= 12:
         raise bad_request(f"Parameter 'billing_month' {_preview(value)} is not a month written YYYY-MM.")
     return value
 
@@ -79,8 +81,10 @@ def utc_time(value: str, name: str) -> datetime:
         raise bad_request(problem)
     try:
         return parsed.astimezone(timezone.utc)
-    except OverflowError:
-        raise bad_request(f"Parameter '{name}' {_preview(value)} is out of range.") from None
+    except OverflowError:  # before 0001-01-01 or after 9999-12-31 in UTC: the range's end, which holds no usage
+        return (
+            datetime.min.replace(tzinfo=timezone.utc) if parsed.year == 1 else datetime.max.replace(tzinfo=timezone.utc)
+        )
 
 
 def time_key(moment: datetime) -> str:
@@ -91,7 +95,7 @@ def time_key(moment: datetime) -> str:
     """
     if moment.microsecond:
         if moment >= datetime.max.replace(tzinfo=timezone.utc) - timedelta(seconds=1):
-            raise bad_request("Time is out of range.")
+            return "9999-12-31T23:59:59Z"  # no usage is that late: the range stays exact in practice
         moment = moment.replace(microsecond=0) + timedelta(seconds=1)
     return moment.strftime(UTC_KEY_FORMAT)
 
