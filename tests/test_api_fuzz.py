@@ -11,11 +11,6 @@ import schemathesis
 from azure.data.tables import TableServiceClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from devhost.serve import make_server
 from shared.api import Request, handle

@@ -202,8 +202,10 @@ def test_the_range_defaults_to_the_current_utc_month_to_date(store):
     write_utilization(store, CUSTOMER, SUBSCRIPTION, [utilization_record(DAY + timedelta(days=d)) for d in range(3)])
     now = datetime(2024, 3, 2, 15, 30, tzinfo=timezone.utc)
     body = get(store, URL, now=now).json()
-    assert body["links"]["self"]["uri"].split("?")[1].startswith(
-        "start_time=2024-03-01T00%3A00%3A00Z&end_time=2024-03-03T00%3A00%3A00Z"
+    assert (
+        body["links"]["self"]["uri"]
+        .split("?")[1]
+        .startswith("start_time=2024-03-01T00%3A00%3A00Z&end_time=2024-03-03T00%3A00%3A00Z")
     )
     assert body["totalCount"] == 2  # the third day's usage starts after today
     only_end = get(store, f"{URL}?end_time=2024-03-02T08:00:00Z", now=now).json()

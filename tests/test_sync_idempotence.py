@@ -194,6 +194,6 @@ def test_two_overlapping_runs_of_each_function_converge_to_the_rows_of_one_clean
         for function in FUNCTIONS:
             meeting.barrier.reset()
             with ThreadPoolExecutor(max_workers=2) as pool:
-                runs = list(pool.map(lambda _: run_job(function, settings, meeting, NOW), range(2)))
+                runs = list(pool.map(lambda name: run_job(name, settings, meeting, NOW), [function] * 2))
             assert [r.status for r in runs] == ["succeeded", "succeeded"], [r.errors for r in runs]
     assert (snapshot(store), watermarks(store)) == clean
