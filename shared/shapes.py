@@ -140,8 +140,22 @@ def _allowed(schema: JsonSchema) -> tuple[str, ...]:
     return (declared,) if isinstance(declared, str) else tuple(declared)
 
 
+def _finite(value: Any, path: str) -> None:
+    """Raise BadRecord for a NaN or Infinity anywhere (unknown fields too): stored, it would not be JSON."""
+    if isinstance(value, float) or (isinstance(value, Decimal) and not value.is_finite()):
+        raise BadRecord(f"{path} is not a finite number")
+    if isinstance(value, Mapping):
+        for name, inner in value.items():
+            _finite(inner, f"{path}.{name}" if path != "record" else str(name))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            _finite(inner, f"{path}[{index}]")
+
+
 def conform(value: Any, schema: JsonSchema, path: str = "record") -> None:
     """Raise BadRecord naming the first field whose JSON type the schema does not allow, or a missing field."""
+    if path == "record":
+        _finite(value, path)
     allowed = _allowed(schema)
     kind = json_type(value)
     if allowed and kind not in allowed and not (kind == "integer" and "number" in allowed):

@@ -139,9 +139,9 @@ class SyncRun:
         with self._lock:
             self.errors.append(entry)
 
-    def quarantine(self, *, source: str, raw: Any, reason: str) -> None:
-        """Keep a record that cannot be mapped or stored, with the reason, and carry on with the rest."""
-        raw_text = raw if isinstance(raw, str) else jsonutil.dumps(raw)
+    def quarantine(self, *, source: str, raw: Any, reason: str, raw_is_text: bool = False) -> None:
+        """Keep a record (as parsed, or its JSON text) that cannot be mapped or stored, with the reason; carry on."""
+        raw_text = raw if raw_is_text else jsonutil.dumps(raw, allow_nan=True)
         row = quarantine_row(self.function, source=source, raw_text=raw_text, reason=reason)
         log.warning("%s: quarantined a record from %s: %s", self.function, row["source"][:200], row["reason"])
         self.store.upsert_one(QUARANTINE, row)
@@ -150,7 +150,10 @@ class SyncRun:
     def quarantine_refused(self, row: Mapping[str, Any], reason: str) -> None:
         """Keep a row the table service refused (its record, when it has one), and carry on."""
         source = f"refused row ({row.get('PartitionKey')}, {row.get('RowKey')})"
-        self.quarantine(source=source, raw=row.get("raw") or dict(row), reason=reason)
+        if isinstance(row.get("raw"), str):
+            self.quarantine(source=source, raw=row["raw"], reason=reason, raw_is_text=True)
+        else:
+            self.quarantine(source=source, raw=dict(row), reason=reason)
 
     # -- the run record ------------------------------------------------------------------------------------
 
