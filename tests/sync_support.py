@@ -36,6 +36,22 @@ def sim_env(sim: Any, azurite: Azurite, prefix: str, **overrides: str) -> dict[s
     return env
 
 
+def stand_in_settings(httpserver: Any, azurite: Azurite, prefix: str, **overrides: str) -> Settings:
+    """Settings for a run against a loopback Partner Center stand-in (pytest-httpserver) and Azurite."""
+    base = httpserver.url_for("/").rstrip("/")
+    env = {
+        "PARTNER_CENTER_BASE_URL": base,
+        "PARTNER_CENTER_AUTHORITY": base,
+        "PARTNER_CENTER_TENANT_ID": "tenant",
+        "PARTNER_CENTER_CLIENT_ID": "app",
+        "PARTNER_CENTER_CLIENT_SECRET": "s",
+        "PARTNER_CENTER_REFRESH_TOKEN": "r",
+        "USAGE_STORAGE": azurite.connection_string,
+        "TABLE_PREFIX": prefix,
+    }
+    return Settings.from_env({**env, **overrides})
+
+
 def _no_sleep(seconds: float) -> None:
     pass
 

@@ -128,3 +128,15 @@ def test_every_collection_record_matches_its_open_record_schema(filled):
     for item in body["items"]:
         jsonschema.Draft202012Validator(schema).validate(item)
     assert body["totalCount"] == 30
+
+
+def test_a_stored_percent_used_of_nan_text_still_conforms_and_year_0000_is_just_not_stored(store):
+    write_usage_records(store, [{**usage_record(CUSTOMER), "percentUsed": "NaN"}])
+    response = get(store, "/api/v1/customers/usagerecords")
+    assert response.status == 200 and response.json()["items"][0]["percentUsed"] == "NaN"
+    check(response, "/v1/customers/usagerecords")
+    not_stored = get(store, "/api/v1/customers/usagerecords?billing_month=0000-01")
+    assert not_stored.status == 404
+    check(not_stored, "/v1/customers/usagerecords")
+    empty = get(store, "/api/v1/customers/usagerecords?billing_month=")
+    assert empty.status == 400 and "empty" in empty.json()["description"]

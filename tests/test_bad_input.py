@@ -22,7 +22,7 @@ from shared import jsonutil, tables
 from shared.settings import Settings
 from shared.tables import QUARANTINE_RAW_CHARS, customer_key, subscription_key
 from tests.fakes import pc_json
-from tests.sync_support import run_job
+from tests.sync_support import run_job, stand_in_settings
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 CUSTOMER = "c0000000-0000-0000-0000-000000000001"
@@ -78,21 +78,7 @@ class StandIn:
         return Response(pc_json(text), content_type="application/json")
 
     def settings(self, azurite: Any, prefix: str) -> Settings:
-        base = self.server.url_for("/").rstrip("/")
-        return Settings.from_env(
-            {
-                "PARTNER_CENTER_BASE_URL": base,
-                "PARTNER_CENTER_AUTHORITY": base,
-                "PARTNER_CENTER_TENANT_ID": "tenant",
-                "PARTNER_CENTER_CLIENT_ID": "app",
-                "PARTNER_CENTER_CLIENT_SECRET": "s",
-                "PARTNER_CENTER_REFRESH_TOKEN": "r",
-                "USAGE_STORAGE": azurite.connection_string,
-                "TABLE_PREFIX": prefix,
-                "UTILIZATION_BACKFILL_DAYS": "2",
-                "SYNC_CONCURRENCY": "1",
-            }
-        )
+        return stand_in_settings(self.server, azurite, prefix, UTILIZATION_BACKFILL_DAYS="2", SYNC_CONCURRENCY="1")
 
 
 # -- good records --------------------------------------------------------------------------------------------

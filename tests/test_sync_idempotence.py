@@ -19,7 +19,7 @@ from shared.table_store import TableStore
 from shared.tables import RUNS
 from tests.fakes import pc_json
 from tests.stores import drop_tables
-from tests.sync_support import run_job, sim_env, snapshot, watermarks
+from tests.sync_support import run_job, sim_env, snapshot, stand_in_settings, watermarks
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 
@@ -104,19 +104,7 @@ def test_a_malformed_record_is_quarantined_with_its_reason_and_the_rest_stored(h
     httpserver.expect_request("/v1/customers/usagerecords").respond_with_response(
         Response(pc_json(f'{{"totalCount":3,"items":[{good},{no_id},{bad_cost}]}}'), content_type="application/json")
     )
-    base = httpserver.url_for("/").rstrip("/")
-    settings = Settings.from_env(
-        {
-            "PARTNER_CENTER_BASE_URL": base,
-            "PARTNER_CENTER_AUTHORITY": base,
-            "PARTNER_CENTER_TENANT_ID": "tenant",
-            "PARTNER_CENTER_CLIENT_ID": "app",
-            "PARTNER_CENTER_CLIENT_SECRET": "s",
-            "PARTNER_CENTER_REFRESH_TOKEN": "r",
-            "USAGE_STORAGE": azurite.connection_string,
-            "TABLE_PREFIX": store.prefix,
-        }
-    )
+    settings = stand_in_settings(httpserver, azurite, store.prefix)
     run = run_job("fetch_usage_records", settings, store, NOW)
     assert run.status == "succeeded" and run.counters["quarantined"] == 2
     assert store.get("UsageRecords", "latest", "c-good")["totalCost"] == "1.10000000000000000001"
