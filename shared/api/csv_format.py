@@ -1,4 +1,9 @@
-"""Records as CSV for spreadsheets: nested fields flattened to dotted columns, numbers with every digit."""
+"""Records as CSV for spreadsheets: a fixed, documented header per route, numbers with every digit.
+
+The columns are the same, in the same order, on every page, so pages can be joined; a field a record lacks
+is an empty cell, and a column naming a nested object (``instanceData.tags``) holds its JSON. Fields outside
+the documented columns are in the JSON answer only.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,7 @@ from typing import Any
 
 from shared import jsonutil
 
-# Known columns first, in Partner Center's documented order, so a sheet keeps its layout from day to day;
-# any other field follows in sorted order.
+# In Partner Center's documented order, so a sheet keeps its layout from day to day.
 USAGE_RECORD_COLUMNS = (
     "id",
     "resourceId",
@@ -26,6 +30,7 @@ USAGE_RECORD_COLUMNS = (
     "isUpgraded",
     "budget.amount",
     "lastModifiedDate",
+    "attributes.objectType",
 )
 USAGE_SUMMARY_COLUMNS = (
     "id",
@@ -54,20 +59,22 @@ UTILIZATION_COLUMNS = (
     "instanceData.location",
     "instanceData.partNumber",
     "instanceData.orderNumber",
+    "instanceData.tags",
+    "instanceData.additionalInfo",
+    "infoFields",
 )
 # A spreadsheet runs a cell starting with one of these as a formula; text cells get a leading quote.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def flatten(value: Any, prefix: str = "", into: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay whole (written as JSON text)."""
-    into = {} if into is None else into
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            flatten(inner, f"{prefix}.{key}" if prefix else str(key), into)
-    elif prefix:
-        into[prefix] = value
-    return into
+def lookup(record: Any, column: str) -> Any:
+    """The value at a dotted column (``resource.id``), or None when any step is missing."""
+    value = record
+    for step in column.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(step)
+    return value
 
 
 def cell(value: Any) -> str:
@@ -83,14 +90,12 @@ def cell(value: Any) -> str:
     return jsonutil.dumps(value)
 
 
-def to_csv(raws: Iterable[str], known_columns: tuple[str, ...]) -> bytes:
-    """A header line, then one line per record; every known column always, extra columns sorted."""
-    rows = [flatten(jsonutil.loads(raw)) for raw in raws]
-    extra = sorted({name for row in rows for name in row} - set(known_columns))
-    columns = [*known_columns, *extra]
+def to_csv(raws: Iterable[str], columns: tuple[str, ...]) -> bytes:
+    """The header line of the route's columns, then one line per record."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
-    for row in rows:
-        writer.writerow([cell(row.get(name)) for name in columns])
+    for raw in raws:
+        record = jsonutil.loads(raw)
+        writer.writerow([cell(lookup(record, name)) for name in columns])
     return out.getvalue().encode("utf-8")

@@ -31,10 +31,12 @@ Differences from Partner Center:
   header). Clients that cannot send headers may pass the token as the `continuation_token` query parameter,
   also sent back in the `MS-ContinuationToken` response header. A token carries the original query
   (start, end, size, show_details); other query parameters of a next-page call are ignored, except `format`.
-  Tokens are not signed (they grant nothing the query parameters do not) but strictly validated: 400 otherwise.
+  Tokens are not signed (they grant nothing the query parameters do not) but strictly validated: a token this
+  API did not write for the request names no page (404).
 - `usagerecords?billing_month=YYYY-MM` serves the snapshot stored for a past month (UTC month of the fetch);
   `usagesummary?billing_start=YYYY-MM-DD` a stored past billing period.
-- `Accept: text/csv` or `?format=csv` returns the same records as CSV (nested fields as dotted columns).
+- `Accept: text/csv` or `?format=csv` returns the same records as CSV: a fixed header per route, the same on
+  every page (nested fields as dotted columns, a nested object as its JSON, a missing field empty).
 - Every 200 has a strong `ETag`; `If-None-Match` with it answers 304.
 - Unknown customers or subscriptions (in neither the inventory nor the data) are 404.
 
