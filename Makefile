@@ -2,6 +2,7 @@
 # Both install what they need from this repository's own files.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PORT ?= 7071
 VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
@@ -33,7 +34,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 run: install
-	$(BIN)/python -m devhost up
+	$(BIN)/python -m devhost up --port $(PORT)
 
 bench: install
 	$(BIN)/python -m bench --mode full

@@ -40,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _trigger(argv: list[str]) -> int:
+    from devhost.funcapp import FunctionAppError
     from devhost.localsettings import apply_local_settings
     from devhost.trigger import TriggerError, last_run_line, trigger
+    from shared.settings import SettingsError
 
     parser = argparse.ArgumentParser(prog="devhost trigger")
     parser.add_argument("name", help="function folder name, e.g. fetch_utilization")
@@ -50,8 +52,9 @@ def _trigger(argv: list[str]) -> int:
     apply_local_settings()
     try:
         ok = trigger(args.name)
-    except TriggerError as exc:
-        print(exc, file=sys.stderr)
+    except (TriggerError, FunctionAppError, SettingsError) as exc:
+        fix = " (set it in local.settings.json or the environment)" if "is not set" in str(exc) else ""
+        print(f"devhost trigger: {exc}{fix}", file=sys.stderr)
         return 2
     print(last_run_line(args.name))
     return 0 if ok else 1

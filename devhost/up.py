@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
@@ -51,10 +52,30 @@ def _curl_lines(port: int, key: str, customer_id: str, subscription_id: str) -> 
     ]
 
 
+class PortInUse(Exception):
+    """The API port is taken; the message says how to choose another."""
+
+
+def check_port(port: int) -> None:
+    """Fail at once, before anything starts, when the API port cannot be bound."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortInUse(
+                f"port {port} is in use on 127.0.0.1: stop what holds it, or choose another with "
+                f"`make run PORT={port + 1}` (python -m devhost up --port {port + 1})"
+            ) from None
+
+
 def up(
     *, port: int = 7071, data_dir: Path | None = None, customers: int = 3, stop: threading.Event | None = None
 ) -> int:
     """Run everything; returns the exit code once ``stop`` is set (Ctrl-C sets it)."""
+    check_port(port)
     stop = stop or threading.Event()
     data_dir = data_dir or REPO_ROOT / ".local" / "azurite"
     say = print
@@ -113,4 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    return up(port=args.port, data_dir=args.data_dir, customers=args.customers, stop=stop)
+    try:
+        return up(port=args.port, data_dir=args.data_dir, customers=args.customers, stop=stop)
+    except PortInUse as exc:
+        print(f"devhost up: {exc}", file=sys.stderr)
+        return 2

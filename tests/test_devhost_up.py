@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,3 +58,40 @@ def test_devhost_up_syncs_serves_answers_the_printed_curls_and_stops_cleanly(tmp
     azurite_left = subprocess.run(["pgrep", "-f", f"--location {data_dir}"], capture_output=True, text=True)
     assert azurite_left.stdout.strip() == ""
     assert any(data_dir.iterdir()), "Azurite kept its data for the next run"
+
+
+def test_a_taken_port_is_one_line_naming_the_fix_before_anything_starts(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "devhost", "up", "--port", str(port), "--data-dir", str(tmp_path / "a")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"devhost up: port {port} is in use on 127.0.0.1: stop what holds it, or choose another with "
+        f"`make run PORT={port + 1}` (python -m devhost up --port {port + 1})"
+    ]
+    assert not (tmp_path / "a").exists()  # Azurite never started, no timer ran
+
+
+def test_devhost_trigger_with_a_missing_schedule_says_so_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_SCHEDULE")}
+    done = subprocess.run(
+        [sys.executable, "-m", "devhost", "trigger", "fetch_usage_records"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = [entry for entry in done.stderr.splitlines() if entry.startswith("devhost trigger:")]
+    assert "USAGE_RECORDS_SCHEDULE" in line and "local.settings.json" in line
