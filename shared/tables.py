@@ -123,6 +123,11 @@ def period_key(billing_start: str) -> str:
     return _PERIOD_PREFIX + billing_start[:10]
 
 
+def period_start(row_key: str) -> str | None:
+    """The billing period start date of a ``period-YYYY-MM-DD`` RowKey, or None for any other key."""
+    return row_key.removeprefix(_PERIOD_PREFIX) if row_key.startswith(_PERIOD_PREFIX) else None
+
+
 def run_key(started_at: datetime) -> str:
     """A Runs RowKey: ``10**13`` less the start in epoch milliseconds, so the newest run sorts first."""
     return f"{10**13 - int(started_at.timestamp() * 1000):013d}"

@@ -125,7 +125,7 @@ def test_other_methods_are_405_with_allow(filled, method):
         "/api/",
         "/api/v1",
         "/api/v2/customers/usagerecords",
-        "/api/v1/customers",
+        "/api/v1/customers/" + CUSTOMER + "/invoices",
         sub_path() + "/usagesummary/extra",
         sub_path() + "/utilizations/aws",
         "/api/admin/host/status",

@@ -111,3 +111,29 @@ def decode(token: str, *, customer_id: str, subscription_id: str) -> Utilization
         show_details=details,
         after=last,
     )
+
+
+def encode_listing(resource: str, size: int, last_row_key: str) -> str:
+    """The token of the next page of a listing (``customers``): its page size and the last key served."""
+    raw = json.dumps({"v": VERSION, "r": resource, "n": size, "k": last_row_key}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("ascii")).rstrip(b"=").decode("ascii")
+
+
+def decode_listing(token: str, resource: str) -> tuple[int, str]:
+    """(size, last key) of a listing token; 404 for a token this API did not write for this listing."""
+    invalid = not_found(f"The continuation token names no page of {resource}; start again from page 1.")
+    token = token.strip()
+    if not token or len(token) > MAX_TOKEN_CHARS or not _TOKEN_CHARS.fullmatch(token):
+        raise invalid
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii"))
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    if not isinstance(payload, dict) or set(payload) != {"v", "r", "n", "k"} or payload.get("v") != VERSION:
+        raise invalid
+    size, last = payload["n"], payload["k"]
+    if payload["r"] != resource or type(size) is not int or not 1 <= size <= MAX_PAGE_SIZE:
+        raise invalid
+    if not isinstance(last, str) or not 0 < len(last) <= _MAX_ROW_KEY_CHARS or not last.isprintable():
+        raise invalid
+    return size, last

@@ -31,6 +31,7 @@ USAGE_RECORD_COLUMNS = (
     "budget.amount",
     "lastModifiedDate",
     "attributes.objectType",
+    "serviceAttributes.relationship",
 )
 USAGE_SUMMARY_COLUMNS = (
     "id",

@@ -21,17 +21,29 @@ class ApiError(Exception):
 
 # Error codes. Partner Center's own where the meaning is the same, so a portal written against it reacts the
 # same way; the 9xxxxx codes are this API's.
+CODE_NO_RELATIONSHIP = 20002
 CODE_SUBSCRIPTION_NOT_FOUND = 20003
 CODE_NO_USAGE_DATA = 3000
 CODE_BAD_REQUEST = 900400
 CODE_NOT_FOUND = 900404
 CODE_METHOD_NOT_ALLOWED = 900405
+CODE_NOT_COVERED = 900409  # the route does not serve this kind of subscription; the description names the one that does
 CODE_INTERNAL = 900500
 
 
 def bad_request(description: str) -> ApiError:
     """400: a parameter is missing or malformed."""
     return ApiError(400, CODE_BAD_REQUEST, description)
+
+
+def no_relationship(customer_id: str) -> ApiError:
+    """403/20002 as upstream: the partner has no relationship with the customer, so nothing of it can be read."""
+    return ApiError(
+        403,
+        CODE_NO_RELATIONSHIP,
+        f"The partner has no reseller relationship with customer {customer_id} (Partner Center answers "
+        "403/20002), so its subscriptions and usage cannot be read; re-establish the relationship in Partner Center.",
+    )
 
 
 def not_found(description: str, code: int = CODE_NOT_FOUND) -> ApiError:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from shared import jsonutil
-from shared.api import continuation, csv_format, params, queries, rendering
+from shared.api import continuation, csv_format, discovery, params, queries, rendering
 from shared.api.errors import CODE_NO_USAGE_DATA, CODE_SUBSCRIPTION_NOT_FOUND, ApiError, not_found
 from shared.api.health import health as health_report
 from shared.api.messages import Request
@@ -58,12 +58,17 @@ def _unknown(store: TableStore, customer_id: str, subscription_id: str, data_tab
 
 
 def usage_records(ctx: Context) -> Content:
-    """Every customer's monthly usage record: ``latest``, or a stored billing month."""
+    """Every customer's monthly usage record: ``latest``, or a stored billing month; each says its relationship."""
     month_text = params.single(ctx.request, "billing_month")
     month = None if month_text is None else params.billing_month(month_text)
-    raws = list(queries.usage_records(ctx.store, month or LATEST))
-    if month and not raws:
+    stored = list(queries.usage_records(ctx.store, month or LATEST))
+    if month and not stored:
         raise not_found(f"No usage records are stored for billing month {month}.")
+    relationships = queries.customer_relationships(ctx.store)
+    raws = [
+        discovery.with_attributes(raw, {"relationship": relationships.get(customer_id, "unknown")})
+        for customer_id, raw in stored
+    ]
     body = rendering.collection(raws, {"self": rendering.link(rendering.usage_records_uri(month))})
     return Content(body, csv_raws=raws, csv_columns=csv_format.USAGE_RECORD_COLUMNS)
 
@@ -79,6 +84,9 @@ def usage_summary(ctx: Context) -> Content:
         unknown = _unknown(ctx.store, customer_id, subscription_id, USAGE_SUMMARIES)
         if unknown:
             raise unknown
+        uncovered = discovery.coverage_error(ctx.store, customer_id, subscription_id, "usage_summary")
+        if uncovered:
+            raise uncovered
         if billing_start is None:
             raise not_found(
                 f"No usage summary is stored yet for subscription {subscription_id} of customer {customer_id}; "
@@ -144,9 +152,13 @@ def utilization(ctx: Context) -> Content:
         query = continuation.decode(token, customer_id=customer_id, subscription_id=subscription_id)
     page = queries.utilization_page(ctx.store, query)
     if not page.rows and query.after is None:
+        # Only an empty first page costs these reads: a page with rows is its own answer.
         unknown = _unknown(ctx.store, customer_id, subscription_id, UTILIZATION)
         if unknown:
             raise unknown
+        uncovered = discovery.coverage_error(ctx.store, customer_id, subscription_id, "utilization")
+        if uncovered:
+            raise uncovered
     raws = [raw for _, raw in page.rows]
     if not query.show_details:
         raws = [rendering.without_instance_data(raw) for raw in raws]
@@ -170,6 +182,28 @@ def utilization(ctx: Context) -> Content:
         headers[rendering.CONTINUATION_HEADER] = next_token
     body = rendering.collection(raws, links)
     return Content(body, csv_raws=raws, csv_columns=csv_format.UTILIZATION_COLUMNS, headers=headers)
+
+
+def customers(ctx: Context) -> Content:
+    """The partner's customers, paged like ``GET /v1/customers``."""
+    body, headers = discovery.customers(ctx.store, params.single(ctx.request, "size"), _continuation_token(ctx.request))
+    return Content(body, headers=headers)
+
+
+def customer(ctx: Context) -> Content:
+    """One customer."""
+    return Content(discovery.customer(ctx.store, params.guid(ctx.path["customer_id"], "customer id")))
+
+
+def customer_subscriptions(ctx: Context) -> Content:
+    """A customer's subscriptions."""
+    return Content(discovery.subscriptions(ctx.store, params.guid(ctx.path["customer_id"], "customer id")))
+
+
+def subscription(ctx: Context) -> Content:
+    """One subscription."""
+    customer_id, subscription_id = _ids(ctx)
+    return Content(discovery.subscription(ctx.store, customer_id, subscription_id))
 
 
 def health(ctx: Context) -> Content:

@@ -58,7 +58,10 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
 
 
-def _data_responses(schema: str, description: str) -> dict[str, Any]:
+def _data_responses(schema: str, description: str, *, csv: bool = True) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": _ref(schema)}}
+    if csv:
+        content["text/csv"] = {"schema": {"type": "string"}}
     return {
         "200": {
             "description": description,
@@ -66,14 +69,12 @@ def _data_responses(schema: str, description: str) -> dict[str, Any]:
                 "ETag": {"$ref": "#/components/headers/ETag"},
                 "MS-ContinuationToken": {"$ref": "#/components/headers/ContinuationToken"},
             },
-            "content": {
-                "application/json": {"schema": _ref(schema)},
-                "text/csv": {"schema": {"type": "string"}},
-            },
+            "content": content,
         },
         "304": {"$ref": "#/components/responses/NotModified"},
         "400": {"$ref": "#/components/responses/BadRequest"},
         "401": {"$ref": "#/components/responses/Unauthorized"},
+        "403": {"$ref": "#/components/responses/NoRelationship"},
         "404": {"$ref": "#/components/responses/NotFound"},
         "405": {"$ref": "#/components/responses/MethodNotAllowed"},
         "500": {"$ref": "#/components/responses/InternalError"},
@@ -165,10 +166,83 @@ _SCHEMAS: dict[str, Any] = {
         "additionalProperties": True,
     },
     "ResourceAttributes": shapes.RESOURCE_ATTRIBUTES,
-    "CustomerMonthlyUsageRecord": shapes.CUSTOMER_MONTHLY_USAGE_RECORD,
+    "CustomerMonthlyUsageRecord": {
+        **shapes.CUSTOMER_MONTHLY_USAGE_RECORD,
+        "properties": {
+            **shapes.CUSTOMER_MONTHLY_USAGE_RECORD["properties"],
+            "serviceAttributes": {
+                "type": "object",
+                "description": "This service's: `relationship` of the customer (`ok`, `forbidden`, `unknown`)",
+                "properties": {"relationship": {"type": "string"}},
+            },
+        },
+    },
     "SubscriptionUsageSummary": shapes.SUBSCRIPTION_USAGE_SUMMARY,
     "AzureUtilizationRecord": shapes.AZURE_UTILIZATION_RECORD,
     "UsageRecordCollection": _collection("CustomerMonthlyUsageRecord"),
+    "Customer": {
+        "type": "object",
+        "description": "As Partner Center returned it (every field), plus this service's serviceAttributes.",
+        "required": ["id", "serviceAttributes"],
+        "properties": {"id": {"type": "string"}, "serviceAttributes": _ref("CustomerServiceAttributes")},
+        "additionalProperties": True,
+    },
+    "CustomerServiceAttributes": {
+        "type": "object",
+        "description": "This service's own view of a customer; never a Partner Center field.",
+        "required": ["relationship", "links"],
+        "properties": {
+            "relationship": {"type": "string", "description": "`ok`, or `forbidden` (Partner Center 403/20002)"},
+            "errorCode": {"type": "string"},
+            "subscriptionsListedAt": {**_nullable("string"), "description": "when its subscriptions were listed"},
+            "billingMonths": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "single-customer route: the months (`YYYY-MM`) whose usage record is stored",
+            },
+            "links": {
+                "type": "object",
+                "properties": {"subscriptions": _ref("Link")},
+                "additionalProperties": True,
+            },
+        },
+        "additionalProperties": True,
+    },
+    "CustomerCollection": _collection("Customer"),
+    "Subscription": {
+        "type": "object",
+        "description": "As Partner Center returned it (every field), plus this service's serviceAttributes.",
+        "required": ["id", "serviceAttributes"],
+        "properties": {"id": {"type": "string"}, "serviceAttributes": _ref("SubscriptionServiceAttributes")},
+        "additionalProperties": True,
+    },
+    "SubscriptionServiceAttributes": {
+        "type": "object",
+        "description": "This service's own view of a subscription: its kind and which stored data covers it, where.",
+        "required": ["kind", "relationship", "usageSummary", "utilization"],
+        "properties": {
+            "kind": {"type": "string", "description": "`legacy` (MS-AZR-0145P), `azure_plan`, or `other`"},
+            "relationship": {"type": "string"},
+            "usageSummary": {
+                "type": "object",
+                "properties": {
+                    "covered": {"type": "boolean"},
+                    "billingPeriods": {"type": "array", "items": {"type": "string"}},
+                    "link": {"anyOf": [_ref("Link"), {"type": "null"}]},
+                },
+            },
+            "utilization": {
+                "type": "object",
+                "properties": {
+                    "covered": {"type": "boolean"},
+                    "storedThrough": {**_nullable("string"), "description": "end of the last window fully stored"},
+                    "link": {"anyOf": [_ref("Link"), {"type": "null"}]},
+                },
+            },
+        },
+        "additionalProperties": True,
+    },
+    "SubscriptionCollection": _collection("Subscription"),
     "UtilizationCollection": _collection("AzureUtilizationRecord"),
     "Run": _RUN,
     "FunctionHealth": {
@@ -280,6 +354,40 @@ _PARAMETERS: dict[str, Any] = {
 }
 
 _PATHS: dict[str, Any] = {
+    "/v1/customers": {
+        "get": {
+            "operationId": "getCustomers",
+            "summary": "The partner's customers (Customer collection), paged like Partner Center",
+            "parameters": _params(
+                "size", "seekOperation", "continuationTokenHeader", "continuationTokenQuery", "ifNoneMatch"
+            ),
+            "responses": _data_responses("CustomerCollection", "One page; `links.next` when more follow", csv=False),
+        }
+    },
+    "/v1/customers/{customer_id}": {
+        "get": {
+            "operationId": "getCustomer",
+            "summary": "One customer, with the billing months stored for it",
+            "parameters": _params("customerId", "ifNoneMatch"),
+            "responses": _data_responses("Customer", "The customer", csv=False),
+        }
+    },
+    "/v1/customers/{customer_id}/subscriptions": {
+        "get": {
+            "operationId": "getSubscriptions",
+            "summary": "A customer's subscriptions, each with its kind and the data stored for it",
+            "parameters": _params("customerId", "ifNoneMatch"),
+            "responses": _data_responses("SubscriptionCollection", "The subscriptions", csv=False),
+        }
+    },
+    "/v1/customers/{customer_id}/subscriptions/{subscription_id}": {
+        "get": {
+            "operationId": "getSubscription",
+            "summary": "One subscription, its kind and the data stored for it",
+            "parameters": _params("customerId", "subscriptionId", "ifNoneMatch"),
+            "responses": _data_responses("Subscription", "The subscription", csv=False),
+        }
+    },
     "/v1/customers/usagerecords": {
         "get": {
             "operationId": "getUsageRecords",
@@ -387,7 +495,14 @@ _DOCUMENT: dict[str, Any] = {
             },
             "BadRequest": _error("A parameter is missing or malformed"),
             "Unauthorized": {"description": "Missing or wrong function key (x-functions-key header or code)"},
-            "NotFound": _error("Unknown route, customer or subscription, or no stored data for the request"),
+            "NotFound": _error(
+                "Unknown route, customer or subscription, no stored data for the request, or a subscription the "
+                "route does not cover (code 900409, the description names the route that does)"
+            ),
+            "NoRelationship": _error(
+                "The partner has no relationship with the customer (code 20002, as Partner Center): nothing of it "
+                "can be read"
+            ),
             "MethodNotAllowed": {
                 "description": "Only GET is served",
                 "headers": {"Allow": {"schema": {"type": "string"}}},

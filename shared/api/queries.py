@@ -12,13 +12,17 @@ from shared.table_store import TableStore
 from shared.tables import (
     CUSTOMER_PARTITION,
     CUSTOMERS,
+    LATEST,
     RUNS,
     SUBSCRIPTIONS,
+    SYNC_STATE,
     USAGE_RECORDS,
     USAGE_SUMMARIES,
     UTILIZATION,
+    UTILIZATION_STATE,
     RunStatus,
     customer_key,
+    period_start,
     subscription_key,
 )
 
@@ -26,10 +30,11 @@ _RAW = ["RowKey", "raw"]
 _SERVICE_PAGE = 1000  # the most Table Storage returns in one response
 
 
-def usage_records(store: TableStore, partition: str) -> Iterator[str]:
-    """The raw JSON text of every usage record in a partition (``latest`` or ``YYYY-MM``), by customer id."""
-    for row in store.partition(USAGE_RECORDS, partition, select=_RAW, page_size=_SERVICE_PAGE):
-        yield row["raw"]
+def usage_records(store: TableStore, partition: str) -> Iterator[tuple[str, str]]:
+    """(customer id, raw JSON text) of every usage record in a partition (``latest`` or ``YYYY-MM``), by id."""
+    select = ["customerId", "raw"]
+    for row in store.partition(USAGE_RECORDS, partition, select=select, page_size=_SERVICE_PAGE):
+        yield row["customerId"], row["raw"]
 
 
 def usage_summary(store: TableStore, customer_id: str, subscription_id: str, row_key: str) -> str | None:
@@ -107,3 +112,54 @@ def newest_run(store: TableStore, function: str, *, finished: bool = False) -> d
     else:
         rows = store.partition(RUNS, function, page_size=1, limit=1)
     return next(rows, None)
+
+
+def customers_page(store: TableStore, *, after: str | None, size: int) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``size`` customers after the RowKey ``after``, in key order, and whether more follow."""
+    query_filter = "PartitionKey eq @pk" + ("" if after is None else " and RowKey gt @after")
+    parameters = {"pk": CUSTOMER_PARTITION, **({} if after is None else {"after": after})}
+    rows: list[dict[str, Any]] = []
+    for page in store.query_pages(CUSTOMERS, query_filter, parameters, page_size=size):
+        for taken, entity in enumerate(page.entities, start=1):
+            rows.append(entity)
+            if len(rows) == size:
+                return rows, taken < len(page.entities) or page.more
+    return rows, False
+
+
+def customer_relationships(store: TableStore) -> dict[str, str]:
+    """Every known customer's relationship (``ok`` or ``forbidden``), by customer id."""
+    return {
+        row["customerId"]: row.get("relationship", "ok")
+        for row in store.partition(CUSTOMERS, CUSTOMER_PARTITION, select=["customerId", "relationship"])
+    }
+
+
+def subscriptions_of(store: TableStore, customer_id: str) -> list[dict[str, Any]]:
+    """The inventory rows of a customer's subscriptions."""
+    return list(store.partition(SUBSCRIPTIONS, customer_key(customer_id)))
+
+
+def subscription_row(store: TableStore, customer_id: str, subscription_id: str) -> dict[str, Any] | None:
+    """The inventory row of one subscription, or None."""
+    return store.get(SUBSCRIPTIONS, customer_key(customer_id), make_key(subscription_id))
+
+
+def billing_months(store: TableStore, customer_id: str) -> list[str]:
+    """The billing months (``YYYY-MM``) for which a usage record of the customer is stored."""
+    rows = store.query(
+        USAGE_RECORDS, "RowKey eq @k and PartitionKey ne @latest", {"k": customer_key(customer_id), "latest": LATEST}
+    )
+    return sorted({row["PartitionKey"] for row in rows})
+
+
+def billing_periods(store: TableStore, customer_id: str, subscription_id: str) -> list[str]:
+    """The start dates (``YYYY-MM-DD``) of the billing periods whose usage summary is stored."""
+    rows = store.partition(USAGE_SUMMARIES, subscription_key(customer_id, subscription_id), select=["RowKey"])
+    return sorted(period for row in rows if (period := period_start(row["RowKey"])) is not None)
+
+
+def utilization_through(store: TableStore, customer_id: str, subscription_id: str) -> str | None:
+    """How far the stored utilization reaches (the end of the last window fully stored), or None."""
+    row = store.get(SYNC_STATE, UTILIZATION_STATE, subscription_key(customer_id, subscription_id))
+    return None if row is None else row.get("doneThrough")

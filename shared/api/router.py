@@ -55,6 +55,10 @@ def _route(name: str, template: str, handler: handlers.Handler, *, offers_csv: b
 SUBSCRIPTION = "v1/customers/{customer_id}/subscriptions/{subscription_id}"
 ROUTES = (
     _route("usage_records", "v1/customers/usagerecords", handlers.usage_records, offers_csv=True),
+    _route("customers", "v1/customers", handlers.customers),
+    _route("customer", "v1/customers/{customer_id}", handlers.customer),
+    _route("subscriptions", "v1/customers/{customer_id}/subscriptions", handlers.customer_subscriptions),
+    _route("subscription", SUBSCRIPTION, handlers.subscription),
     _route("usage_summary", SUBSCRIPTION + "/usagesummary", handlers.usage_summary, offers_csv=True),
     _route("utilization", SUBSCRIPTION + "/utilizations/azure", handlers.utilization, offers_csv=True),
     _route("health", "health", handlers.health),

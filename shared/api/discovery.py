@@ -1,0 +1,175 @@
+"""The discovery routes: customers and subscriptions as Partner Center returned them, with this service's view.
+
+Each record is the JSON Partner Center sent (every field, unknown ones too); what this service adds is in one
+object of its own, ``serviceAttributes``, beside the upstream fields and never mixed into them: the
+relationship, the subscription kind, which data is stored for it and where to read it, how far it reaches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from shared import jsonutil
+from shared.api import continuation, params, queries, rendering
+from shared.api.errors import CODE_NOT_COVERED, CODE_SUBSCRIPTION_NOT_FOUND, ApiError, no_relationship, not_found
+from shared.table_store import TableStore
+from shared.tables import Relationship, SubscriptionKind
+
+SERVICE_ATTRIBUTES = "serviceAttributes"
+LISTING = "customers"
+
+
+def with_attributes(raw: str, attributes: Mapping[str, Any]) -> str:
+    """The record's JSON with ``serviceAttributes`` added (digits kept: parsed with Decimals, written back)."""
+    record = jsonutil.loads(raw)
+    if not isinstance(record, dict):
+        return raw
+    record[SERVICE_ATTRIBUTES] = attributes
+    return jsonutil.dumps(record)
+
+
+def customer_path(customer_id: str) -> str:
+    """``customers/{id}``, relative to ``/api/v1/``."""
+    return f"customers/{quote(customer_id)}"
+
+
+def subscription_path(customer_id: str, subscription_id: str) -> str:
+    """``customers/{c}/subscriptions/{s}``, relative to ``/api/v1/``."""
+    return f"{customer_path(customer_id)}/subscriptions/{quote(subscription_id)}"
+
+
+def customer_attributes(row: Mapping[str, Any], *, billing_months: list[str] | None = None) -> dict[str, Any]:
+    """What this service knows of a customer beyond its record."""
+    attributes: dict[str, Any] = {
+        "relationship": row.get("relationship", str(Relationship.OK)),
+        "subscriptionsListedAt": row.get("subscriptionsListedAt"),
+        "links": {"subscriptions": rendering.link(customer_path(row["customerId"]) + "/subscriptions")},
+    }
+    if row.get("errorCode"):
+        attributes["errorCode"] = row["errorCode"]
+    if billing_months is not None:
+        attributes["billingMonths"] = billing_months
+    return attributes
+
+
+def subscription_attributes(store: TableStore, row: Mapping[str, Any], relationship: str) -> dict[str, Any]:
+    """A subscription's kind, which of this service's data covers it, what is stored and where to read it."""
+    customer_id, subscription_id = row["customerId"], row["subscriptionId"]
+    kind = row.get("kind", str(SubscriptionKind.OTHER))
+    path = subscription_path(customer_id, subscription_id)
+    summary_covered = kind in (SubscriptionKind.LEGACY, SubscriptionKind.AZURE_PLAN)
+    utilization_covered = kind == SubscriptionKind.LEGACY
+    return {
+        "kind": kind,
+        "relationship": relationship,
+        "usageSummary": {
+            "covered": summary_covered,
+            "billingPeriods": queries.billing_periods(store, customer_id, subscription_id) if summary_covered else [],
+            "link": rendering.link(path + "/usagesummary") if summary_covered else None,
+        },
+        "utilization": {
+            "covered": utilization_covered,
+            "storedThrough": queries.utilization_through(store, customer_id, subscription_id)
+            if utilization_covered
+            else None,
+            "link": rendering.link(path + "/utilizations/azure") if utilization_covered else None,
+        },
+    }
+
+
+def _customer_or_404(store: TableStore, customer_id: str) -> dict[str, Any]:
+    row = queries.customer_row(store, customer_id)
+    if row is None:
+        raise not_found(f"Customer {customer_id} is not known to this service.")
+    return row
+
+
+def customers(store: TableStore, request_size: str | None, token: str | None) -> tuple[bytes, dict[str, str]]:
+    """A page of the customers, as ``GET /v1/customers`` pages: ``size``, ``links.next`` with the token header."""
+    if token is None:
+        size, after = params.page_size(request_size), None
+    else:
+        size, after = continuation.decode_listing(token, LISTING)
+    rows, more = queries.customers_page(store, after=after, size=size)
+    raws = [with_attributes(row["raw"], customer_attributes(row)) for row in rows]
+    links: dict[str, Any] = {"self": rendering.link(f"customers?size={size}")}
+    headers = {}
+    if more:
+        next_token = continuation.encode_listing(LISTING, size, rows[-1]["RowKey"])
+        links["next"] = rendering.link("customers?seek_operation=Next", [(rendering.CONTINUATION_HEADER, next_token)])
+        headers[rendering.CONTINUATION_HEADER] = next_token
+    return rendering.collection(raws, links), headers
+
+
+def customer(store: TableStore, customer_id: str) -> bytes:
+    """One customer's record, with the billing months whose usage record is stored."""
+    row = _customer_or_404(store, customer_id)
+    attributes = customer_attributes(row, billing_months=queries.billing_months(store, customer_id))
+    return with_attributes(row["raw"], attributes).encode("utf-8")
+
+
+def subscriptions(store: TableStore, customer_id: str) -> bytes:
+    """A customer's subscriptions; 403/20002 for a customer the partner has no relationship with."""
+    row = _customer_or_404(store, customer_id)
+    relationship = row.get("relationship", str(Relationship.OK))
+    if relationship == Relationship.FORBIDDEN:
+        raise no_relationship(customer_id)
+    raws = [
+        with_attributes(sub["raw"], subscription_attributes(store, sub, relationship))
+        for sub in queries.subscriptions_of(store, customer_id)
+    ]
+    return rendering.collection(raws, {"self": rendering.link(customer_path(customer_id) + "/subscriptions")})
+
+
+def subscription(store: TableStore, customer_id: str, subscription_id: str) -> bytes:
+    """One subscription's record with what this service stores for it."""
+    customer_row = _customer_or_404(store, customer_id)
+    relationship = customer_row.get("relationship", str(Relationship.OK))
+    if relationship == Relationship.FORBIDDEN:
+        raise no_relationship(customer_id)
+    row = queries.subscription_row(store, customer_id, subscription_id)
+    if row is None:
+        raise not_found(
+            f"Subscription {subscription_id} is not known for customer {customer_id}.", CODE_SUBSCRIPTION_NOT_FOUND
+        )
+    return with_attributes(row["raw"], subscription_attributes(store, row, relationship)).encode("utf-8")
+
+
+def coverage_error(store: TableStore, customer_id: str, subscription_id: str, route: str) -> ApiError | None:
+    """Why a subscription route serves nothing for this subscription (no relationship, not covered), or None."""
+    customer_row = queries.customer_row(store, customer_id)
+    if customer_row is not None and customer_row.get("relationship") == Relationship.FORBIDDEN:
+        return no_relationship(customer_id)
+    row = queries.subscription_row(store, customer_id, subscription_id)
+    if row is None:
+        return None
+    kind = row.get("kind", str(SubscriptionKind.OTHER))
+    path = "/api/v1/" + subscription_path(customer_id, subscription_id)
+    if route == "utilization" and kind != SubscriptionKind.LEGACY:
+        if kind == SubscriptionKind.AZURE_PLAN:
+            pointer = f"its spend is in {path}/usagesummary"
+        else:
+            pointer = "it has no Azure usage"
+        return ApiError(
+            404,
+            CODE_NOT_COVERED,
+            f"Subscription {subscription_id} is {_kind_text(kind)}: Partner Center's utilization endpoint covers "
+            f"legacy MS-AZR-0145P subscriptions only, so none is stored; {pointer}.",
+        )
+    if route == "usage_summary" and kind not in (SubscriptionKind.LEGACY, SubscriptionKind.AZURE_PLAN):
+        return ApiError(
+            404,
+            CODE_NOT_COVERED,
+            f"Subscription {subscription_id} is {_kind_text(kind)} (offer {row.get('offerId') or 'unknown'}): it has "
+            "no Azure usage, so Partner Center has no usage summary for it. Azure subscriptions of the customer "
+            f"are listed at /api/v1/{customer_path(customer_id)}/subscriptions.",
+        )
+    return None
+
+
+def _kind_text(kind: str) -> str:
+    return {"legacy": "a legacy Azure subscription", "azure_plan": "an Azure plan subscription"}.get(
+        kind, "not an Azure subscription (a licence or other offer)"
+    )
