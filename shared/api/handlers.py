@@ -81,12 +81,12 @@ def usage_summary(ctx: Context) -> Content:
     row_key = LATEST if billing_start is None else period_key(billing_start)
     raw = queries.usage_summary(ctx.store, customer_id, subscription_id, row_key)
     if raw is None:
-        unknown = _unknown(ctx.store, customer_id, subscription_id, USAGE_SUMMARIES)
-        if unknown:
-            raise unknown
         uncovered = discovery.coverage_error(ctx.store, customer_id, subscription_id, "usage_summary")
         if uncovered:
             raise uncovered
+        unknown = _unknown(ctx.store, customer_id, subscription_id, USAGE_SUMMARIES)
+        if unknown:
+            raise unknown
         if billing_start is None:
             raise not_found(
                 f"No usage summary is stored yet for subscription {subscription_id} of customer {customer_id}; "
@@ -153,12 +153,12 @@ def utilization(ctx: Context) -> Content:
     page = queries.utilization_page(ctx.store, query)
     if not page.rows and query.after is None:
         # Only an empty first page costs these reads: a page with rows is its own answer.
-        unknown = _unknown(ctx.store, customer_id, subscription_id, UTILIZATION)
-        if unknown:
-            raise unknown
         uncovered = discovery.coverage_error(ctx.store, customer_id, subscription_id, "utilization")
         if uncovered:
             raise uncovered
+        unknown = _unknown(ctx.store, customer_id, subscription_id, UTILIZATION)
+        if unknown:
+            raise unknown
     raws = [raw for _, raw in page.rows]
     if not query.show_details:
         raws = [rendering.without_instance_data(raw) for raw in raws]
