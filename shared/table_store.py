@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -117,6 +118,13 @@ def prepare_entity(table: str, entity: Mapping[str, Any]) -> dict[str, Any]:
     return prepared
 
 
+def written_at(entity: Mapping[str, Any]) -> datetime | None:
+    """When the service last wrote an entity read from it (its Timestamp), or None when unknown."""
+    metadata = getattr(entity, "metadata", None)
+    stamp = metadata.get("timestamp") if isinstance(metadata, Mapping) else None
+    return stamp if isinstance(stamp, datetime) else None
+
+
 @dataclass(frozen=True)
 class ServicePage:
     """One response of a table query: its entities, and whether the service handed back a continuation."""
@@ -220,9 +228,9 @@ class TableStore:
         self.upsert(name, [entity])
 
     def get(self, name: str, partition_key: str, row_key: str) -> dict[str, Any] | None:
-        """One entity, or None."""
+        """One entity (its service metadata kept: ``written_at``), or None."""
         try:
-            return dict(self.table(name).get_entity(partition_key, row_key))
+            return self.table(name).get_entity(partition_key, row_key)
         except ResourceNotFoundError:
             return None
 
@@ -252,7 +260,8 @@ class TableStore:
     def query(
         self, name: str, query_filter: str, parameters: Mapping[str, Any] | None = None, **options: Any
     ) -> Iterator[dict[str, Any]]:
-        """Entities matching an OData filter whose values are passed only as ``@parameters``.
+        """Entities matching an OData filter whose values are passed only as ``@parameters``; ``written_at`` works
+        on them when ``Timestamp`` is selected (or nothing is).
 
         ``options``: ``select`` and ``page_size`` as for ``query_pages``, and ``limit`` (the most entities read).
         """
@@ -260,7 +269,7 @@ class TableStore:
         count = 0
         for page in self.query_pages(name, query_filter, parameters, **options):
             for entity in page.entities:
-                yield dict(entity)
+                yield entity
                 count += 1
                 if limit is not None and count >= limit:
                     return

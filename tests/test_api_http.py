@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime, parsedate_to_datetime
 
 import pytest
 from azure.data.tables import TableClient
@@ -188,3 +190,18 @@ def test_a_repeated_parameter_is_400(filled):
 
 def test_unknown_parameters_are_ignored_as_upstream_does(filled):
     assert get(filled, "/api/v1/customers/usagerecords?x-unknown=1&code=key").status == 200
+
+
+def test_data_answers_say_when_their_data_was_fetched_and_honour_if_modified_since(filled):
+    for target in ROUTES[:3]:
+        response = get(filled, target)
+        stamp = response.headers["Last-Modified"]
+        fetched = parsedate_to_datetime(stamp)
+        assert abs((datetime.now(timezone.utc) - fetched).total_seconds()) < 3600, target
+        assert get(filled, target, headers={"If-Modified-Since": stamp}).status == 304
+        earlier = format_datetime(fetched - timedelta(seconds=1), usegmt=True)
+        assert get(filled, target, headers={"If-Modified-Since": earlier}).status == 200
+        # If-None-Match wins: a stale ETag with a current date is a 200 (RFC 9110).
+        both = {"If-None-Match": '"stale"', "If-Modified-Since": stamp}
+        assert get(filled, target, headers=both).status == 200
+        assert get(filled, target, headers={"If-Modified-Since": "not a date"}).status == 200

@@ -8,13 +8,14 @@ relationship, the subscription kind, which data is stored for it and where to re
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from shared import jsonutil
 from shared.api import continuation, params, queries, rendering
 from shared.api.errors import CODE_NOT_COVERED, CODE_SUBSCRIPTION_NOT_FOUND, ApiError, no_relationship, not_found
-from shared.table_store import TableStore
+from shared.table_store import TableStore, written_at
 from shared.tables import Relationship, SubscriptionKind
 
 SERVICE_ATTRIBUTES = "serviceAttributes"
@@ -86,7 +87,12 @@ def _customer_or_404(store: TableStore, customer_id: str) -> dict[str, Any]:
     return row
 
 
-def customers(store: TableStore, request_size: str | None, token: str | None) -> tuple[bytes, dict[str, str]]:
+Answer = tuple[bytes, datetime | None]  # the body, and when its newest row was written
+
+
+def customers(
+    store: TableStore, request_size: str | None, token: str | None
+) -> tuple[bytes, dict[str, str], datetime | None]:
     """A page of the customers, as ``GET /v1/customers`` pages: ``size``, ``links.next`` with the token header."""
     if token is None:
         size, after = params.page_size(request_size), None
@@ -100,30 +106,29 @@ def customers(store: TableStore, request_size: str | None, token: str | None) ->
         next_token = continuation.encode_listing(LISTING, size, rows[-1]["RowKey"])
         links["next"] = rendering.link("customers?seek_operation=Next", [(rendering.CONTINUATION_HEADER, next_token)])
         headers[rendering.CONTINUATION_HEADER] = next_token
-    return rendering.collection(raws, links), headers
+    return rendering.collection(raws, links), headers, queries.newest(written_at(row) for row in rows)
 
 
-def customer(store: TableStore, customer_id: str) -> bytes:
+def customer(store: TableStore, customer_id: str) -> Answer:
     """One customer's record, with the billing months whose usage record is stored."""
     row = _customer_or_404(store, customer_id)
     attributes = customer_attributes(row, billing_months=queries.billing_months(store, customer_id))
-    return with_attributes(row["raw"], attributes).encode("utf-8")
+    return with_attributes(row["raw"], attributes).encode("utf-8"), written_at(row)
 
 
-def subscriptions(store: TableStore, customer_id: str) -> bytes:
+def subscriptions(store: TableStore, customer_id: str) -> Answer:
     """A customer's subscriptions; 403/20002 for a customer the partner has no relationship with."""
     row = _customer_or_404(store, customer_id)
     relationship = row.get("relationship", str(Relationship.OK))
     if relationship == Relationship.FORBIDDEN:
         raise no_relationship(customer_id)
-    raws = [
-        with_attributes(sub["raw"], subscription_attributes(store, sub, relationship))
-        for sub in queries.subscriptions_of(store, customer_id)
-    ]
-    return rendering.collection(raws, {"self": rendering.link(customer_path(customer_id) + "/subscriptions")})
+    rows = queries.subscriptions_of(store, customer_id)
+    raws = [with_attributes(sub["raw"], subscription_attributes(store, sub, relationship)) for sub in rows]
+    body = rendering.collection(raws, {"self": rendering.link(customer_path(customer_id) + "/subscriptions")})
+    return body, queries.newest([written_at(row), *(written_at(sub) for sub in rows)])
 
 
-def subscription(store: TableStore, customer_id: str, subscription_id: str) -> bytes:
+def subscription(store: TableStore, customer_id: str, subscription_id: str) -> Answer:
     """One subscription's record with what this service stores for it."""
     customer_row = _customer_or_404(store, customer_id)
     relationship = customer_row.get("relationship", str(Relationship.OK))
@@ -134,7 +139,8 @@ def subscription(store: TableStore, customer_id: str, subscription_id: str) -> b
         raise not_found(
             f"Subscription {subscription_id} is not known for customer {customer_id}.", CODE_SUBSCRIPTION_NOT_FOUND
         )
-    return with_attributes(row["raw"], subscription_attributes(store, row, relationship)).encode("utf-8")
+    body = with_attributes(row["raw"], subscription_attributes(store, row, relationship)).encode("utf-8")
+    return body, written_at(row)
 
 
 def coverage_error(store: TableStore, customer_id: str, subscription_id: str, route: str) -> ApiError | None:

@@ -37,6 +37,7 @@ class Content:
     csv_raws: list[str] | None = None
     csv_columns: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
+    last_modified: datetime | None = None  # when the data served was last written (fetched), for Last-Modified
 
 
 def _ids(ctx: Context) -> tuple[str, str]:
@@ -67,10 +68,11 @@ def usage_records(ctx: Context) -> Content:
     relationships = queries.customer_relationships(ctx.store)
     raws = [
         discovery.with_attributes(raw, {"relationship": relationships.get(customer_id, "unknown")})
-        for customer_id, raw in stored
+        for customer_id, raw, _ in stored
     ]
+    written = queries.newest(stamp for _, _, stamp in stored)
     body = rendering.collection(raws, {"self": rendering.link(rendering.usage_records_uri(month))})
-    return Content(body, csv_raws=raws, csv_columns=csv_format.USAGE_RECORD_COLUMNS)
+    return Content(body, csv_raws=raws, csv_columns=csv_format.USAGE_RECORD_COLUMNS, last_modified=written)
 
 
 def usage_summary(ctx: Context) -> Content:
@@ -79,8 +81,8 @@ def usage_summary(ctx: Context) -> Content:
     start_text = params.single(ctx.request, "billing_start")
     billing_start = None if start_text is None else params.billing_start(start_text)
     row_key = LATEST if billing_start is None else period_key(billing_start)
-    raw = queries.usage_summary(ctx.store, customer_id, subscription_id, row_key)
-    if raw is None:
+    found = queries.usage_summary(ctx.store, customer_id, subscription_id, row_key)
+    if found is None:
         uncovered = discovery.coverage_error(ctx.store, customer_id, subscription_id, "usage_summary")
         if uncovered:
             raise uncovered
@@ -98,7 +100,10 @@ def usage_summary(ctx: Context) -> Content:
             f"{subscription_id}.",
             CODE_NO_USAGE_DATA,
         )
-    return Content(raw.encode("utf-8"), csv_raws=[raw], csv_columns=csv_format.USAGE_SUMMARY_COLUMNS)
+    raw, written = found
+    return Content(
+        raw.encode("utf-8"), csv_raws=[raw], csv_columns=csv_format.USAGE_SUMMARY_COLUMNS, last_modified=written
+    )
 
 
 def _first_page_query(ctx: Context, customer_id: str, subscription_id: str) -> continuation.UtilizationQuery:
@@ -181,29 +186,40 @@ def utilization(ctx: Context) -> Content:
         links["next"] = rendering.utilization_next(customer_id, subscription_id, next_token)
         headers[rendering.CONTINUATION_HEADER] = next_token
     body = rendering.collection(raws, links)
-    return Content(body, csv_raws=raws, csv_columns=csv_format.UTILIZATION_COLUMNS, headers=headers)
+    return Content(
+        body,
+        csv_raws=raws,
+        csv_columns=csv_format.UTILIZATION_COLUMNS,
+        headers=headers,
+        last_modified=page.written,
+    )
 
 
 def customers(ctx: Context) -> Content:
     """The partner's customers, paged like ``GET /v1/customers``."""
-    body, headers = discovery.customers(ctx.store, params.single(ctx.request, "size"), _continuation_token(ctx.request))
-    return Content(body, headers=headers)
+    body, headers, written = discovery.customers(
+        ctx.store, params.single(ctx.request, "size"), _continuation_token(ctx.request)
+    )
+    return Content(body, headers=headers, last_modified=written)
 
 
 def customer(ctx: Context) -> Content:
     """One customer."""
-    return Content(discovery.customer(ctx.store, params.guid(ctx.path["customer_id"], "customer id")))
+    body, written = discovery.customer(ctx.store, params.guid(ctx.path["customer_id"], "customer id"))
+    return Content(body, last_modified=written)
 
 
 def customer_subscriptions(ctx: Context) -> Content:
     """A customer's subscriptions."""
-    return Content(discovery.subscriptions(ctx.store, params.guid(ctx.path["customer_id"], "customer id")))
+    body, written = discovery.subscriptions(ctx.store, params.guid(ctx.path["customer_id"], "customer id"))
+    return Content(body, last_modified=written)
 
 
 def subscription(ctx: Context) -> Content:
     """One subscription."""
     customer_id, subscription_id = _ids(ctx)
-    return Content(discovery.subscription(ctx.store, customer_id, subscription_id))
+    body, written = discovery.subscription(ctx.store, customer_id, subscription_id)
+    return Content(body, last_modified=written)
 
 
 def health(ctx: Context) -> Content:

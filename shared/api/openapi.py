@@ -67,6 +67,7 @@ def _data_responses(schema: str, description: str, *, csv: bool = True) -> dict[
             "description": description,
             "headers": {
                 "ETag": {"$ref": "#/components/headers/ETag"},
+                "Last-Modified": {"$ref": "#/components/headers/LastModified"},
                 "MS-ContinuationToken": {"$ref": "#/components/headers/ContinuationToken"},
             },
             "content": content,
@@ -290,6 +291,12 @@ _PARAMETERS: dict[str, Any] = {
         enum=["json", "csv"],
     ),
     "ifNoneMatch": _parameter("If-None-Match", "header", "An ETag from an earlier 200: an unchanged body answers 304."),
+    "ifModifiedSince": _parameter(
+        "If-Modified-Since",
+        "header",
+        "An HTTP date (a Last-Modified from an earlier 200): data not fetched since answers 304. Ignored with "
+        "If-None-Match.",
+    ),
     "billingMonth": _parameter(
         "billing_month",
         "query",
@@ -359,7 +366,12 @@ _PATHS: dict[str, Any] = {
             "operationId": "getCustomers",
             "summary": "The partner's customers (Customer collection), paged like Partner Center",
             "parameters": _params(
-                "size", "seekOperation", "continuationTokenHeader", "continuationTokenQuery", "ifNoneMatch"
+                "size",
+                "seekOperation",
+                "continuationTokenHeader",
+                "continuationTokenQuery",
+                "ifNoneMatch",
+                "ifModifiedSince",
             ),
             "responses": _data_responses("CustomerCollection", "One page; `links.next` when more follow", csv=False),
         }
@@ -368,7 +380,7 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getCustomer",
             "summary": "One customer, with the billing months stored for it",
-            "parameters": _params("customerId", "ifNoneMatch"),
+            "parameters": _params("customerId", "ifNoneMatch", "ifModifiedSince"),
             "responses": _data_responses("Customer", "The customer", csv=False),
         }
     },
@@ -376,7 +388,7 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getSubscriptions",
             "summary": "A customer's subscriptions, each with its kind and the data stored for it",
-            "parameters": _params("customerId", "ifNoneMatch"),
+            "parameters": _params("customerId", "ifNoneMatch", "ifModifiedSince"),
             "responses": _data_responses("SubscriptionCollection", "The subscriptions", csv=False),
         }
     },
@@ -384,7 +396,7 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getSubscription",
             "summary": "One subscription, its kind and the data stored for it",
-            "parameters": _params("customerId", "subscriptionId", "ifNoneMatch"),
+            "parameters": _params("customerId", "subscriptionId", "ifNoneMatch", "ifModifiedSince"),
             "responses": _data_responses("Subscription", "The subscription", csv=False),
         }
     },
@@ -392,7 +404,7 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getUsageRecords",
             "summary": "Every customer's monthly usage record (CustomerMonthlyUsageRecord collection)",
-            "parameters": _params("billingMonth", "format", "ifNoneMatch"),
+            "parameters": _params("billingMonth", "format", "ifNoneMatch", "ifModifiedSince"),
             "responses": _data_responses("UsageRecordCollection", "The latest (or a stored month's) records"),
         }
     },
@@ -400,7 +412,9 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getUsageSummary",
             "summary": "A subscription's usage summary (SubscriptionUsageSummary)",
-            "parameters": _params("customerId", "subscriptionId", "billingStart", "format", "ifNoneMatch"),
+            "parameters": _params(
+                "customerId", "subscriptionId", "billingStart", "format", "ifNoneMatch", "ifModifiedSince"
+            ),
             "responses": _data_responses("SubscriptionUsageSummary", "The latest (or a stored period's) summary"),
         }
     },
@@ -421,6 +435,7 @@ _PATHS: dict[str, Any] = {
                 "continuationTokenQuery",
                 "format",
                 "ifNoneMatch",
+                "ifModifiedSince",
             ),
             "responses": _data_responses("UtilizationCollection", "One page; `links.next` when more follow"),
         }
@@ -483,8 +498,12 @@ _DOCUMENT: dict[str, Any] = {
         "parameters": _PARAMETERS,
         "headers": {
             "ETag": {"description": "Strong validator of the body", "schema": {"type": "string"}},
+            "LastModified": {
+                "description": "When the data served was last fetched from Partner Center (its newest row's write)",
+                "schema": {"type": "string"},
+            },
             "ContinuationToken": {
-                "description": "Token of the next page (utilization only, when one follows)",
+                "description": "Token of the next page (utilization and customers, when one follows)",
                 "schema": {"type": "string"},
             },
         },

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from shared.api.continuation import UtilizationQuery
 from shared.keys import make_key
-from shared.table_store import TableStore
+from shared.table_store import TableStore, written_at
 from shared.tables import (
     CUSTOMER_PARTITION,
     CUSTOMERS,
@@ -26,21 +27,23 @@ from shared.tables import (
     subscription_key,
 )
 
-_RAW = ["RowKey", "raw"]
+_RAW = ["RowKey", "raw", "Timestamp"]
 _SERVICE_PAGE = 1000  # the most Table Storage returns in one response
 
 
-def usage_records(store: TableStore, partition: str) -> Iterator[tuple[str, str]]:
-    """(customer id, raw JSON text) of every usage record in a partition (``latest`` or ``YYYY-MM``), by id."""
-    select = ["customerId", "raw"]
+def usage_records(store: TableStore, partition: str) -> Iterator[tuple[str, str, datetime | None]]:
+    """(customer id, raw JSON text, when written) of every usage record in a partition (``latest`` or a month)."""
+    select = ["customerId", "raw", "Timestamp"]
     for row in store.partition(USAGE_RECORDS, partition, select=select, page_size=_SERVICE_PAGE):
-        yield row["customerId"], row["raw"]
+        yield row["customerId"], row["raw"], written_at(row)
 
 
-def usage_summary(store: TableStore, customer_id: str, subscription_id: str, row_key: str) -> str | None:
-    """The raw JSON text of one stored usage summary (``latest`` or ``period-YYYY-MM-DD``)."""
+def usage_summary(
+    store: TableStore, customer_id: str, subscription_id: str, row_key: str
+) -> tuple[str, datetime | None] | None:
+    """(raw JSON text, when written) of one stored usage summary (``latest`` or ``period-YYYY-MM-DD``)."""
     row = store.get(USAGE_SUMMARIES, subscription_key(customer_id, subscription_id), row_key)
-    return None if row is None else row.get("raw")
+    return None if row is None else (row["raw"], written_at(row))
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class UtilizationPage:
 
     rows: list[tuple[str, str]]  # (RowKey, raw)
     more: bool
+    written: datetime | None = None  # when the newest of them was written
 
 
 def utilization_page(store: TableStore, query: UtilizationQuery) -> UtilizationPage:
@@ -69,12 +73,20 @@ def utilization_page(store: TableStore, query: UtilizationQuery) -> UtilizationP
         query_filter = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @end"
         parameters["after"] = query.after
     rows: list[tuple[str, str]] = []
+    stamps: list[datetime | None] = []
     for page in store.query_pages(UTILIZATION, query_filter, parameters, select=_RAW, page_size=query.size):
         for taken, entity in enumerate(page.entities, start=1):
             rows.append((entity["RowKey"], entity["raw"]))
+            stamps.append(written_at(entity))
             if len(rows) == query.size:
-                return UtilizationPage(rows, more=taken < len(page.entities) or page.more)
-    return UtilizationPage(rows, more=False)
+                return UtilizationPage(rows, taken < len(page.entities) or page.more, newest(stamps))
+    return UtilizationPage(rows, False, newest(stamps))
+
+
+def newest(stamps: Iterable[datetime | None]) -> datetime | None:
+    """The latest of some write times, or None when none is known."""
+    known = [stamp for stamp in stamps if stamp is not None]
+    return max(known) if known else None
 
 
 def has_rows(store: TableStore, table: str, partition: str) -> bool:

@@ -8,6 +8,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from werkzeug.http import http_date
+
 from shared.api import csv_format, etag, handlers, params
 from shared.api.errors import (
     CODE_METHOD_NOT_ALLOWED,
@@ -98,7 +100,12 @@ def _render(request: Request, route: Route, content: handlers.Content, csv: bool
         return Response(status=content.status, headers={"Content-Type": media, **headers}, body=body)
     tag = etag.etag_of(body)
     headers["ETag"] = tag
-    if etag.matches(request.header("if-none-match"), tag):
+    if content.last_modified is not None:
+        headers["Last-Modified"] = http_date(content.last_modified)
+    if_none_match = request.header("if-none-match")
+    if etag.matches(if_none_match, tag) or (
+        if_none_match is None and etag.not_modified_since(request.header("if-modified-since"), content.last_modified)
+    ):
         return Response(status=304, headers=headers)
     return Response(status=200, headers={"Content-Type": media, **headers}, body=body)
 
