@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from shared import tables
 from shared.sync.jobs import JOB_NAMES
 from shared.tables import RUNS, run_key
 from tests.api_data import get, settings_for, write_run
@@ -92,3 +93,23 @@ def test_default_limit_is_the_health_max_age_setting(store, stale_hours):
         write_run(store, name, started=NOW - timedelta(hours=stale_hours))
     response, body = _health(store)
     assert response.status == 503 and body["maxAgeHours"] == 26
+
+
+def test_health_says_how_far_each_subscription_s_data_reaches(store):
+    _all_succeeded(store)
+    marks = {"a": "2024-05-31T00:00:00Z", "b": "2024-05-29T00:00:00Z", "c": "2024-05-30T12:00:00Z"}
+    store.upsert(
+        tables.SYNC_STATE,
+        [tables.state_row(tables.UTILIZATION_STATE, key, doneThrough=mark) for key, mark in marks.items()],
+    )
+    _, body = _health(store)
+    # At NOW (06-01 12:00) with a 6 h lag the newest possible mark is 06-01 00:00: b is 3 days behind, c 1.5.
+    assert body["functions"]["fetch_utilization"]["progress"] == {
+        "field": "doneThrough",
+        "subscriptions": 3,
+        "oldest": "2024-05-29T00:00:00Z",
+        "newest": "2024-05-31T00:00:00Z",
+        "laggingMoreThanADay": 2,
+    }
+    assert body["functions"]["fetch_usage_summary"]["progress"]["subscriptions"] == 0
+    assert body["functions"]["fetch_usage_records"]["progress"] is None

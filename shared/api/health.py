@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from shared import jsonutil
 from shared.api import queries
 from shared.settings import Settings
-from shared.sync.jobs import JOB_NAMES
+from shared.sync.jobs import JOBS, Job
 from shared.table_store import TableStore
-from shared.tables import RunStatus
+from shared.tables import SYNC_STATE, RunStatus
+from shared.timeutil import floor_to
 
 _MAX_TEXT = 500
 
@@ -78,6 +79,30 @@ def _notes(row: dict[str, Any]) -> list[str]:
     return [note[:_MAX_TEXT] for note in notes[:10] if isinstance(note, str)]
 
 
+def progress(store: TableStore, job: Job, settings: Settings, now: datetime) -> dict[str, Any] | None:
+    """How far each subscription's data reaches: the oldest and newest mark, and how many lag by over a day.
+
+    Utilization's mark is the end of the last window stored; the newest it can be is the latest window that
+    ended UTILIZATION_LAG_HOURS ago, and lag is counted from there. A summary's mark is its last success.
+    """
+    if job.progress is None:
+        return None
+    partition, field = job.progress
+    marks = sorted(m for row in store.partition(SYNC_STATE, partition, select=[field]) if (m := _time(row.get(field))))
+    reference = now
+    if field == "doneThrough":
+        lag = timedelta(hours=settings.utilization_lag_hours)
+        reference = floor_to(now - lag, settings.utilization_window_hours)
+    lagging = sum(1 for mark in marks if reference - mark > timedelta(days=1))
+    return {
+        "field": field,
+        "subscriptions": len(marks),
+        "oldest": _iso(marks[0]) if marks else None,
+        "newest": _iso(marks[-1]) if marks else None,
+        "laggingMoreThanADay": lagging,
+    }
+
+
 def function_health(store: TableStore, function: str, now: datetime, max_age_hours: float) -> dict[str, Any]:
     """One function: its running run (if the newest is running), its last finished run, and what is wrong."""
     newest = queries.newest_run(store, function)
@@ -104,7 +129,12 @@ def function_health(store: TableStore, function: str, now: datetime, max_age_hou
 
 def health(store: TableStore, settings: Settings, now: datetime) -> tuple[int, dict[str, Any]]:
     """200 when every function's last finished run succeeded recently enough, else 503; and the report."""
-    functions = {name: function_health(store, name, now, settings.health_max_age_hours) for name in JOB_NAMES}
+    functions = {}
+    for job in JOBS:
+        functions[job.name] = {
+            **function_health(store, job.name, now, settings.health_max_age_hours),
+            "progress": progress(store, job, settings, now),
+        }
     healthy = all(f["healthy"] for f in functions.values())
     report = {
         "status": "healthy" if healthy else "unhealthy",

@@ -254,6 +254,19 @@ _SCHEMAS: dict[str, Any] = {
             "reasons": {"type": "array", "items": {"type": "string"}},
             "lastRun": {"anyOf": [_ref("Run"), {"type": "null"}], "description": "newest finished run"},
             "running": {"anyOf": [_ref("Run"), {"type": "null"}], "description": "newest run, if running"},
+            "progress": {
+                "type": ["object", "null"],
+                "description": "How far each subscription's data reaches (null for usage records): the oldest and "
+                "newest mark (utilization: end of the last window stored; summaries: last success) and how many "
+                "subscriptions lag more than a day behind the newest possible mark.",
+                "properties": {
+                    "field": {"type": "string"},
+                    "subscriptions": {"type": "integer"},
+                    "oldest": _nullable("string"),
+                    "newest": _nullable("string"),
+                    "laggingMoreThanADay": {"type": "integer"},
+                },
+            },
         },
         "additionalProperties": False,
     },

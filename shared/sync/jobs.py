@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, cast
 
+from shared.tables import USAGE_SUMMARY_STATE, UTILIZATION_STATE
+
 if TYPE_CHECKING:
     from shared.partner_center import PartnerCenterClient
     from shared.settings import Settings
@@ -37,6 +39,7 @@ class Job:
     schedule_setting: str  # the app setting its function.json reads the NCRONTAB schedule from
     unit: str  # what the run record's done and pending count
     sync_path: str  # "module:function" of its Sync callable
+    progress: tuple[str, str] | None = None  # (SyncState partition, field): how far each subscription's data reaches
 
     @property
     def sync(self) -> Sync:
@@ -52,8 +55,15 @@ JOBS: tuple[Job, ...] = (
         "USAGE_SUMMARY_SCHEDULE",
         "subscriptions",
         "shared.sync.usage_summary:sync_usage_summaries",
+        (USAGE_SUMMARY_STATE, "lastSuccessAt"),
     ),
-    Job("fetch_utilization", "UTILIZATION_SCHEDULE", "subscriptions", "shared.sync.utilization:sync_utilization"),
+    Job(
+        "fetch_utilization",
+        "UTILIZATION_SCHEDULE",
+        "subscriptions",
+        "shared.sync.utilization:sync_utilization",
+        (UTILIZATION_STATE, "doneThrough"),
+    ),
 )
 JOB_NAMES: tuple[str, ...] = tuple(job.name for job in JOBS)
 
