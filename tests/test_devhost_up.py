@@ -16,6 +16,34 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 
 
+def readme_block() -> str:
+    """The README's paste-as-is block (the bash block after the readme-curls marker)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    after = text.split("<!-- readme-curls", 1)[1]
+    return after.split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+def run_readme_block(port: str) -> subprocess.CompletedProcess[str]:
+    """Every line of the block, in bash with -e: each curl -f must answer 2xx."""
+    script = "set -euo pipefail\n" + readme_block()
+    env = {**os.environ, "PORT": port}
+    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_readme_block_calls_every_route_a_portal_starts_with():
+    block = readme_block()
+    for route in (
+        '/v1/customers"',
+        '/subscriptions"',
+        "usagerecords?billing_month=",
+        "/usagesummary",
+        "/utilizations/azure",
+        "/health",
+    ):
+        assert route in block, route
+    assert "$CUSTOMER" in block and "CUSTOMER=$(" in block  # ids come from the discovery routes
+
+
 def test_devhost_up_syncs_serves_answers_the_printed_curls_and_stops_cleanly(tmp_path):
     data_dir = tmp_path / "azurite"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PARTNER_CENTER_", "USAGE_STORAGE"))}
@@ -50,6 +78,10 @@ def test_devhost_up_syncs_serves_answers_the_printed_curls_and_stops_cleanly(tmp
             body = response.json()
             assert body.get("items") or body.get("totalCost") is not None, body
             assert requests.get(url, timeout=30).status_code == 401  # the key is required
+        port = re.search(r"serving +http://127\.0\.0\.1:(\d+)/api/", output).group(1)
+        readme = run_readme_block(port)
+        assert readme.returncode == 0, (readme.stdout[-2000:], readme.stderr[-2000:])
+        assert readme.stdout.count("HTTP/1.") == 1 and '"status":"healthy"' in readme.stdout
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
