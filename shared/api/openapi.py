@@ -18,14 +18,20 @@ with Partner Center's paths and shapes: a portal written against Partner Center 
 (`https://<app>.azurewebsites.net/api/v1/` instead of `https://api.partnercenter.microsoft.com/v1/`).
 
 Records are served as received: each record's stored JSON text is spliced into the body, so money and
-quantities are JSON numbers with exactly the digits Partner Center sent (parse them as decimals).
+quantities are JSON numbers with exactly the digits Partner Center sent (parse them as decimals). What this
+service adds (relationship, subscription kind, which stored data covers a subscription and where) is in one
+object of its own, `serviceAttributes`, never mixed into the upstream fields.
+
+Start with `GET /v1/customers` (paged like upstream), then `/v1/customers/{id}/subscriptions`: each
+subscription's `serviceAttributes` says which of the usage routes cover it and links to them. Every data
+answer has `Last-Modified` (when its data was last fetched) beside its `ETag`.
 
 Differences from Partner Center:
 - **Utilization is selected by usage time**: `start_time <= usageStartTime < end_time` (UTC). Partner Center
   selects by the time usage was *reported*; the cache stores aligned reported-time windows and serves them by
   usage time, so a record appears once whatever window reported it.
 - `granularity` must be the one the cache stores (app setting `UTILIZATION_GRANULARITY`, `daily` by default);
-  the other value is a 400. `show_details=false` drops `instanceData` from the records (the remaining JSON is
+  the other value is a 404. `show_details=false` drops `instanceData` from the records (the remaining JSON is
   re-written from decimals, digits unchanged); `show_details=true` serves what was stored.
 - Next pages: `links.next` is Partner Center's (`...?seek_operation=Next` with the `MS-ContinuationToken`
   header). Clients that cannot send headers may pass the token as the `continuation_token` query parameter,
