@@ -55,8 +55,18 @@ def test_setting_references_resolve_and_a_missing_one_is_named():
         resolve_setting_refs("%USAGE_RECORDS_SCHEDULE%", {})
 
 
-def test_without_a_key_or_with_a_wrong_one_it_is_401(server):
-    url = server.url + "/v1/customers/usagerecords"
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/customers/usagerecords",
+        "/v1/customers",
+        "/v1/customers/a0a0a0a0-bbbb-cccc-dddd-e1e1e1e1e1e1",
+        "/v1/customers/a0a0a0a0-bbbb-cccc-dddd-e1e1e1e1e1e1/subscriptions",
+        "/v1/customers/a0a0a0a0-bbbb-cccc-dddd-e1e1e1e1e1e1/subscriptions/11111111-2222-3333-4444-555555555555",
+    ],
+)
+def test_without_a_key_or_with_a_wrong_one_it_is_401(server, path):
+    url = server.url + path
     assert requests.get(url, timeout=10).status_code == 401
     assert requests.get(url, headers={"x-functions-key": "wrong"}, timeout=10).status_code == 401
     assert requests.get(url, params={"code": KEY + "x"}, timeout=10).status_code == 401

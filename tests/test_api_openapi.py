@@ -103,6 +103,14 @@ def test_real_responses_of_every_route_match_the_document(filled):
         (f"{util}?seek_operation=Next", SUB + "/utilizations/azure"),
         ("/api/health", "/health"),
         ("/api/openapi.json", "/openapi.json"),
+        ("/api/v1/customers", "/v1/customers"),
+        ("/api/v1/customers?size=1", "/v1/customers"),
+        ("/api/v1/customers?size=0", "/v1/customers"),
+        (f"/api/v1/customers/{CUSTOMER}", "/v1/customers/{customer_id}"),
+        (f"/api/v1/customers/{UNKNOWN_CUSTOMER}", "/v1/customers/{customer_id}"),
+        (f"/api/v1/customers/{CUSTOMER}/subscriptions", "/v1/customers/{customer_id}/subscriptions"),
+        (sub_path(), SUB),
+        (sub_path(CUSTOMER, OTHER_SUBSCRIPTION), SUB),
     ]
     seen = set()
     for target, template in cases:
