@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from shared import jsonutil
 from shared.api import continuation, csv_format, discovery, params, queries, rendering
-from shared.api.errors import CODE_NO_USAGE_DATA, CODE_SUBSCRIPTION_NOT_FOUND, ApiError, not_found
+from shared.api.errors import CODE_NO_USAGE_DATA, CODE_SUBSCRIPTION_NOT_FOUND, not_found
 from shared.api.health import health as health_report
 from shared.api.messages import Request
 from shared.api.openapi import document_bytes
@@ -47,13 +47,18 @@ def _ids(ctx: Context) -> tuple[str, str]:
     )
 
 
-def _unknown(store: TableStore, customer_id: str, subscription_id: str, data_table: str) -> ApiError | None:
-    """The 404 for a customer or subscription known neither to the inventory nor by data rows, else None."""
+def _why_nothing(store: TableStore, customer_id: str, subscription_id: str, route: str, data_table: str) -> None:
+    """Raise the answer for a subscription route that found nothing: no relationship (403), a subscription the
+    route does not cover (404 naming the route that does), or a customer or subscription known neither to the
+    inventory nor by data rows (404). Returns when the subscription is simply without data yet."""
+    uncovered = discovery.coverage_error(store, customer_id, subscription_id, route)
+    if uncovered:
+        raise uncovered
     if queries.subscription_known(store, customer_id, subscription_id, data_table):
-        return None
+        return
     if not queries.customer_known(store, customer_id):
-        return not_found(f"Customer {customer_id} is not known to this service.")
-    return not_found(
+        raise not_found(f"Customer {customer_id} is not known to this service.")
+    raise not_found(
         f"Subscription {subscription_id} is not known for customer {customer_id}.", CODE_SUBSCRIPTION_NOT_FOUND
     )
 
@@ -83,12 +88,7 @@ def usage_summary(ctx: Context) -> Content:
     row_key = LATEST if billing_start is None else period_key(billing_start)
     found = queries.usage_summary(ctx.store, customer_id, subscription_id, row_key)
     if found is None:
-        uncovered = discovery.coverage_error(ctx.store, customer_id, subscription_id, "usage_summary")
-        if uncovered:
-            raise uncovered
-        unknown = _unknown(ctx.store, customer_id, subscription_id, USAGE_SUMMARIES)
-        if unknown:
-            raise unknown
+        _why_nothing(ctx.store, customer_id, subscription_id, "usage_summary", USAGE_SUMMARIES)
         if billing_start is None:
             raise not_found(
                 f"No usage summary is stored yet for subscription {subscription_id} of customer {customer_id}; "
@@ -158,12 +158,7 @@ def utilization(ctx: Context) -> Content:
     page = queries.utilization_page(ctx.store, query)
     if not page.rows and query.after is None:
         # Only an empty first page costs these reads: a page with rows is its own answer.
-        uncovered = discovery.coverage_error(ctx.store, customer_id, subscription_id, "utilization")
-        if uncovered:
-            raise uncovered
-        unknown = _unknown(ctx.store, customer_id, subscription_id, UTILIZATION)
-        if unknown:
-            raise unknown
+        _why_nothing(ctx.store, customer_id, subscription_id, "utilization", UTILIZATION)
     raws = [raw for _, raw in page.rows]
     if not query.show_details:
         raws = [rendering.without_instance_data(raw) for raw in raws]

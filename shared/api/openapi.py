@@ -106,6 +106,25 @@ def _collection(item: str) -> dict[str, Any]:
     }
 
 
+def _coverage(**stored: Any) -> dict[str, Any]:
+    """Whether a usage route covers a subscription, what of it is stored, and the link to read it."""
+    return {
+        "type": "object",
+        "properties": {"covered": {"type": "boolean"}, **stored, "link": {"anyOf": [_ref("Link"), {"type": "null"}]}},
+    }
+
+
+def _as_received_with(attributes: str) -> dict[str, Any]:
+    """A Partner Center record as received (every field), with this service's own ``serviceAttributes``."""
+    return {
+        "type": "object",
+        "description": "As Partner Center returned it (every field), plus this service's serviceAttributes.",
+        "required": ["id", "serviceAttributes"],
+        "properties": {"id": {"type": "string"}, "serviceAttributes": _ref(attributes)},
+        "additionalProperties": True,
+    }
+
+
 _RUN = {
     "type": "object",
     "properties": {
@@ -187,13 +206,7 @@ _SCHEMAS: dict[str, Any] = {
     "SubscriptionUsageSummary": shapes.SUBSCRIPTION_USAGE_SUMMARY,
     "AzureUtilizationRecord": shapes.AZURE_UTILIZATION_RECORD,
     "UsageRecordCollection": _collection("CustomerMonthlyUsageRecord"),
-    "Customer": {
-        "type": "object",
-        "description": "As Partner Center returned it (every field), plus this service's serviceAttributes.",
-        "required": ["id", "serviceAttributes"],
-        "properties": {"id": {"type": "string"}, "serviceAttributes": _ref("CustomerServiceAttributes")},
-        "additionalProperties": True,
-    },
+    "Customer": _as_received_with("CustomerServiceAttributes"),
     "CustomerServiceAttributes": {
         "type": "object",
         "description": "This service's own view of a customer; never a Partner Center field.",
@@ -216,13 +229,7 @@ _SCHEMAS: dict[str, Any] = {
         "additionalProperties": True,
     },
     "CustomerCollection": _collection("Customer"),
-    "Subscription": {
-        "type": "object",
-        "description": "As Partner Center returned it (every field), plus this service's serviceAttributes.",
-        "required": ["id", "serviceAttributes"],
-        "properties": {"id": {"type": "string"}, "serviceAttributes": _ref("SubscriptionServiceAttributes")},
-        "additionalProperties": True,
-    },
+    "Subscription": _as_received_with("SubscriptionServiceAttributes"),
     "SubscriptionServiceAttributes": {
         "type": "object",
         "description": "This service's own view of a subscription: its kind and which stored data covers it, where.",
@@ -230,22 +237,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "kind": {"type": "string", "description": "`legacy` (MS-AZR-0145P), `azure_plan`, or `other`"},
             "relationship": {"type": "string"},
-            "usageSummary": {
-                "type": "object",
-                "properties": {
-                    "covered": {"type": "boolean"},
-                    "billingPeriods": {"type": "array", "items": {"type": "string"}},
-                    "link": {"anyOf": [_ref("Link"), {"type": "null"}]},
-                },
-            },
-            "utilization": {
-                "type": "object",
-                "properties": {
-                    "covered": {"type": "boolean"},
-                    "storedThrough": {**_nullable("string"), "description": "end of the last window fully stored"},
-                    "link": {"anyOf": [_ref("Link"), {"type": "null"}]},
-                },
-            },
+            "usageSummary": _coverage(billingPeriods={"type": "array", "items": {"type": "string"}}),
+            "utilization": _coverage(
+                storedThrough={**_nullable("string"), "description": "end of the last window fully stored"}
+            ),
         },
         "additionalProperties": True,
     },
