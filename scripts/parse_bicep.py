@@ -41,6 +41,20 @@ FORBIDDEN_SETTINGS = {
     "AzureWebJobsStorage",
 }
 
+# What Flex Consumption rejects or ignores (Microsoft's Flex Consumption deprecations in the app settings
+# reference, and ARM's 400 code 51021 "site configuration properties ... for Flex Consumption sites is invalid"
+# for siteConfig.ftpsState). Setting one fails `azd up` while the function app is created.
+FLEX_UNSUPPORTED_SETTINGS = {
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "ENABLE_ORYX_BUILD",
+}
+FLEX_UNSUPPORTED_SITE_CONFIG = {"ftpsState"}
+
 # Settings of the architecture table that are local-only by design (see FORBIDDEN_SETTINGS): in Azure the
 # runtime is functionAppConfig.runtime and the host storage is the identity-based AzureWebJobsStorage__*.
 LOCAL_ONLY_SETTINGS = {"LOCAL_FUNCTION_KEY", "USAGE_STORAGE", "FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
@@ -236,6 +250,12 @@ class Checker:
         keys = self.setting_keys()
         for forbidden in sorted(FORBIDDEN_SETTINGS & keys):
             self.errors.append(f"{self.infra.name}: app setting {forbidden} must not be set in Azure")
+        for unsupported in sorted((FLEX_UNSUPPORTED_SETTINGS - FORBIDDEN_SETTINGS) & keys):
+            self.errors.append(f"{self.infra.name}: app setting {unsupported} is not supported on Flex Consumption")
+        for unsupported in sorted(FLEX_UNSUPPORTED_SITE_CONFIG & keys):
+            self.errors.append(
+                f"{self.infra.name}: siteConfig.{unsupported} is rejected by Flex Consumption (ARM 400, code 51021)"
+            )
         if doc is None:
             return
         if not doc.exists():

@@ -99,6 +99,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: Callers authenticate with function keys; client certificates (mutual TLS) would add a certificate lifecycle for every portal without a matching threat.
   // checkov:skip=CKV_AZURE_212: Flex Consumption has no minimum worker count (numberOfWorkers); instances scale from zero per function.
   // checkov:skip=CKV_AZURE_213: Flex Consumption does not support the platform health check (healthCheckPath); serve_usage exposes its own health endpoint (HEALTH_MAX_AGE_HOURS).
+  // checkov:skip=CKV_AZURE_78: FTP does not exist on Flex Consumption, which rejects siteConfig.ftpsState (ARM 400, code 51021); basic publishing credentials are off below.
   name: name
   location: location
   tags: union(tags, {
@@ -118,7 +119,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
     }
     functionAppConfig: {
@@ -170,8 +170,8 @@ var identitySettings = {
 // The appsettings resource replaces the whole set on every provision: what is not declared here
 // (or in main.bicep) does not survive, so a hand-made portal change cannot drift silently.
 // The checkov skips inside assume any sites/config resource is the 'web' section; this one is
-// 'appsettings', which has none of those properties. The real site configuration (TLS, FTPS,
-// HTTP/2, public access) is on functionApp above and checked there.
+// 'appsettings', which has none of those properties. The real site configuration (TLS, HTTP/2,
+// public access) is on functionApp above and checked there.
 resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov:skip=CKV_AZURE_13: False positive: not a 'web' or 'authsettings' config; the HTTP API authenticates with function keys.
   // checkov:skip=CKV_AZURE_63: False positive: not a 'web' config; logs go to Application Insights.

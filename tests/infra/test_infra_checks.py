@@ -59,6 +59,28 @@ def test_bicep_syntax_error_fails(tmp_path: Path) -> None:
     assert "app/storage.bicep: parse error" in result.stdout
 
 
+FUNCTION = Path("app") / "function.bicep"
+
+
+def test_a_flex_unsupported_site_config_property_or_setting_fails(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    replace_once(
+        infra / FUNCTION, "      http20Enabled: true\n", "      http20Enabled: true\n      ftpsState: 'Disabled'\n"
+    )
+    replace_once(
+        infra / FUNCTION,
+        "  KEY_VAULT_URL: keyVaultUri\n",
+        "  KEY_VAULT_URL: keyVaultUri\n  ENABLE_ORYX_BUILD: 'true'\n",
+    )
+
+    result = run_check(infra)
+
+    assert result.returncode != 0, result.stdout
+    assert "bicep parse" in failed_steps(result)
+    assert "siteConfig.ftpsState is rejected by Flex Consumption" in result.stdout
+    assert "app setting ENABLE_ORYX_BUILD is not supported on Flex Consumption" in result.stdout
+
+
 def test_storage_shared_key_access_fails(tmp_path: Path) -> None:
     infra = copy_infra(tmp_path)
     replace_once(infra / STORAGE, "allowSharedKeyAccess: false", "allowSharedKeyAccess: true")
