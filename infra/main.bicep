@@ -66,8 +66,8 @@ param applicationInsightsName string = ''
 // Hosting and network
 // ---------------------------------------------------------------------------------------------
 
-@description('Optional. Upper bound of Flex Consumption instances. Partner Center throttles long before a high count pays off.')
-@minValue(1)
+@description('Optional. Upper bound of Flex Consumption instances (40 to 1000, the range the platform accepts). Partner Center throttles long before a high count pays off.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -89,12 +89,6 @@ param storageSkuName string = 'Standard_LRS'
 ])
 param storageNetworkDefaultAction string = 'Allow'
 
-@description('Optional. Key Vault public network access. Keep Enabled unless VNet integration and a private endpoint are added.')
-@allowed([
-  'Enabled'
-  'Disabled'
-])
-param keyVaultPublicNetworkAccess string = 'Enabled'
 
 // ---------------------------------------------------------------------------------------------
 // Partner Center connection
@@ -262,7 +256,6 @@ module keyVault 'app/keyvault.bicep' = {
     name: names.keyVault
     location: location
     tags: tags
-    publicNetworkAccess: keyVaultPublicNetworkAccess
     clientSecretName: clientSecretName
     refreshTokenSecretName: refreshTokenSecretName
     clientSecretValue: partnerCenterClientSecret

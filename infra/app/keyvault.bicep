@@ -13,13 +13,6 @@ param location string
 @description('Optional. Tags applied to the key vault.')
 param tags object = {}
 
-@description('Optional. Whether the vault accepts requests from public networks. Disabled requires VNet integration and a private endpoint, which this template does not deploy.')
-@allowed([
-  'Enabled'
-  'Disabled'
-])
-param publicNetworkAccess string = 'Enabled'
-
 @description('Optional. Days a deleted vault or secret stays recoverable.')
 @minValue(7)
 @maxValue(90)
@@ -41,7 +34,7 @@ param refreshTokenValue string = ''
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: A Flex Consumption app without VNet integration reaches the vault from shared outbound addresses that cannot be listed, so the firewall default is Allow; access still needs an Entra ID token with an RBAC data role.
-  // checkov:skip=CKV_AZURE_189: Public network access is the parameter publicNetworkAccess; Enabled is the default for the same reason as CKV_AZURE_109.
+  // checkov:skip=CKV_AZURE_189: Public network access stays on: the function app resolves its Key Vault references (the client secret, the refresh token) from Flex Consumption, which cannot resolve them against a network-restricted vault; access still needs an Entra ID token with an RBAC data role.
   name: name
   location: location
   tags: tags
@@ -58,9 +51,9 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
-    publicNetworkAccess: publicNetworkAccess
+    publicNetworkAccess: 'Enabled'
     networkAcls: {
-      defaultAction: publicNetworkAccess == 'Enabled' ? 'Allow' : 'Deny'
+      defaultAction: 'Allow'
       bypass: 'AzureServices'
       ipRules: []
       virtualNetworkRules: []
