@@ -31,6 +31,13 @@ param principalId string = ''
 ])
 param principalType string = 'User'
 
+@description('Optional. Whether principalId gets the data roles (tables, blobs, Key Vault secrets). A developer needs them for local tools; the CI pipeline sets false, so its service principal can deploy but never read usage data or secrets.')
+@allowed([
+  'true'
+  'false'
+])
+param principalDataRoles string = 'true'
+
 // ---------------------------------------------------------------------------------------------
 // Resource names: each is derived from the environment unless given
 // ---------------------------------------------------------------------------------------------
@@ -271,7 +278,7 @@ module rbac 'app/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     keyVaultName: keyVault.outputs.name
     appPrincipalId: identity.outputs.principalId
-    userPrincipalId: principalId
+    userPrincipalId: principalDataRoles == 'true' ? principalId : ''
     userPrincipalType: principalType
   }
 }
