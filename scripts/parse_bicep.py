@@ -55,6 +55,18 @@ FLEX_UNSUPPORTED_SETTINGS = {
 }
 FLEX_UNSUPPORTED_SITE_CONFIG = {"ftpsState"}
 
+# Built-in role definition ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles) by the
+# variable name the templates give them: a role id pasted under the wrong name grants the wrong rights silently.
+BUILT_IN_ROLES = {
+    "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "keyVaultSecretsOfficer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
+}
+_ROLE_ID = re.compile(r"Microsoft\.Authorization/roleDefinitions'?\s*,\s*'([0-9a-f-]{36})'")
+
 # Settings of the architecture table that are local-only by design (see FORBIDDEN_SETTINGS): in Azure the
 # runtime is functionAppConfig.runtime and the host storage is the identity-based AzureWebJobsStorage__*.
 LOCAL_ONLY_SETTINGS = {"LOCAL_FUNCTION_KEY", "USAGE_STORAGE", "FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
@@ -246,6 +258,20 @@ class Checker:
                     keys.add(name)  # [{ name: 'X', value: ... }] style settings
         return keys
 
+    def check_role_ids(self) -> None:
+        """Every role definition id assigned to a variable matches the built-in role that variable names."""
+        for path in self.templates:
+            for line in path.read_text(encoding="utf-8").splitlines():
+                found = _ROLE_ID.search(line)
+                match = re.match(r"\s*var\s+(\w+)\s*=", line)
+                if not found or not match:
+                    continue
+                name, role_id = match.group(1), found.group(1)
+                if name not in BUILT_IN_ROLES:
+                    self.error(path, f"role {name}: not a known built-in role name (add it to BUILT_IN_ROLES)")
+                elif BUILT_IN_ROLES[name] != role_id:
+                    self.error(path, f"role {name}: id {role_id} is not that role's ({BUILT_IN_ROLES[name]})")
+
     def check_settings(self, doc: Path | None) -> None:
         keys = self.setting_keys()
         for forbidden in sorted(FORBIDDEN_SETTINGS & keys):
@@ -280,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     checker.check_modules()
     checker.check_json_content()
     checker.check_parameters_file()
+    checker.check_role_ids()
     checker.check_settings(options.settings_doc)
 
     for line in checker.errors:

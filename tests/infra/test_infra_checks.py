@@ -81,6 +81,17 @@ def test_a_flex_unsupported_site_config_property_or_setting_fails(tmp_path: Path
     assert "app setting ENABLE_ORYX_BUILD is not supported on Flex Consumption" in result.stdout
 
 
+def test_a_role_id_under_the_wrong_name_fails(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    owner, reader = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+    replace_once(infra / "app" / "rbac.bicep", f"'{owner}')", f"'{reader}')")
+
+    result = run_check(infra)
+
+    assert result.returncode != 0, result.stdout
+    assert f"role storageBlobDataOwner: id {reader} is not that role's ({owner})" in result.stdout
+
+
 def test_storage_shared_key_access_fails(tmp_path: Path) -> None:
     infra = copy_infra(tmp_path)
     replace_once(infra / STORAGE, "allowSharedKeyAccess: false", "allowSharedKeyAccess: true")
