@@ -56,15 +56,6 @@ class EntityTooLarge(UnstorableEntity):
 Refused = Callable[[Mapping[str, Any], str], None]
 
 
-def _unencodable(value: str) -> int | None:
-    """The position of the first character UTF-8 cannot encode (a lone surrogate), or None."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return exc.start
-    return None
-
-
 def _value_size(value: Any) -> int:
     if isinstance(value, str):
         return 4 + len(value.encode("utf-16-le"))
@@ -97,14 +88,16 @@ def prepare_entity(table: str, entity: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, Decimal):
             value = str(value)
-        if isinstance(value, str) and (position := _unencodable(value)) is not None:
+        try:
+            value_bytes = _value_size(value) - 4  # UTF-16, as the service counts; a lone surrogate cannot encode
+        except UnicodeEncodeError as exc:
             raise UnstorableEntity(
-                f"property {name!r} holds text that cannot be encoded (a lone surrogate at character {position})"
-            )
-        if _value_size(value) - 4 > MAX_PROPERTY_BYTES:
+                f"property {name!r} holds text that cannot be encoded (a lone surrogate at character {exc.start})"
+            ) from None
+        if value_bytes > MAX_PROPERTY_BYTES:
             raise EntityTooLarge(
                 f"property {name!r} of entity ({entity.get('PartitionKey')!r}, {entity.get('RowKey')!r}) "
-                f"in table {table} is {_value_size(value) - 4} bytes; Table Storage allows {MAX_PROPERTY_BYTES}"
+                f"in table {table} is {value_bytes} bytes; Table Storage allows {MAX_PROPERTY_BYTES}"
             )
         prepared[name] = value
     if len(prepared) - 2 > MAX_PROPERTIES:
