@@ -8,6 +8,7 @@ relationship, the subscription kind, which data is stored for it and where to re
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +17,7 @@ from shared import jsonutil
 from shared.api import continuation, params, queries, rendering
 from shared.api.errors import CODE_NOT_COVERED, CODE_SUBSCRIPTION_NOT_FOUND, ApiError, no_relationship, not_found
 from shared.table_store import TableStore, written_at
-from shared.tables import Relationship, SubscriptionKind
+from shared.tables import Relationship, SubscriptionKind, subscription_key
 
 SERVICE_ATTRIBUTES = "serviceAttributes"
 LISTING = "customers"
@@ -55,9 +56,23 @@ def customer_attributes(row: Mapping[str, Any], *, billing_months: list[str] | N
     return attributes
 
 
-def subscription_attributes(store: TableStore, row: Mapping[str, Any], relationship: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Stored:
+    """What is stored for a customer's subscriptions, by subscription key: read once for all of them."""
+
+    billing_periods: Mapping[str, list[str]]
+    utilization_through: Mapping[str, str]
+
+    @classmethod
+    def of(cls, store: TableStore, customer_id: str) -> Stored:
+        """Two queries, whatever the number of subscriptions."""
+        return cls(queries.billing_periods(store, customer_id), queries.utilization_through(store, customer_id))
+
+
+def subscription_attributes(row: Mapping[str, Any], relationship: str, stored: Stored) -> dict[str, Any]:
     """A subscription's kind, which of this service's data covers it, what is stored and where to read it."""
     customer_id, subscription_id = row["customerId"], row["subscriptionId"]
+    key = subscription_key(customer_id, subscription_id)
     kind = row.get("kind", str(SubscriptionKind.OTHER))
     path = subscription_path(customer_id, subscription_id)
     summary_covered = kind in (SubscriptionKind.LEGACY, SubscriptionKind.AZURE_PLAN)
@@ -67,14 +82,12 @@ def subscription_attributes(store: TableStore, row: Mapping[str, Any], relations
         "relationship": relationship,
         "usageSummary": {
             "covered": summary_covered,
-            "billingPeriods": queries.billing_periods(store, customer_id, subscription_id) if summary_covered else [],
+            "billingPeriods": stored.billing_periods.get(key, []) if summary_covered else [],
             "link": rendering.link(path + "/usagesummary") if summary_covered else None,
         },
         "utilization": {
             "covered": utilization_covered,
-            "storedThrough": queries.utilization_through(store, customer_id, subscription_id)
-            if utilization_covered
-            else None,
+            "storedThrough": stored.utilization_through.get(key) if utilization_covered else None,
             "link": rendering.link(path + "/utilizations/azure") if utilization_covered else None,
         },
     }
@@ -123,7 +136,8 @@ def subscriptions(store: TableStore, customer_id: str) -> Answer:
     if relationship == Relationship.FORBIDDEN:
         raise no_relationship(customer_id)
     rows = queries.subscriptions_of(store, customer_id)
-    raws = [with_attributes(sub["raw"], subscription_attributes(store, sub, relationship)) for sub in rows]
+    stored = Stored.of(store, customer_id)
+    raws = [with_attributes(sub["raw"], subscription_attributes(sub, relationship, stored)) for sub in rows]
     body = rendering.collection(raws, {"self": rendering.link(customer_path(customer_id) + "/subscriptions")})
     return body, queries.newest([written_at(row), *(written_at(sub) for sub in rows)])
 
@@ -139,7 +153,8 @@ def subscription(store: TableStore, customer_id: str, subscription_id: str) -> A
         raise not_found(
             f"Subscription {subscription_id} is not known for customer {customer_id}.", CODE_SUBSCRIPTION_NOT_FOUND
         )
-    body = with_attributes(row["raw"], subscription_attributes(store, row, relationship)).encode("utf-8")
+    attributes = subscription_attributes(row, relationship, Stored.of(store, customer_id))
+    body = with_attributes(row["raw"], attributes).encode("utf-8")
     return body, written_at(row)
 
 

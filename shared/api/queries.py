@@ -165,13 +165,34 @@ def billing_months(store: TableStore, customer_id: str) -> list[str]:
     return sorted({row["PartitionKey"] for row in rows})
 
 
-def billing_periods(store: TableStore, customer_id: str, subscription_id: str) -> list[str]:
-    """The start dates (``YYYY-MM-DD``) of the billing periods whose usage summary is stored."""
-    rows = store.partition(USAGE_SUMMARIES, subscription_key(customer_id, subscription_id), select=["RowKey"])
-    return sorted(period for row in rows if (period := period_start(row["RowKey"])) is not None)
+def _of_customer(customer_id: str) -> dict[str, str]:
+    """Key bounds of every subscription key of a customer (``{customer}|...``; a part never holds a raw ``|``)."""
+    prefix = customer_key(customer_id) + "|"
+    return {"low": prefix, "high": prefix[:-1] + "}"}  # "}" is the character after "|"
 
 
-def utilization_through(store: TableStore, customer_id: str, subscription_id: str) -> str | None:
-    """How far the stored utilization reaches (the end of the last window fully stored), or None."""
-    row = store.get(SYNC_STATE, UTILIZATION_STATE, subscription_key(customer_id, subscription_id))
-    return None if row is None else row.get("doneThrough")
+def billing_periods(store: TableStore, customer_id: str) -> dict[str, list[str]]:
+    """By subscription key, the start dates (``YYYY-MM-DD``) of the billing periods whose summary is stored."""
+    rows = store.query(
+        USAGE_SUMMARIES,
+        "PartitionKey ge @low and PartitionKey lt @high",
+        _of_customer(customer_id),
+        select=["PartitionKey", "RowKey"],
+    )
+    periods: dict[str, list[str]] = {}
+    for row in rows:
+        period = period_start(row["RowKey"])
+        if period is not None:
+            periods.setdefault(row["PartitionKey"], []).append(period)
+    return {key: sorted(found) for key, found in periods.items()}
+
+
+def utilization_through(store: TableStore, customer_id: str) -> dict[str, str]:
+    """By subscription key, how far the stored utilization reaches (the end of the last window fully stored)."""
+    rows = store.query(
+        SYNC_STATE,
+        "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+        {"pk": UTILIZATION_STATE, **_of_customer(customer_id)},
+        select=["RowKey", "doneThrough"],
+    )
+    return {row["RowKey"]: row["doneThrough"] for row in rows if row.get("doneThrough")}
