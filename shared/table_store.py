@@ -82,7 +82,13 @@ def prepare_entity(table: str, entity: Mapping[str, Any]) -> dict[str, Any]:
 
     Checked: text UTF-8 cannot encode (a lone surrogate), each property's 64 KiB, 252 properties, 1 MiB.
     """
+    return sized_entity(table, entity)[0]
+
+
+def sized_entity(table: str, entity: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """``prepare_entity`` and the entity's stored size (``entity_size``), summed in the same single pass."""
     prepared: dict[str, Any] = {}
+    size = 4
     for name, value in entity.items():
         if value is None:
             continue
@@ -100,15 +106,18 @@ def prepare_entity(table: str, entity: Mapping[str, Any]) -> dict[str, Any]:
                 f"in table {table} is {value_bytes} bytes; Table Storage allows {MAX_PROPERTY_BYTES}"
             )
         prepared[name] = value
+        if name in ("PartitionKey", "RowKey"):
+            size += value_bytes
+        else:
+            size += 8 + 2 * len(name) + value_bytes + 4  # names are ASCII: two UTF-16 bytes a character
     if len(prepared) - 2 > MAX_PROPERTIES:
         raise EntityTooLarge(f"entity in table {table} has {len(prepared) - 2} properties; the limit is 252")
-    size = entity_size(prepared)
     if size > MAX_ENTITY_BYTES:
         raise EntityTooLarge(
             f"entity ({entity.get('PartitionKey')!r}, {entity.get('RowKey')!r}) in table {table} is {size} bytes; "
             f"Table Storage allows {MAX_ENTITY_BYTES}"
         )
-    return prepared
+    return prepared, size
 
 
 def written_at(entity: Mapping[str, Any]) -> datetime | None:
@@ -297,36 +306,39 @@ class BatchWriter:
         self._name = name
         self._full_name = store.table_name(name)
         self._table = store.table(name)
-        self._pending: dict[str, list[dict[str, Any]]] = {}
+        # Per partition, the rows waiting by RowKey (with their sizes): a repeated RowKey is found in O(1).
+        self._pending: dict[str, dict[str, tuple[dict[str, Any], int]]] = {}
         self._bytes: dict[str, int] = {}
+        self._count = 0
         self.written = 0
         self.failed = False  # a batch could not be sent: its rows are gone from the buffer
 
     def add(self, entity: Mapping[str, Any]) -> None:
         """Queue one upsert; sends its partition's batch first if this row would not fit."""
-        prepared = prepare_entity(self._full_name, entity)
-        pk = prepared["PartitionKey"]
-        size = entity_size(prepared)
-        batch = self._pending.setdefault(pk, [])
+        prepared, size = sized_entity(self._full_name, entity)
+        pk, row_key = prepared["PartitionKey"], prepared["RowKey"]
+        batch = self._pending.setdefault(pk, {})
         if batch and (len(batch) >= MAX_BATCH_OPERATIONS or self._bytes[pk] + size > MAX_BATCH_BYTES):
             self._send(pk)
-            batch = self._pending.setdefault(pk, [])
-        earlier = next((e for e in batch if e["RowKey"] == prepared["RowKey"]), None)
+            batch = self._pending.setdefault(pk, {})
+        earlier = batch.pop(row_key, None)
         if earlier is not None:
             # One transaction may touch a row once: fold the two as two upserts in a row would (the later
             # row wins whole when replacing; its properties win one by one when merging).
-            batch.remove(earlier)
+            earlier_row, earlier_size = earlier
+            self._bytes[pk] -= earlier_size
+            self._count -= 1
             if self._mode == UpdateMode.MERGE:
-                prepared = {**earlier, **prepared}
+                prepared = {**earlier_row, **prepared}
                 size = entity_size(prepared)
-            self._bytes[pk] = sum(entity_size(e) for e in batch)
-        batch.append(prepared)
+        batch[row_key] = (prepared, size)
         self._bytes[pk] = self._bytes.get(pk, 0) + size
+        self._count += 1
 
     @property
     def pending(self) -> int:
         """Rows buffered and not sent yet."""
-        return sum(len(batch) for batch in self._pending.values())
+        return self._count
 
     def flush(self) -> int:
         """Send everything still buffered; returns the rows this writer has written in all."""
@@ -335,8 +347,9 @@ class BatchWriter:
         return self.written
 
     def _send(self, pk: str) -> None:
-        batch = self._pending.pop(pk, [])
+        batch = [row for row, _ in self._pending.pop(pk, {}).values()]
         self._bytes.pop(pk, None)
+        self._count -= len(batch)
         if batch:
             try:
                 self.written += self._submit(batch)

@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 
 from shared.keys import encode_part, make_key
-from shared.table_store import MAX_PROPERTY_BYTES, EntityTooLarge
+from shared.table_store import MAX_PROPERTY_BYTES, EntityTooLarge, entity_size, sized_entity
 
 
 def test_upsert_groups_rows_by_partition_into_transactions_of_at_most_100(store):
@@ -114,3 +114,16 @@ def test_a_writer_fed_a_few_rows_at_a_time_still_sends_full_transactions(store):
     assert writer.flush() == 250
     assert store.stats.transactions == 3
     assert len(list(store.partition("Things", "sub"))) == 250
+
+
+@pytest.mark.parametrize(
+    "entity",
+    [
+        {"PartitionKey": "p", "RowKey": "r"},
+        {"PartitionKey": "pé|x", "RowKey": "r😀", "raw": "{}", "flag": True, "count": 7, "big": 2**40},
+        {"PartitionKey": "p", "RowKey": "r", "money": Decimal("120.5682999999995904716"), "gone": None, "b": b"\x00"},
+    ],
+)
+def test_the_size_summed_while_preparing_is_the_published_formula(entity):
+    prepared, size = sized_entity("t", entity)
+    assert size == entity_size(prepared)
