@@ -70,24 +70,29 @@ def _is_time_key(value: Any) -> bool:
     return True
 
 
+def _payload(token: str, fields: set[str], invalid: Exception) -> dict[str, Any]:
+    """The JSON object inside a token of this API's version with exactly ``fields``; ``invalid`` otherwise."""
+    token = token.strip()
+    if not token or len(token) > MAX_TOKEN_CHARS or not _TOKEN_CHARS.fullmatch(token):
+        raise invalid
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii"))
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    if not isinstance(payload, dict) or set(payload) != fields or type(payload["v"]) is not int:
+        raise invalid
+    if payload["v"] != VERSION:
+        raise invalid
+    return payload
+
+
 def decode(token: str, *, customer_id: str, subscription_id: str) -> UtilizationQuery:
     """The query a token continues; 404 for anything this API did not write for this subscription."""
     invalid = not_found(
         "The continuation token names no page of this subscription's utilization (it was not written by this "
         "API for this request, or is damaged); start again from page 1."
     )
-    token = token.strip()
-    if not token or len(token) > MAX_TOKEN_CHARS or not _TOKEN_CHARS.fullmatch(token):
-        raise invalid
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        payload = json.loads(raw.decode("ascii"))
-    except (binascii.Error, ValueError):
-        raise invalid from None
-    if not isinstance(payload, dict) or set(payload) != _FIELDS or type(payload["v"]) is not int:
-        raise invalid
-    if payload["v"] != VERSION:
-        raise invalid
+    payload = _payload(token, _FIELDS, invalid)
     start, end, size, details, last = payload["st"], payload["en"], payload["n"], payload["d"], payload["k"]
     if (
         payload["c"] != customer_id
@@ -122,15 +127,7 @@ def encode_listing(resource: str, size: int, last_row_key: str) -> str:
 def decode_listing(token: str, resource: str) -> tuple[int, str]:
     """(size, last key) of a listing token; 404 for a token this API did not write for this listing."""
     invalid = not_found(f"The continuation token names no page of {resource}; start again from page 1.")
-    token = token.strip()
-    if not token or len(token) > MAX_TOKEN_CHARS or not _TOKEN_CHARS.fullmatch(token):
-        raise invalid
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii"))
-    except (binascii.Error, ValueError):
-        raise invalid from None
-    if not isinstance(payload, dict) or set(payload) != {"v", "r", "n", "k"} or payload.get("v") != VERSION:
-        raise invalid
+    payload = _payload(token, {"v", "r", "n", "k"}, invalid)
     size, last = payload["n"], payload["k"]
     if payload["r"] != resource or type(size) is not int or not 1 <= size <= MAX_PAGE_SIZE:
         raise invalid

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from shared import jsonutil
 from shared.api import continuation, params, queries, rendering
@@ -32,22 +31,12 @@ def with_attributes(raw: str, attributes: Mapping[str, Any]) -> str:
     return jsonutil.dumps(record)
 
 
-def customer_path(customer_id: str) -> str:
-    """``customers/{id}``, relative to ``/api/v1/``."""
-    return f"customers/{quote(customer_id)}"
-
-
-def subscription_path(customer_id: str, subscription_id: str) -> str:
-    """``customers/{c}/subscriptions/{s}``, relative to ``/api/v1/``."""
-    return f"{customer_path(customer_id)}/subscriptions/{quote(subscription_id)}"
-
-
 def customer_attributes(row: Mapping[str, Any], *, billing_months: list[str] | None = None) -> dict[str, Any]:
     """What this service knows of a customer beyond its record."""
     attributes: dict[str, Any] = {
         "relationship": row.get("relationship", str(Relationship.OK)),
         "subscriptionsListedAt": row.get("subscriptionsListedAt"),
-        "links": {"subscriptions": rendering.link(customer_path(row["customerId"]) + "/subscriptions")},
+        "links": {"subscriptions": rendering.link(rendering.customer_path(row["customerId"]) + "/subscriptions")},
     }
     if row.get("errorCode"):
         attributes["errorCode"] = row["errorCode"]
@@ -74,7 +63,7 @@ def subscription_attributes(row: Mapping[str, Any], relationship: str, stored: S
     customer_id, subscription_id = row["customerId"], row["subscriptionId"]
     key = subscription_key(customer_id, subscription_id)
     kind = row.get("kind", str(SubscriptionKind.OTHER))
-    path = subscription_path(customer_id, subscription_id)
+    path = rendering.subscription_path(customer_id, subscription_id)
     summary_covered = kind in (SubscriptionKind.LEGACY, SubscriptionKind.AZURE_PLAN)
     utilization_covered = kind == SubscriptionKind.LEGACY
     return {
@@ -98,6 +87,15 @@ def _customer_or_404(store: TableStore, customer_id: str) -> dict[str, Any]:
     if row is None:
         raise not_found(f"Customer {customer_id} is not known to this service.")
     return row
+
+
+def _readable_customer(store: TableStore, customer_id: str) -> tuple[dict[str, Any], str]:
+    """A known customer whose subscriptions may be read, and its relationship; 404 unknown, 403/20002 forbidden."""
+    row = _customer_or_404(store, customer_id)
+    relationship = str(row.get("relationship", Relationship.OK))
+    if relationship == Relationship.FORBIDDEN:
+        raise no_relationship(customer_id)
+    return row, relationship
 
 
 Answer = tuple[bytes, datetime | None]  # the body, and when its newest row was written
@@ -131,23 +129,17 @@ def customer(store: TableStore, customer_id: str) -> Answer:
 
 def subscriptions(store: TableStore, customer_id: str) -> Answer:
     """A customer's subscriptions; 403/20002 for a customer the partner has no relationship with."""
-    row = _customer_or_404(store, customer_id)
-    relationship = row.get("relationship", str(Relationship.OK))
-    if relationship == Relationship.FORBIDDEN:
-        raise no_relationship(customer_id)
+    customer_row, relationship = _readable_customer(store, customer_id)
     rows = queries.subscriptions_of(store, customer_id)
     stored = Stored.of(store, customer_id)
     raws = [with_attributes(sub["raw"], subscription_attributes(sub, relationship, stored)) for sub in rows]
-    body = rendering.collection(raws, {"self": rendering.link(customer_path(customer_id) + "/subscriptions")})
-    return body, queries.newest([written_at(row), *(written_at(sub) for sub in rows)])
+    body = rendering.collection(raws, {"self": rendering.link(rendering.customer_path(customer_id) + "/subscriptions")})
+    return body, queries.newest([written_at(customer_row), *(written_at(sub) for sub in rows)])
 
 
 def subscription(store: TableStore, customer_id: str, subscription_id: str) -> Answer:
     """One subscription's record with what this service stores for it."""
-    customer_row = _customer_or_404(store, customer_id)
-    relationship = customer_row.get("relationship", str(Relationship.OK))
-    if relationship == Relationship.FORBIDDEN:
-        raise no_relationship(customer_id)
+    _, relationship = _readable_customer(store, customer_id)
     row = queries.subscription_row(store, customer_id, subscription_id)
     if row is None:
         raise not_found(
@@ -167,7 +159,7 @@ def coverage_error(store: TableStore, customer_id: str, subscription_id: str, ro
     if row is None:
         return None
     kind = row.get("kind", str(SubscriptionKind.OTHER))
-    path = "/api/v1/" + subscription_path(customer_id, subscription_id)
+    path = "/api/v1/" + rendering.subscription_path(customer_id, subscription_id)
     if route == "utilization" and kind != SubscriptionKind.LEGACY:
         if kind == SubscriptionKind.AZURE_PLAN:
             pointer = f"its spend is in {path}/usagesummary"
@@ -185,7 +177,7 @@ def coverage_error(store: TableStore, customer_id: str, subscription_id: str, ro
             CODE_NOT_COVERED,
             f"Subscription {subscription_id} is {_kind_text(kind)} (offer {row.get('offerId') or 'unknown'}): it has "
             "no Azure usage, so Partner Center has no usage summary for it. Azure subscriptions of the customer "
-            f"are listed at /api/v1/{customer_path(customer_id)}/subscriptions.",
+            f"are listed at /api/v1/{rendering.customer_path(customer_id)}/subscriptions.",
         )
     return None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,12 +56,7 @@ class UtilizationPage:
 
 
 def utilization_page(store: TableStore, query: UtilizationQuery) -> UtilizationPage:
-    """Up to ``query.size`` rows in usage-time order, read as one service page whenever the service allows.
-
-    The service page size is the API page size, so a full page costs one request; the service's own
-    continuation tells whether more rows follow, so no extra row is read to find out. A short service page
-    (the service may stop early) is topped up from the next one.
-    """
+    """Up to ``query.size`` rows in usage-time order (``bounded_page``)."""
     parameters: dict[str, Any] = {
         "pk": subscription_key(query.customer_id, query.subscription_id),
         "end": query.end_key,
@@ -72,15 +67,33 @@ def utilization_page(store: TableStore, query: UtilizationQuery) -> UtilizationP
     else:
         query_filter = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @end"
         parameters["after"] = query.after
-    rows: list[tuple[str, str]] = []
-    stamps: list[datetime | None] = []
-    for page in store.query_pages(UTILIZATION, query_filter, parameters, select=_RAW, page_size=query.size):
+    entities, more = bounded_page(store, UTILIZATION, query_filter, parameters, size=query.size, select=_RAW)
+    rows = [(entity["RowKey"], entity["raw"]) for entity in entities]
+    return UtilizationPage(rows, more, newest(written_at(entity) for entity in entities))
+
+
+def bounded_page(
+    store: TableStore,
+    table: str,
+    query_filter: str,
+    parameters: Mapping[str, Any],
+    *,
+    size: int,
+    select: list[str] | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``size`` entities, read as one service page whenever the service allows, and whether more follow.
+
+    The service page size is the API page size, so a full page costs one request; the service's own
+    continuation tells whether more rows follow, so no extra row is read to find out. A short service page
+    (the service may stop early) is topped up from the next one.
+    """
+    entities: list[dict[str, Any]] = []
+    for page in store.query_pages(table, query_filter, parameters, select=select, page_size=size):
         for taken, entity in enumerate(page.entities, start=1):
-            rows.append((entity["RowKey"], entity["raw"]))
-            stamps.append(written_at(entity))
-            if len(rows) == query.size:
-                return UtilizationPage(rows, taken < len(page.entities) or page.more, newest(stamps))
-    return UtilizationPage(rows, False, newest(stamps))
+            entities.append(entity)
+            if len(entities) == size:
+                return entities, taken < len(page.entities) or page.more
+    return entities, False
 
 
 def newest(stamps: Iterable[datetime | None]) -> datetime | None:
@@ -130,13 +143,7 @@ def customers_page(store: TableStore, *, after: str | None, size: int) -> tuple[
     """Up to ``size`` customers after the RowKey ``after``, in key order, and whether more follow."""
     query_filter = "PartitionKey eq @pk" + ("" if after is None else " and RowKey gt @after")
     parameters = {"pk": CUSTOMER_PARTITION, **({} if after is None else {"after": after})}
-    rows: list[dict[str, Any]] = []
-    for page in store.query_pages(CUSTOMERS, query_filter, parameters, page_size=size):
-        for taken, entity in enumerate(page.entities, start=1):
-            rows.append(entity)
-            if len(rows) == size:
-                return rows, taken < len(page.entities) or page.more
-    return rows, False
+    return bounded_page(store, CUSTOMERS, query_filter, parameters, size=size)
 
 
 def customer_relationships(store: TableStore) -> dict[str, str]:

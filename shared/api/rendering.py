@@ -41,9 +41,19 @@ def usage_records_uri(month: str | None) -> str:
     return "/customers/usagerecords" + (f"?billing_month={month}" if month else "")
 
 
+def customer_path(customer_id: str) -> str:
+    """``customers/{id}``, relative to ``/v1/``."""
+    return f"customers/{quote(customer_id)}"
+
+
+def subscription_path(customer_id: str, subscription_id: str) -> str:
+    """``customers/{c}/subscriptions/{s}``, relative to ``/v1/``."""
+    return f"{customer_path(customer_id)}/subscriptions/{quote(subscription_id)}"
+
+
 def utilization_path(customer_id: str, subscription_id: str) -> str:
     """The utilization path relative to ``/v1/``."""
-    return f"customers/{quote(customer_id)}/subscriptions/{quote(subscription_id)}/utilizations/azure"
+    return subscription_path(customer_id, subscription_id) + "/utilizations/azure"
 
 
 def utilization_self_uri(customer_id: str, subscription_id: str, query: dict[str, str]) -> str:
