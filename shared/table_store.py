@@ -22,6 +22,7 @@ from azure.core.paging import PageIterator
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
 from shared.identity import azure_credential
+from shared.records import BadRecord
 from shared.retry import Action, Outcome, RetryPolicy
 from shared.settings import Settings, SettingsError
 
@@ -44,8 +45,10 @@ WRITE_RETRY = RetryPolicy(
 )
 
 
-class UnstorableEntity(ValueError):
-    """Table Storage would refuse this entity; raised before anything is sent. The message is the reason."""
+class UnstorableEntity(BadRecord):
+    """Table Storage would refuse this entity; raised before anything is sent. The message is the reason.
+
+    A BadRecord: a record whose row the store cannot hold is quarantined like one that cannot be mapped."""
 
 
 class EntityTooLarge(UnstorableEntity):

@@ -140,3 +140,11 @@ def test_routes_that_do_not_cover_a_subscription_say_so_and_point_to_the_one_tha
         known, sub_path() + "/utilizations/azure?start_time=2024-01-01T00:00:00Z&end_time=2025-01-01T00:00:00Z"
     )
     assert legacy.status == 200 and legacy.json()["totalCount"] == 1
+
+
+def test_an_empty_parameter_is_400_but_a_token_of_spaces_is_just_no_token(store):
+    _customer(store, CUSTOMERS[0])
+    assert get(store, "/api/v1/customers?continuation_token=").status == 400
+    assert get(store, "/api/v1/customers?continuation_token=%20%20").status == 200
+    assert get(store, "/api/v1/customers?seek_operation=Next&continuation_token=%20").status == 404
+    assert get(store, "/api/v1/customers?size=%20").status == 400

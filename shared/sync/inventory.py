@@ -187,7 +187,7 @@ def _list_subscriptions(
             for item in page.items:
                 try:
                     rows.append(store.check(SUBSCRIPTIONS, subscription_row(customer_id, item)))
-                except (BadRecord, UnstorableEntity) as exc:
+                except BadRecord as exc:  # unmappable, or a row the store cannot hold
                     run.quarantine(source=f"customers/{customer_id}/subscriptions", raw=item, reason=str(exc))
     except PartnerCenterError as exc:
         if not exc.is_no_relationship:

@@ -10,7 +10,7 @@ from shared.partner_center import PartnerCenterClient
 from shared.records import BadRecord
 from shared.settings import Settings
 from shared.sync.runs import SyncRun
-from shared.table_store import TableStore, UnstorableEntity
+from shared.table_store import TableStore
 from shared.tables import LATEST, USAGE_RECORDS, customer_key, usage_record_rows
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def sync_usage_records(
         for index, record in enumerate(page.items):
             try:
                 record_rows = [store.check(USAGE_RECORDS, row) for row in usage_record_rows(record, month)]
-            except (BadRecord, UnstorableEntity) as exc:
+            except BadRecord as exc:  # unmappable, or a row the store cannot hold
                 run.quarantine(source=f"usagerecords/page-{page.number}/item-{index}", raw=record, reason=str(exc))
                 if isinstance(record, Mapping) and isinstance(record.get("id"), str):
                     seen.add(customer_key(record["id"].strip()))  # keep its last good row

@@ -13,7 +13,7 @@ from shared.sync import inventory
 from shared.sync.each_subscription import Coverage, sync_each_subscription
 from shared.sync.runs import SyncRun
 from shared.sync.state import StateWriter
-from shared.table_store import TableStore, UnstorableEntity
+from shared.table_store import TableStore
 from shared.tables import USAGE_SUMMARIES, USAGE_SUMMARY_STATE, Subscription, SubscriptionKind, usage_summary_rows
 
 COVERAGE = Coverage(kinds=frozenset({SubscriptionKind.LEGACY, SubscriptionKind.AZURE_PLAN}))
@@ -32,7 +32,7 @@ def sync_usage_summaries(
                 store.check(USAGE_SUMMARIES, r)
                 for r in usage_summary_rows(sub.customer_id, sub.subscription_id, record)
             ]
-        except (BadRecord, UnstorableEntity) as exc:
+        except BadRecord as exc:  # unmappable, or a row the store cannot hold
             run.quarantine(source=f"{sub.customer_id}/{sub.subscription_id}/usagesummary", raw=record, reason=str(exc))
             return True
         run.add(rows=store.upsert(USAGE_SUMMARIES, rows, on_refused=run.quarantine_refused))

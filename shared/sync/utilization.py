@@ -20,7 +20,7 @@ from shared.sync import inventory
 from shared.sync.each_subscription import Coverage, sync_each_subscription
 from shared.sync.runs import SyncRun
 from shared.sync.state import StateWriter
-from shared.table_store import BatchWriter, TableStore, UnstorableEntity
+from shared.table_store import BatchWriter, TableStore
 from shared.tables import UTILIZATION, UTILIZATION_STATE, Subscription, SubscriptionKind, utilization_row
 from shared.timeutil import floor_to, parse_time, utc_text
 
@@ -87,7 +87,7 @@ def fetch_window(
                 if repeat:
                     row["RowKey"] += f"~{repeat}"
                 writer.add(row)  # checks what the service would refuse before queueing
-            except (BadRecord, UnstorableEntity) as exc:
+            except BadRecord as exc:  # unmappable, or a row the store cannot hold
                 source = f"{sub.customer_id}/{sub.subscription_id}/{utc_text(start)}/page-{page.number}/item-{index}"
                 run.quarantine(source=source, raw=record, reason=str(exc))
 
