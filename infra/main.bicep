@@ -11,8 +11,44 @@ targetScope = 'subscription'
 @maxLength(64)
 param environmentName string
 
-@description('Required. Azure region of all resources; it must offer the Flex Consumption plan.')
+// The regions that offer Flex Consumption, from infra/flex-consumption.json (its source and how complete it
+// is are there; scripts/parse_bicep.py fails when the two lists differ). azd offers only these when it asks.
+@description('Required. Azure region of all resources; it must offer the Flex Consumption plan (see infra/flex-consumption.json).')
 @minLength(1)
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'eastus2euap'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({
   azd: {
     type: 'location'
@@ -107,13 +143,12 @@ param partnerCenterTenantId string
 @description('Required. Application (client) id of the Partner Center app registration.')
 param partnerCenterClientId string
 
-@description('Optional. Application secret, written to Key Vault only when non-empty. Leave empty on later provisions.')
-@secure()
-param partnerCenterClientSecret string = ''
-
-@description('Optional. First refresh token, written to Key Vault only when non-empty. Leave empty after the first provision: the app rotates it.')
-@secure()
-param partnerCenterRefreshToken string = ''
+@description('Optional. Whether the refresh-token secret exists in the vault (the consent command, tools/consent.py, creates it). When true the app identity also gets Key Vault Secrets Officer on that one secret, so it can write each rotated token; a role assignment cannot be scoped to a secret that does not exist yet, so the first provision runs with false.')
+@allowed([
+  'true'
+  'false'
+])
+param refreshTokenSecretExists string = 'false'
 
 @description('Optional. Partner Center API base URL.')
 param partnerCenterBaseUrl string = 'https://api.partnercenter.microsoft.com'
@@ -187,6 +222,13 @@ param customerDenyList string = ''
 @description('Optional. Hours after which a function without a successful run reports unhealthy.')
 @minValue(1)
 param healthMaxAgeHours int = 26
+
+// ---------------------------------------------------------------------------------------------
+// Alerts
+// ---------------------------------------------------------------------------------------------
+
+@description('Optional. E-mail address the alerts are sent to. Empty deploys the alert rules without an action group: they fire in the portal (Monitor > Alerts) but notify nobody.')
+param alertEmail string = ''
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -263,10 +305,6 @@ module keyVault 'app/keyvault.bicep' = {
     name: names.keyVault
     location: location
     tags: tags
-    clientSecretName: clientSecretName
-    refreshTokenSecretName: refreshTokenSecretName
-    clientSecretValue: partnerCenterClientSecret
-    refreshTokenValue: partnerCenterRefreshToken
   }
 }
 
@@ -277,6 +315,8 @@ module rbac 'app/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     keyVaultName: keyVault.outputs.name
+    refreshTokenSecretName: refreshTokenSecretName
+    grantRefreshTokenWrite: refreshTokenSecretExists == 'true'
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: principalDataRoles == 'true' ? principalId : ''
     userPrincipalType: principalType
@@ -337,6 +377,19 @@ module api 'app/function.bicep' = {
   ]
 }
 
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    actionGroupName: '${abbrs.insightsActionGroups}${resourceToken}'
+    alertEmail: alertEmail
+    healthMaxAgeHours: healthMaxAgeHours
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Outputs (azd writes them to .azure/<env>/.env; the workflow and local tools read them)
 // ---------------------------------------------------------------------------------------------
@@ -349,6 +402,8 @@ output AZURE_FUNCTION_APP_URL string = 'https://${api.outputs.defaultHostName}'
 output AZURE_USER_ASSIGNED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_KEY_VAULT_URL string = keyVault.outputs.uri
+output PARTNER_CENTER_REFRESH_TOKEN_SECRET_NAME string = refreshTokenSecretName
+output PARTNER_CENTER_CLIENT_SECRET_NAME string = clientSecretName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output AZURE_STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint

@@ -10,7 +10,12 @@ counts a parse failure and still exits 0), and the parsed templates must agree w
 * loadJsonContent() files exist and parse, and `abbrs.<key>` names a key of abbreviations.json;
 * main.parameters.json sets only declared parameters and every parameter without a default;
 * app settings: none of the forbidden names appear as a key, and every setting the app reads
-  (the settings table of docs/architecture.md, with --settings-doc) is set somewhere.
+  (the settings table of docs/architecture.md, with --settings-doc) is set somewhere;
+* Flex Consumption (infra/flex-consumption.json): main.bicep allows exactly the listed regions for `location`;
+  no listed Flex-unsupported app setting is a key anywhere and no listed siteConfig property is set;
+* Key Vault: no template writes a secret (a provision must never replace the refresh token the app rotated);
+  the app identity reads the vault as Key Vault Secrets User and holds Key Vault Secrets Officer only on a
+  secret resource, never on the vault.
 
 Usage: python scripts/parse_bicep.py INFRA_DIR [--settings-doc docs/architecture.md]
 Exits 1 and prints one line per problem when anything is wrong.
@@ -41,19 +46,10 @@ FORBIDDEN_SETTINGS = {
     "AzureWebJobsStorage",
 }
 
-# What Flex Consumption rejects or ignores (Microsoft's Flex Consumption deprecations in the app settings
-# reference, and ARM's 400 code 51021 "site configuration properties ... for Flex Consumption sites is invalid"
-# for siteConfig.ftpsState). Setting one fails `azd up` while the function app is created.
-FLEX_UNSUPPORTED_SETTINGS = {
-    "FUNCTIONS_EXTENSION_VERSION",
-    "FUNCTIONS_WORKER_RUNTIME",
-    "WEBSITE_RUN_FROM_PACKAGE",
-    "WEBSITE_CONTENTSHARE",
-    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
-    "SCM_DO_BUILD_DURING_DEPLOYMENT",
-    "ENABLE_ORYX_BUILD",
-}
-FLEX_UNSUPPORTED_SITE_CONFIG = {"ftpsState"}
+# What Flex Consumption rejects or ignores: its regions, the app settings it deprecates and the siteConfig
+# properties it rejects (ARM 400, code 51021) live in infra/flex-consumption.json, each list with its source and
+# how complete it is. Setting one fails `azd up` while the function app is created, or is silently ignored.
+FLEX_FILE = "flex-consumption.json"
 
 # Built-in role definition ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles) by the
 # variable name the templates give them: a role id pasted under the wrong name grants the wrong rights silently.
@@ -272,16 +268,31 @@ class Checker:
                 elif BUILT_IN_ROLES[name] != role_id:
                     self.error(path, f"role {name}: id {role_id} is not that role's ({BUILT_IN_ROLES[name]})")
 
-    def check_settings(self, doc: Path | None) -> None:
+    def load_flex(self) -> dict[str, Any]:
+        """infra/flex-consumption.json, or {} (with a problem reported) when it is missing or malformed."""
+        path = self.infra / FLEX_FILE
+        try:
+            flex = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            self.errors.append(f"{self.infra.name}/{FLEX_FILE}: {exc}")
+            return {}
+        for section in ("regions", "appSettings", "siteConfig"):
+            entry = flex.get(section)
+            if not isinstance(entry, dict) or not entry.get("source") or not entry.get("values"):
+                self.errors.append(f"{self.infra.name}/{FLEX_FILE}: {section} needs a source and values")
+        return flex if isinstance(flex, dict) else {}
+
+    def check_settings(self, doc: Path | None, flex: dict[str, Any]) -> None:
         keys = self.setting_keys()
         for forbidden in sorted(FORBIDDEN_SETTINGS & keys):
             self.errors.append(f"{self.infra.name}: app setting {forbidden} must not be set in Azure")
-        for unsupported in sorted((FLEX_UNSUPPORTED_SETTINGS - FORBIDDEN_SETTINGS) & keys):
+        unsupported_settings = set((flex.get("appSettings") or {}).get("values") or ())
+        for unsupported in sorted((unsupported_settings - FORBIDDEN_SETTINGS) & keys):
             self.errors.append(f"{self.infra.name}: app setting {unsupported} is not supported on Flex Consumption")
-        for unsupported in sorted(FLEX_UNSUPPORTED_SITE_CONFIG & keys):
-            self.errors.append(
-                f"{self.infra.name}: siteConfig.{unsupported} is rejected by Flex Consumption (ARM 400, code 51021)"
-            )
+        rejected = set((flex.get("siteConfig") or {}).get("values") or ())
+        for path, name in self.site_config_properties():
+            if name in rejected:
+                self.error(path, f"siteConfig.{name} is rejected by Flex Consumption (ARM 400, code 51021)")
         if doc is None:
             return
         if not doc.exists():
@@ -292,6 +303,85 @@ class Checker:
             self.errors.append(f"{doc}: no settings table found")
         for missing in sorted(wanted - keys):
             self.errors.append(f"{self.infra.name}: app setting {missing} (docs settings table) is never set")
+
+    def site_config_properties(self) -> Iterator[tuple[Path, str]]:
+        """(file, property) for every key of every `siteConfig: {...}` object."""
+        for path, template in self.templates.items():
+            for node in walk(template):
+                site_config = node.get("siteConfig")
+                if isinstance(site_config, dict):
+                    yield from ((path, key) for key in site_config if isinstance(key, str))
+
+    def check_location(self, flex: dict[str, Any]) -> None:
+        """main.bicep's `location` allows exactly the Flex Consumption regions of flex-consumption.json."""
+        main = (self.infra / "main.bicep").resolve()
+        if main not in self.templates:
+            return
+        regions = set((flex.get("regions") or {}).get("values") or ())
+        location = (self.templates[main].get("parameters") or {}).get("location")
+        if location is None:
+            self.error(main, "param location is missing")
+            return
+        allowed = next(
+            (d.get("argument") for d in location.get("decorators") or [] if d.get("type") == "allowed"), None
+        )
+        if not isinstance(allowed, list):
+            self.error(main, f"param location: @allowed must list the Flex Consumption regions of {FLEX_FILE}")
+            return
+        for extra in sorted(set(allowed) - regions):
+            self.error(main, f"param location: {extra} is not a Flex Consumption region ({FLEX_FILE})")
+        for missing in sorted(regions - set(allowed)):
+            self.error(main, f"param location: @allowed misses the Flex Consumption region {missing} ({FLEX_FILE})")
+
+    def check_key_vault(self) -> None:
+        """No secret is written by a template; the app reads the vault and may write only a secret resource."""
+        granted: set[str] = set()
+        for path, template in self.templates.items():
+            resources = {name: resource_body(r) | {"_": r} for name, r in (template.get("resources") or {}).items()}
+            for name, body in resources.items():
+                resource = body["_"]
+                if resource.get("type") == "Microsoft.KeyVault/vaults/secrets" and not resource.get("existing"):
+                    self.error(
+                        path,
+                        f"resource {name}: templates must not write secrets (a provision would replace "
+                        "the refresh token the app rotated); reference them with `existing`",
+                    )
+            for name, body in resources.items():
+                if body["_"].get("type") != "Microsoft.Authorization/roleAssignments":
+                    continue
+                properties = body.get("properties") or {}
+                if properties.get("principalId") != "appPrincipalId":
+                    continue
+                role = properties.get("roleDefinitionId")
+                scope = body.get("scope")
+                scope_type = (
+                    resources[scope]["_"].get("type") if isinstance(scope, str) and scope in resources else None
+                )
+                if role == "keyVaultSecretsOfficer" and scope_type != "Microsoft.KeyVault/vaults/secrets":
+                    self.error(
+                        path,
+                        f"resource {name}: the app identity gets Key Vault Secrets Officer only on "
+                        "the refresh-token secret, not on the vault",
+                    )
+                if role in ("keyVaultSecretsOfficer", "keyVaultSecretsUser"):
+                    granted.add(f"{role} on {scope_type}")
+                if role == "keyVaultSecretsUser" and scope_type != "Microsoft.KeyVault/vaults":
+                    self.error(path, f"resource {name}: the app identity's Key Vault Secrets User belongs on the vault")
+
+        for wanted in (
+            "keyVaultSecretsUser on Microsoft.KeyVault/vaults",
+            "keyVaultSecretsOfficer on Microsoft.KeyVault/vaults/secrets",
+        ):
+            if wanted not in granted:
+                self.errors.append(f"{self.infra.name}: the app identity needs {wanted.replace(' on ', ' on a ')}")
+
+
+def resource_body(resource: dict[str, Any]) -> dict[str, Any]:
+    """A resource's { name, scope, properties, ... } object, unwrapping if/for wrappers."""
+    body = resource.get("config") or {}
+    while isinstance(body.get("config"), dict) and ("condition" in body or "loop_type" in body):
+        body = body["config"]
+    return dict(body)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,7 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     checker.check_json_content()
     checker.check_parameters_file()
     checker.check_role_ids()
-    checker.check_settings(options.settings_doc)
+    flex = checker.load_flex()
+    checker.check_settings(options.settings_doc, flex)
+    checker.check_location(flex)
+    checker.check_key_vault()
 
     for line in checker.errors:
         print(f"bicep: {line}")

@@ -11,6 +11,12 @@ param applicationInsightsName string
 @description('Required. Name of the key vault the secrets role is scoped to.')
 param keyVaultName string
 
+@description('Required. Name of the refresh-token secret the app identity may write.')
+param refreshTokenSecretName string
+
+@description('Optional. Whether the app identity gets Key Vault Secrets Officer on the refresh-token secret. The secret must exist (the consent command creates it): a role assignment cannot be scoped to a missing resource.')
+param grantRefreshTokenWrite bool = false
+
 @description('Required. Principal (object) id of the user-assigned identity of the function app.')
 param appPrincipalId string
 
@@ -31,6 +37,7 @@ var storageQueueDataContributor = subscriptionResourceId('Microsoft.Authorizatio
 var storageTableDataContributor = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
 var monitoringMetricsPublisher = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '3913510d-42f4-4e42-8a64-420c390055eb')
 var keyVaultSecretsOfficer = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7')
+var keyVaultSecretsUser = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '4633458b-17de-408a-b874-0445c86b69e6')
 
 // Blob Data Owner: the host's leases and timer checkpoints, and the Flex deployment package.
 // Queue Data Contributor: the host's internal queues. Table Data Contributor: the usage tables.
@@ -50,6 +57,12 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
+}
+
+// Only referenced, never deployed: the consent command creates it, the app adds its versions.
+resource refreshTokenSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
+  parent: vault
+  name: refreshTokenSecretName
 }
 
 resource appStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in storageRoles: {
@@ -73,11 +86,24 @@ resource appMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01
   }
 }
 
-// Officer rather than User: the app writes every rotated refresh token back as a new version.
-// Scoped to the vault because the secret may not exist yet when this is deployed.
-resource appSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, appPrincipalId, keyVaultSecretsOfficer)
+// Read: the Key Vault references (client secret, refresh token) and the app's own load of the token.
+resource appSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, appPrincipalId, keyVaultSecretsUser)
   scope: vault
+  properties: {
+    roleDefinitionId: keyVaultSecretsUser
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Write, on the refresh-token secret alone: the app stores every rotated token as a new version and can
+// change nothing else in the vault. Added by the provision that follows the first consent (docs/deploy.md);
+// until then a rotated token stays in memory and the run fails loudly (RefreshTokenNotSaved). Once made,
+// a later provision with grantRefreshTokenWrite false leaves it in place (incremental deployment).
+resource appRefreshTokenWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantRefreshTokenWrite) {
+  name: guid(refreshTokenSecret.id, appPrincipalId, keyVaultSecretsOfficer)
+  scope: refreshTokenSecret
   properties: {
     roleDefinitionId: keyVaultSecretsOfficer
     principalId: appPrincipalId

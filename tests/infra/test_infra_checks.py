@@ -6,6 +6,7 @@ about a minute; each later run takes seconds. Each broken copy is checked once, 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -101,3 +102,70 @@ def test_storage_shared_key_access_fails(tmp_path: Path) -> None:
     assert result.returncode != 0, result.stdout
     assert "checkov" in failed_steps(result)
     assert "FAILED CKV_PCU_1 Microsoft.Storage/storageAccounts.storage" in result.stdout
+
+
+FLEX = json.loads((ROOT / "infra" / "flex-consumption.json").read_text(encoding="utf-8"))
+
+
+def test_the_flex_lists_name_their_source() -> None:
+    for section in ("regions", "appSettings", "siteConfig"):
+        assert FLEX[section]["source"].strip(), section
+        assert FLEX[section]["completeness"].strip(), section
+        assert FLEX[section]["values"], section
+
+
+def test_a_location_outside_the_flex_regions_fails(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    # A region without Flex Consumption (China North 3 is sovereign; Flex is absent there) added to @allowed.
+    replace_once(infra / "main.bicep", "  'westus3'\n])\n@metadata", "  'westus3'\n  'chinanorth3'\n])\n@metadata")
+
+    result = run_check(infra)
+
+    assert result.returncode != 0, result.stdout
+    assert "param location: chinanorth3 is not a Flex Consumption region" in result.stdout
+
+
+def test_every_listed_flex_unsupported_setting_and_site_config_property_fails(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    settings = "".join(f"  {name}: 'x'\n" for name in FLEX["appSettings"]["values"])
+    replace_once(infra / FUNCTION, "  KEY_VAULT_URL: keyVaultUri\n", "  KEY_VAULT_URL: keyVaultUri\n" + settings)
+    site_config = "".join(f"      {name}: 'x'\n" for name in FLEX["siteConfig"]["values"])
+    replace_once(infra / FUNCTION, "      http20Enabled: true\n", "      http20Enabled: true\n" + site_config)
+
+    result = run_check(infra)
+
+    assert result.returncode != 0, result.stdout
+    assert "bicep parse" in failed_steps(result)
+    for name in FLEX["appSettings"]["values"]:
+        assert f"app setting {name} " in result.stdout, name
+    for name in FLEX["siteConfig"]["values"]:
+        assert f"siteConfig.{name} is rejected by Flex Consumption" in result.stdout, name
+
+
+def test_a_template_that_writes_a_secret_fails(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    secret = (
+        "\nresource seeded 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {\n"
+        "  parent: vault\n  name: 'partner-center-refresh-token'\n"
+        "  properties: {\n    value: 'stale'\n    contentType: 'text/plain'\n  }\n}\n"
+    )
+    replace_once(infra / "app" / "keyvault.bicep", "\noutput name string", secret + "\noutput name string")
+
+    result = run_check(infra)
+
+    assert result.returncode != 0, result.stdout
+    assert "resource seeded: templates must not write secrets" in result.stdout
+
+
+def test_secrets_officer_for_the_app_on_the_whole_vault_fails(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    replace_once(
+        infra / "app" / "rbac.bicep",
+        "  scope: refreshTokenSecret\n",
+        "  scope: vault\n",
+    )
+
+    result = run_check(infra)
+
+    assert result.returncode != 0, result.stdout
+    assert "resource appRefreshTokenWriter: the app identity gets Key Vault Secrets Officer only on" in result.stdout
