@@ -1,0 +1,1 @@
+"""Operator tools run from a workstation, never deployed (``.funcignore`` keeps ``tools/`` out of the package)."""
