@@ -1,4 +1,7 @@
-"""Start and stop the Azurite table emulator from node_modules (tests, local runs, benchmarks)."""
+"""Start and stop the Azurite table and blob emulators from node_modules (tests, local runs, benchmarks).
+
+The blob service holds the simulated Graph billing export's files; the app itself never writes blobs.
+"""
 
 from __future__ import annotations
 
@@ -48,15 +51,56 @@ class Azurite:
         )
 
 
-def azurite_binary() -> str:
-    """The azurite-table launcher installed by ``npm ci``."""
-    local = REPO_ROOT / "node_modules" / ".bin" / "azurite-table"
+@dataclass(frozen=True)
+class AzuriteBlob:
+    """A running Azurite blob service."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def endpoint(self) -> str:
+        """The blob endpoint URL (account included, as Azurite addresses it)."""
+        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        """A connection string for the blob service."""
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint={self.endpoint};"
+        )
+
+
+def azurite_binary(service: str = "table") -> str:
+    """The azurite-table (or azurite-blob) launcher installed by ``npm ci``."""
+    name = f"azurite-{service}"
+    local = REPO_ROOT / "node_modules" / ".bin" / name
     if local.exists():
         return str(local)
-    found = shutil.which("azurite-table")
+    found = shutil.which(name)
     if found:
         return found
-    raise FileNotFoundError("azurite-table not found: run `npm ci` in the repository (make does it for you)")
+    raise FileNotFoundError(f"{name} not found: run `npm ci` in the repository (make does it for you)")
+
+
+@contextlib.contextmanager
+def running_azurite_blob(*, data_dir: Path | None = None, port: int | None = None) -> Iterator[AzuriteBlob]:
+    """Run Azurite's blob service on a free loopback port; in memory unless ``data_dir`` is given."""
+    port = port or free_port()
+    args = [azurite_binary("blob"), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--disableTelemetry"]
+    args += ["--skipApiVersionCheck", "--loose"]
+    if data_dir is None:
+        args.append("--inMemoryPersistence")
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        args += ["--location", str(data_dir)]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_port(port, process)
+        yield AzuriteBlob(port=port, process=process)
+    finally:
+        stop(process)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from azure.data.tables import TableServiceClient
 
-from devhost.azurite import Azurite, running_azurite
+from devhost.azurite import Azurite, AzuriteBlob, running_azurite, running_azurite_blob
 from tests.stores import CountingStore, drop_tables
 
 
@@ -16,6 +16,13 @@ from tests.stores import CountingStore, drop_tables
 def azurite() -> Iterator[Azurite]:
     """Azurite's table service on a free loopback port, in memory, for the whole session."""
     with running_azurite() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def azurite_blob() -> Iterator[AzuriteBlob]:
+    """Azurite's blob service (the simulated Graph billing export's files), in memory, for the whole session."""
+    with running_azurite_blob() as emulator:
         yield emulator
 
 

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--blob-connection-string", default=None, help="Azurite blob service for the Graph billing export's files"
+    )
     for f in dataclasses.fields(WorldConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.name == "now":
@@ -40,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     """Serve until SIGINT or SIGTERM."""
     args = vars(build_parser().parse_args(argv))
     host, port, latency = args.pop("host"), args.pop("port"), args.pop("latency_ms")
-    sim = Simulator(world=WorldConfig(**args), latency_ms=latency, host=host, port=port)
+    blobs = args.pop("blob_connection_string")
+    sim = Simulator(world=WorldConfig(**args), latency_ms=latency, host=host, port=port, blob_connection_string=blobs)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -12,8 +12,10 @@ from typing import Any
 
 PC_RESOURCE = "https://api.partnercenter.microsoft.com"
 PC_DEFAULT_SCOPE = f"{PC_RESOURCE}/.default"
+GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
 APP_USER = "app+user"
 APP_ONLY = "app"
+APP_GRAPH = "graph"  # an app-only token for Microsoft Graph: wrong audience for Partner Center, and vice versa
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class TokenStore:
         if tenant.lower() != creds.tenant_id.lower():
             return 400, aad_error("invalid_request", 90002, f"Tenant '{tenant}' not found.")
         grant = form.get("grant_type", "")
-        if grant not in ("refresh_token", "client_credentials"):
+        if grant not in ("refresh_token", "client_credentials", "authorization_code"):
             return 400, aad_error("unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
         if form.get("client_id", "").lower() != creds.client_id.lower():
             return 400, aad_error(
@@ -107,16 +109,20 @@ class TokenStore:
             )
         if form.get("client_secret") != creds.client_secret:
             return 401, aad_error("invalid_client", 7000215, "Invalid client secret provided.")
+        if grant == "authorization_code":  # the partner admin's consent (devhost/simulator/consent.py)
+            from devhost.simulator.consent import redeem
+
+            return redeem(self, form)
         scope = form.get("scope", "")
         if grant == "client_credentials":
             if not scope:
                 return 400, aad_error(
                     "invalid_request", 900144, "The request body must contain the following parameter: 'scope'."
                 )
-            if scope.strip() != PC_DEFAULT_SCOPE:
+            if scope.strip() not in (PC_DEFAULT_SCOPE, GRAPH_DEFAULT_SCOPE):
                 return 400, aad_error("invalid_scope", 1002012, f"The provided value for scope {scope} is not valid.")
             body = {"token_type": "Bearer", "expires_in": self.lifetime_s, "ext_expires_in": self.lifetime_s}
-            body["access_token"] = self._issue_access(APP_ONLY)
+            body["access_token"] = self._issue_access(APP_GRAPH if scope.strip() == GRAPH_DEFAULT_SCOPE else APP_ONLY)
             return 200, body
         if scope and PC_RESOURCE not in scope:
             return 400, aad_error("invalid_scope", 70011, f"The provided value for scope {scope} is not valid.")

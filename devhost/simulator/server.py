@@ -21,9 +21,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from devhost.simulator import wire
-from devhost.simulator.auth import APP_USER, Credentials, TokenStore
+from devhost.simulator import consent, wire
+from devhost.simulator.auth import APP_GRAPH, APP_USER, Credentials, TokenStore
 from devhost.simulator.faults import Fault, FaultSet
+from devhost.simulator.graph import GraphExports
+from devhost.simulator.graph import error_reply as graph_error
 from devhost.simulator.world import UtilizationQuery, World, WorldConfig, epoch_us, stable_guid
 
 log = logging.getLogger("devhost.simulator")
@@ -79,6 +81,7 @@ class _Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     drop: bool = False
     pc: bool = True  # echo MS-RequestId/MS-CorrelationId/MS-CV
+    cut_at: int | None = None  # send this many bytes of the body (with the full Content-Length), then drop
 
 
 def _json(status: int, obj: Any, *, bom: bool = True, headers: list[tuple[str, str]] | None = None) -> _Response:
@@ -110,6 +113,17 @@ def _route(path: str) -> tuple[str, dict[str, str]]:
     low = [s.lower() for s in seg]
     if len(seg) == 4 and low[1:] == ["oauth2", "v2.0", "token"]:
         return "token", {"tenant": seg[0]}
+    if (consent_route := consent.route(seg)) is not None:  # OpenID discovery and authorize (tools/consent.py)
+        return consent_route
+    if low[:1] == ["blobs"]:
+        return "graph_blob", {}
+    if low[:5] == ["graph", "v1.0", "reports", "partners", "billing"]:
+        rest = low[5:]
+        if rest in (["usage", "unbilled", "export"], ["usage", "billed", "export"]):
+            return "graph_export", {"kind": rest[1]}
+        if len(rest) == 2 and rest[0] in ("operations", "manifests"):
+            return f"graph_{rest[0][:-1]}", {"id": seg[6]}
+        return "graph_unknown", {}
     if not low or low[0] != "v1" or len(low) < 2 or low[1] != "customers":
         return "unknown", {}
     if len(seg) == 2:
@@ -239,6 +253,15 @@ class _Handler(BaseHTTPRequestHandler):
         if response.status != 204:
             self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
+        if response.cut_at is not None:  # a connection reset mid-body, as a flaky network does
+            self.wfile.write(response.body[: response.cut_at])
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         if response.body and response.status != 204 and self.command != "HEAD":
             self.wfile.write(response.body)
 
@@ -254,6 +277,7 @@ class Simulator:
         port: int = 0,
         *,
         max_recorded: int = 100_000,
+        blob_connection_string: str | None = None,
     ) -> None:
         self.config = world or WorldConfig()
         self.world = World(self.config)
@@ -268,6 +292,8 @@ class Simulator:
             self.config.token_lifetime_s,
         )
         self.faults = FaultSet()
+        # The Graph billing export; its blobs go to the Azurite blob service of ``blob_connection_string``.
+        self.graph = GraphExports(self.world, lambda: self.base_url, blob_connection_string)
         self.requests: list[RecordedRequest] = []
         self.max_recorded = max_recorded
         self._host, self._port = host, port
@@ -343,7 +369,14 @@ class Simulator:
             "PARTNER_CENTER_CLIENT_ID": self.client_id,
             "PARTNER_CENTER_CLIENT_SECRET": self.client_secret,
             "PARTNER_CENTER_REFRESH_TOKEN": self.initial_refresh_token,
+            "GRAPH_BASE_URL": self.graph_base_url,
+            "GRAPH_AUTHORITY": self.authority,
         }
+
+    @property
+    def graph_base_url(self) -> str:
+        """Microsoft Graph base URL; the billing export is f"{graph_base_url}/v1.0/reports/partners/billing"."""
+        return f"{self.base_url}/graph"
 
     def set_latency(self, ms: float) -> None:
         """Delay every API response (not admin) by `ms` milliseconds from now on."""
@@ -439,6 +472,10 @@ class Simulator:
             elif path == "/_sim/tokens/revoke" and method == "POST":
                 self.revoke_refresh_tokens()
                 return ok({"revoked": True})
+            elif path == "/_sim/graph":
+                if method == "POST":
+                    return ok(self.graph.configure(dict(payload or {})))
+                return ok(self.graph.state())
             elif path == "/_sim/info" and method == "GET":
                 return ok({**self.info(), "now": self.world.now().isoformat()})
         except (TypeError, ValueError, AttributeError) as exc:
@@ -498,12 +535,17 @@ class Simulator:
             form = {k: v[0] for k, v in parse_qs(request.body, keep_blank_values=True).items()}
             status, body = self.tokens.exchange(params["tenant"], form)
             return _json(status, body, bom=False, headers=[("Cache-Control", "no-store, no-cache")])
+        if route in consent.ROUTES:
+            reply = consent.answer(self.tokens, route, params, request.query, request.headers)
+            return _Response(reply.status, reply.body, reply.headers, pc=False)
+        if route.startswith("graph_"):
+            return self._graph(route, params, request)
         if route == "unknown":
             return _pc_error(404, wire.pc_error(404, "The requested resource was not found"))
         if request.method not in ("GET", "HEAD"):
             return _pc_error(405, wire.pc_error("MethodNotAllowed", f"{request.method} is not supported here"))
         kind = self.tokens.kind_of(request.headers.get("Authorization"))
-        if kind is None:
+        if kind is None or kind == APP_GRAPH:  # a Graph token is the wrong audience here
             return _pc_error(401, wire.MISSING_TOKEN, [("WWW-Authenticate", "Bearer")])
         if route in ("usagerecords", "usagesummary") and kind != APP_USER:
             return _pc_error(403, wire.APP_USER_REQUIRED)
@@ -537,6 +579,31 @@ class Simulator:
         if sub.kind != "legacy":
             return _pc_error(404, wire.SUBSCRIPTION_NOT_FOUND)
         return self._utilizations(request, customer.id, sub.id)
+
+    def _graph(self, route: str, params: dict[str, str], request: RecordedRequest) -> _Response:
+        """The Graph billing export (devhost.simulator.graph); blobs read through the simulator when cut."""
+        if route == "graph_blob":
+            reply = self.graph.blob_through(request.path, dict(request.headers))
+        elif self.tokens.kind_of(request.headers.get("Authorization")) != APP_GRAPH:
+            reply = graph_error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
+        elif route == "graph_export" and request.method == "POST":
+            reply = self.graph.start(params["kind"], request.body)
+        elif route == "graph_operation" and request.method == "GET":
+            reply = self.graph.operation(params["id"])
+        elif route == "graph_manifest" and request.method == "GET":
+            reply = self.graph.manifest(params["id"])
+        else:
+            reply = graph_error(404, "UnknownError", f"No route {request.method} {request.url_path}")
+        headers = [("request-id", str(uuid.uuid4())), *reply.headers]
+        if reply.raw is not None:
+            response = _Response(reply.status, reply.raw, [("Content-Type", "application/octet-stream"), *headers])
+            response.cut_at = reply.cut_at
+        elif reply.body is None:
+            response = _Response(reply.status, b"", headers)
+        else:
+            response = _json(reply.status, reply.body, bom=False, headers=headers)
+        response.pc = False
+        return response
 
     @staticmethod
     def _collection(items: list[Any], self_uri: str) -> dict[str, Any]:

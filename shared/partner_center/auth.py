@@ -94,7 +94,10 @@ class _CachedToken:
 
 
 class TokenProvider:
-    """Issues cached access tokens, refreshing shortly before expiry. Thread-safe."""
+    """Issues cached access tokens, refreshing shortly before expiry. Thread-safe.
+
+    ``scope`` is Partner Center's by default; the Graph billing client uses one for Graph (app-only).
+    """
 
     def __init__(
         self,
@@ -111,7 +114,9 @@ class TokenProvider:
         retry: RetryPolicy = TOKEN_RETRY,
         expiry_margin: float = 300.0,
         timeout: float = 30.0,
+        scope: str = PARTNER_CENTER_SCOPE,
     ) -> None:
+        self._scope = scope
         self._token_url = f"{authority.rstrip('/')}/{tenant_id}/oauth2/v2.0/token"
         self._client_id = client_id
         self._client_secret = client_secret
@@ -192,7 +197,7 @@ class TokenProvider:
             **form,
             "client_id": self._client_id,
             "client_secret": self._client_secret,
-            "scope": PARTNER_CENTER_SCOPE,
+            "scope": self._scope,
         }
         grant = form["grant_type"]
         state = self._retry.start()

@@ -1,0 +1,1 @@
+"""Microsoft Graph partner billing: the rated-usage export (client, operations, manifests, blobs)."""
