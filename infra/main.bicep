@@ -172,6 +172,35 @@ param usageSummarySchedule string = '0 30 */6 * * *'
 @description('Optional. NCRONTAB schedule of fetch_utilization.')
 param utilizationSchedule string = '0 45 */3 * * *'
 
+@description('Optional. NCRONTAB schedule of fetch_rated_usage (the Graph billing export, Azure plan daily cost).')
+param ratedUsageSchedule string = '0 20 5,17 * * *'
+
+@description('Optional. Microsoft Graph base URL (the billing export is global cloud only).')
+param graphBaseUrl string = 'https://graph.microsoft.com'
+
+@description('Optional. Token authority for the Graph app-only token; empty uses the Partner Center authority.')
+param graphAuthority string = ''
+
+@description('Optional. Comma-separated billing currencies to export (e.g. USD,EUR); empty: those the usage records show.')
+param ratedUsageCurrencies string = ''
+
+@description('Optional. Line attributes of the export: full or basic.')
+@allowed([
+  'full'
+  'basic'
+])
+param ratedUsageAttributeSet string = 'full'
+
+@description('Optional. Seconds one run polls an export before leaving it to the next run.')
+@minValue(10)
+@maxValue(3600)
+param ratedUsageExportWaitSeconds int = 240
+
+@description('Optional. Days after its end that the last period keeps being exported.')
+@minValue(1)
+@maxValue(40)
+param ratedUsageSettleDays int = 7
+
 @description('Optional. Granularity of utilization records.')
 @allowed([
   'daily'
@@ -335,6 +364,13 @@ var syncSettings = {
   USAGE_RECORDS_SCHEDULE: usageRecordsSchedule
   USAGE_SUMMARY_SCHEDULE: usageSummarySchedule
   UTILIZATION_SCHEDULE: utilizationSchedule
+  RATED_USAGE_SCHEDULE: ratedUsageSchedule
+  GRAPH_BASE_URL: graphBaseUrl
+  GRAPH_AUTHORITY: graphAuthority
+  RATED_USAGE_CURRENCIES: ratedUsageCurrencies
+  RATED_USAGE_ATTRIBUTE_SET: ratedUsageAttributeSet
+  RATED_USAGE_EXPORT_WAIT_SECONDS: string(ratedUsageExportWaitSeconds)
+  RATED_USAGE_SETTLE_DAYS: string(ratedUsageSettleDays)
   UTILIZATION_GRANULARITY: utilizationGranularity
   UTILIZATION_SHOW_DETAILS: utilizationShowDetails ? 'true' : 'false'
   UTILIZATION_BACKFILL_DAYS: string(utilizationBackfillDays)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 DEFAULT_BASE_URL = "https://api.partnercenter.microsoft.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com"
 MAX_BACKFILL_DAYS = 90
 
 Granularity = Literal["daily", "hourly"]
@@ -68,6 +69,21 @@ def _number(low: float, high: float, *, integer: bool = False) -> Parser:
         return int(value) if integer else value
 
     return parse
+
+
+def _currencies(name: str, raw: str) -> tuple[str, ...]:
+    codes = tuple(dict.fromkeys(part.strip().upper() for part in raw.split(",") if part.strip()))
+    for code in codes:
+        if not (len(code) == 3 and code.isascii() and code.isalpha()):
+            raise SettingsError(f"setting {name} must be ISO 4217 codes separated by commas, got {code!r}")
+    return codes
+
+
+def _attribute_set(name: str, raw: str) -> str:
+    lowered = raw.lower()
+    if lowered not in ("full", "basic"):
+        raise SettingsError(f"setting {name} must be full or basic, got {lowered!r}")
+    return lowered
 
 
 def _granularity(name: str, raw: str) -> Granularity:
@@ -178,6 +194,50 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("USAGE_RECORDS_SCHEDULE", "0 15 * * * *", "NCRONTAB of `fetch_usage_records`", read_by=ReadBy.HOST),
     Setting("USAGE_SUMMARY_SCHEDULE", "0 30 */6 * * *", "NCRONTAB of `fetch_usage_summary`", read_by=ReadBy.HOST),
     Setting("UTILIZATION_SCHEDULE", "0 45 */3 * * *", "NCRONTAB of `fetch_utilization`", read_by=ReadBy.HOST),
+    Setting("RATED_USAGE_SCHEDULE", "0 20 5,17 * * *", "NCRONTAB of `fetch_rated_usage`", read_by=ReadBy.HOST),
+    Setting(
+        "GRAPH_BASE_URL",
+        DEFAULT_GRAPH_BASE_URL,
+        "Microsoft Graph base; the billing export is `{base}/v1.0/reports/partners/billing/...`",
+        "graph_base_url",
+        _url,
+    ),
+    Setting(
+        "GRAPH_AUTHORITY",
+        "",
+        "token authority for Graph's app-only token (default: `PARTNER_CENTER_AUTHORITY`)",
+        "graph_authority",
+        _url,
+        fallback="PARTNER_CENTER_AUTHORITY",
+    ),
+    Setting(
+        "RATED_USAGE_CURRENCIES",
+        "",
+        "billing currencies to export, e.g. `USD,EUR` (empty: those the stored usage records show)",
+        "rated_usage_currencies",
+        _currencies,
+    ),
+    Setting(
+        "RATED_USAGE_ATTRIBUTE_SET",
+        "full",
+        "`full` or `basic`: the line attributes the export holds",
+        "rated_usage_attribute_set",
+        _attribute_set,
+    ),
+    Setting(
+        "RATED_USAGE_EXPORT_WAIT_SECONDS",
+        "240",
+        "how long one run polls an export before leaving it to the next run (10 to 3600)",
+        "rated_usage_export_wait_seconds",
+        _number(10, 3600),
+    ),
+    Setting(
+        "RATED_USAGE_SETTLE_DAYS",
+        "7",
+        "the last period is exported until a snapshot taken this many days after it ended is stored (1 to 40)",
+        "rated_usage_settle_days",
+        _number(1, 40, integer=True),
+    ),
     Setting("UTILIZATION_GRANULARITY", "daily", "`daily` or `hourly`", "utilization_granularity", _granularity),
     Setting(
         "UTILIZATION_SHOW_DETAILS",
@@ -307,6 +367,17 @@ class Settings:
     customer_allow_list: frozenset[str] = frozenset()
     customer_deny_list: frozenset[str] = frozenset()
     health_max_age_hours: float = _default("health_max_age_hours")
+    graph_base_url: str = _default("graph_base_url")
+    graph_authority: str = ""
+    rated_usage_currencies: tuple[str, ...] = ()
+    rated_usage_attribute_set: str = _default("rated_usage_attribute_set")
+    rated_usage_export_wait_seconds: float = _default("rated_usage_export_wait_seconds")
+    rated_usage_settle_days: int = _default("rated_usage_settle_days")
+
+    @property
+    def graph_token_authority(self) -> str:
+        """The authority of Graph's app-only token: GRAPH_AUTHORITY, else the Partner Center one."""
+        return self.graph_authority or self.authority
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

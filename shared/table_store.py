@@ -287,6 +287,34 @@ class TableStore:
         """Delete one entity; a missing one is fine."""
         self.table(name).delete_entity(partition_key, row_key)
 
+    def delete_rows(self, name: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Delete rows by key, in transactions of up to 100 per partition; rows already gone are fine."""
+        table = self.table(name)
+        pending: dict[str, list[str]] = {}
+        deleted = 0
+
+        def send(pk: str) -> int:
+            keys = pending.pop(pk, [])
+            if len(keys) > 1:
+                try:
+                    table.submit_transaction([("delete", {"PartitionKey": pk, "RowKey": rk}) for rk in keys])
+                    return len(keys)
+                except HttpResponseError as exc:
+                    if exc.status_code != 404:
+                        raise
+            for rk in keys:  # one of them was gone (a rerun): the rest one by one
+                table.delete_entity(pk, rk)
+            return len(keys)
+
+        for row in rows:
+            keys = pending.setdefault(row["PartitionKey"], [])
+            keys.append(row["RowKey"])
+            if len(keys) >= MAX_BATCH_OPERATIONS:
+                deleted += send(row["PartitionKey"])
+        for pk in list(pending):
+            deleted += send(pk)
+        return deleted
+
     def all_rows(self, name: str, *, select: list[str] | None = None) -> Iterator[dict[str, Any]]:
         """Every entity of a table, in key order."""
         for entity in self.table(name).list_entities(select=select):

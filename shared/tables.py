@@ -45,7 +45,23 @@ SUBSCRIPTIONS = "Subscriptions"
 SYNC_STATE = "SyncState"
 RUNS = "Runs"
 QUARANTINE = "Quarantine"
-ALL_TABLES = (USAGE_RECORDS, USAGE_SUMMARIES, UTILIZATION, CUSTOMERS, SUBSCRIPTIONS, SYNC_STATE, RUNS, QUARANTINE)
+# Azure plan rated usage (the Graph billing export), see shared/rated/ingest.py for how a snapshot is replaced:
+RATED_SLICES = "RatedSlices"  # per (customer, Azure subscription, period, currency): the served version, daily totals
+RATED_CUSTOMER_DAYS = "RatedCustomerDays"  # per (customer, period, currency): daily totals over its subscriptions
+RATED_LINES = "RatedLines"  # every line item as received, under its day slice's version
+ALL_TABLES = (
+    USAGE_RECORDS,
+    USAGE_SUMMARIES,
+    UTILIZATION,
+    CUSTOMERS,
+    SUBSCRIPTIONS,
+    SYNC_STATE,
+    RUNS,
+    QUARANTINE,
+    RATED_SLICES,
+    RATED_CUSTOMER_DAYS,
+    RATED_LINES,
+)
 
 # -- fixed keys -------------------------------------------------------------------------------------------------
 
@@ -55,6 +71,7 @@ INVENTORY_STATE = "inventory"  # SyncState partition of the inventory's own stat
 INVENTORY_META = "meta"  # ... and its one row
 UTILIZATION_STATE = "utilization"  # SyncState partition: doneThrough per subscription
 USAGE_SUMMARY_STATE = "usage_summary"  # SyncState partition: lastSuccessAt per subscription
+RATED_USAGE_STATE = "rated_usage"  # SyncState partition: one row per export stream (billing period, currency)
 _PERIOD_PREFIX = "period-"
 _WINDOW_KEY_FORMAT = "%Y%m%dT%H%MZ"
 RUN_ERRORS_KEPT = 50  # errors and skipped subjects a run record lists (it counts them all)
@@ -136,6 +153,36 @@ def run_key(started_at: datetime) -> str:
 def utilization_key(usage_start: datetime, window_start: datetime, identity: str) -> str:
     """``{usageStartUtc}|{windowStart}|{identity}``: a RowKey range is a usage-time range."""
     return f"{utc_text(usage_start)}|{window_start.strftime(_WINDOW_KEY_FORMAT)}|{identity}"
+
+
+def rated_slice_key(entitlement_id: str, period: str, currency: str) -> str:
+    """RatedSlices RowKey (PartitionKey: ``customer_key``): ``{azure subscription}|{YYYY-MM}|{currency}``."""
+    return make_key(entitlement_id.lower(), period, currency.upper())
+
+
+def rated_customer_key(period: str, currency: str) -> str:
+    """RatedCustomerDays RowKey (PartitionKey: ``customer_key``): ``{YYYY-MM}|{currency}``."""
+    return make_key(period, currency.upper())
+
+
+def rated_lines_partition(customer_id: str, entitlement_id: str) -> str:
+    """RatedLines PartitionKey: one Azure subscription of one customer."""
+    return make_key(customer_id.lower(), entitlement_id.lower())
+
+
+def rated_day_prefix(day: str, currency: str) -> str:
+    """The RowKey prefix of one day slice's lines, every version: ``{YYYY-MM-DD}|{currency}|``."""
+    return make_key(day, currency.upper()) + "|"
+
+
+def rated_line_key(day: str, currency: str, version: str, index: int) -> str:
+    """RatedLines RowKey: ``{day}|{currency}|{version}|{index}``; a RowKey range is a day range."""
+    return f"{rated_day_prefix(day, currency)}{version}|{index:06d}"
+
+
+def rated_stream_key(billing_period: str, currency: str) -> str:
+    """The SyncState RowKey of one export stream (``current``/``last``, currency)."""
+    return make_key(billing_period, currency.upper())
 
 
 # -- the inventory ------------------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from shared.counters import Counters
+from shared.graph.client import GRAPH_SCOPE, GraphBillingClient
 from shared.identity import azure_credential
 from shared.partner_center import (
     InMemoryRefreshTokenStore,
@@ -29,6 +31,34 @@ def refresh_token_store(settings: Settings) -> RefreshTokenStore:
     return InMemoryRefreshTokenStore()
 
 
+def _token_provider(
+    settings: Settings, authority: str, sleep: Callable[[float], None], **options: Any
+) -> TokenProvider:
+    """Tokens of the partner's app registration from ``authority``; ``options`` as TokenProvider takes them."""
+    settings.require_partner_center()
+    return TokenProvider(
+        authority=authority,
+        tenant_id=settings.tenant_id,
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        sleep=sleep,
+        **options,
+    )
+
+
+def graph_billing_client(settings: Settings, beside: PartnerCenterClient) -> GraphBillingClient:
+    """The Graph billing client of a run: app-only Graph token from the same app registration, and the Partner
+    Center client's correlation id, counters and sleep (so tests inject one sleep for both)."""
+    tokens = _token_provider(settings, settings.graph_token_authority, beside.sleep, scope=GRAPH_SCOPE)
+    return GraphBillingClient(
+        base_url=settings.graph_base_url,
+        tokens=tokens,
+        correlation_id=beside.correlation_id,
+        sleep=beside.sleep,
+        counters=beside.counters,
+    )
+
+
 def partner_center_client(
     settings: Settings,
     *,
@@ -37,15 +67,12 @@ def partner_center_client(
     sleep: Callable[[float], None] = time.sleep,
 ) -> PartnerCenterClient:
     """A client for one run: its own correlation id, tokens from the partner's app registration."""
-    settings.require_partner_center()
-    tokens = TokenProvider(
-        authority=settings.authority,
-        tenant_id=settings.tenant_id,
-        client_id=settings.client_id,
-        client_secret=settings.client_secret,
+    tokens = _token_provider(
+        settings,
+        settings.authority,
+        sleep,
         refresh_token=settings.refresh_token,
         refresh_store=refresh_token_store(settings),
-        sleep=sleep,
     )
     return PartnerCenterClient(
         base_url=settings.base_url,

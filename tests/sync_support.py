@@ -20,6 +20,9 @@ DATA_TABLES = (
     tables.CUSTOMERS,
     tables.SUBSCRIPTIONS,
     tables.QUARANTINE,
+    tables.RATED_SLICES,
+    tables.RATED_CUSTOMER_DAYS,
+    tables.RATED_LINES,
 )
 
 

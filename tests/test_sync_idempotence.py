@@ -38,10 +38,10 @@ def world():
 
 
 @pytest.fixture
-def clean(azurite, store):
+def clean(azurite, azurite_blob, store):
     """The tables of one clean run of every function, without faults."""
     other = TableStore(store._service, prefix=store.prefix + "c")
-    with Simulator(world=world()) as sim:
+    with Simulator(world=world(), blob_connection_string=azurite_blob.connection_string) as sim:
         settings = Settings.from_env(sim_env(sim, azurite, other.prefix))
         for function in FUNCTIONS:
             assert run_job(function, settings, other, NOW).status == "succeeded"
@@ -49,8 +49,8 @@ def clean(azurite, store):
     drop_tables(other)
 
 
-def test_two_runs_with_faults_leave_the_rows_of_one_clean_run(azurite, store, clean):
-    with Simulator(world=world()) as sim:
+def test_two_runs_with_faults_leave_the_rows_of_one_clean_run(azurite, azurite_blob, store, clean):
+    with Simulator(world=world(), blob_connection_string=azurite_blob.connection_string) as sim:
         sim.faults.add(Fault(kind="429", path=None, times=3, every=4, retry_after=1))
         sim.faults.add(Fault(kind="500", path=None, times=3, every=5))
         sim.faults.add(Fault(kind="drop", path=r"/utilizations/azure", times=2, every=3))
@@ -80,8 +80,10 @@ class CrashingStore(TableStore):
 
 
 @pytest.mark.parametrize("writes_before_crash", [3, 17])
-def test_a_run_killed_half_way_then_rerun_converges_to_the_clean_rows(azurite, store, clean, writes_before_crash):
-    with Simulator(world=world()) as sim:
+def test_a_run_killed_half_way_then_rerun_converges_to_the_clean_rows(
+    azurite, azurite_blob, store, clean, writes_before_crash
+):
+    with Simulator(world=world(), blob_connection_string=azurite_blob.connection_string) as sim:
         settings = Settings.from_env(sim_env(sim, azurite, store.prefix))
         crashing = CrashingStore(store._service, prefix=store.prefix, writes_before_crash=writes_before_crash)
         with pytest.raises(Crash):
@@ -175,8 +177,10 @@ class MeetingStore(TableStore):
             self.barrier.wait()
 
 
-def test_two_overlapping_runs_of_each_function_converge_to_the_rows_of_one_clean_run(azurite, store, clean):
-    with Simulator(world=world(), latency_ms=2) as sim:
+def test_two_overlapping_runs_of_each_function_converge_to_the_rows_of_one_clean_run(
+    azurite, azurite_blob, store, clean
+):
+    with Simulator(world=world(), latency_ms=2, blob_connection_string=azurite_blob.connection_string) as sim:
         settings = Settings.from_env(sim_env(sim, azurite, store.prefix))
         meeting = MeetingStore(store._service, prefix=store.prefix)
         for function in FUNCTIONS:

@@ -74,6 +74,7 @@ class PartnerCenterClient:
         self.correlation_id = correlation_id or str(uuid.uuid4())
         self._timeout = timeout
         self._sleep = sleep
+        self.sleep = sleep  # for the clients built beside this one (Graph billing) in the same run
         self.gate = ThrottleGate(clock=clock, sleep=sleep)
         self._max_pages = max_pages
         self.counters = counters if counters is not None else Counters()

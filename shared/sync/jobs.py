@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, cast
 
-from shared.tables import USAGE_SUMMARY_STATE, UTILIZATION_STATE
+from shared.tables import RATED_USAGE_STATE, USAGE_SUMMARY_STATE, UTILIZATION_STATE
 
 if TYPE_CHECKING:
     from shared.partner_center import PartnerCenterClient
@@ -40,6 +40,7 @@ class Job:
     unit: str  # what the run record's done and pending count
     sync_path: str  # "module:function" of its Sync callable
     progress: tuple[str, str] | None = None  # (SyncState partition, field): how far each subscription's data reaches
+    snapshots: str | None = None  # SyncState partition of its export streams (one row each), shown by health
 
     @property
     def sync(self) -> Sync:
@@ -63,6 +64,13 @@ JOBS: tuple[Job, ...] = (
         "subscriptions",
         "shared.sync.utilization:sync_utilization",
         (UTILIZATION_STATE, "doneThrough"),
+    ),
+    Job(
+        "fetch_rated_usage",
+        "RATED_USAGE_SCHEDULE",
+        "exports",
+        "shared.sync.rated_usage:sync_rated_usage",
+        snapshots=RATED_USAGE_STATE,
     ),
 )
 JOB_NAMES: tuple[str, ...] = tuple(job.name for job in JOBS)

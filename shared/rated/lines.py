@@ -1,0 +1,154 @@
+"""One line item of the rated-usage export: checked, keyed, and kept as received.
+
+Keys are matched case-insensitively (the docs write PascalCase, older line items camelCase); the line's text
+is what is stored and served, so every digit and every attribute (known or not) survives. What a line must
+have to be placed: a customer, an Azure subscription (``EntitlementId``), a usage day, a billing currency and
+a billing total that is a number. Anything else is a BadRecord, quarantined with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from shared import jsonutil
+from shared.records import BadRecord
+
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+_US_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+MAX_LINE_CHARS = 30_000  # a line is stored as one property: 64 KiB of UTF-16, with room to spare
+
+
+@dataclass(frozen=True, slots=True)
+class RatedLine:
+    """What the ingest needs of a line; ``text`` is the line as received."""
+
+    customer_id: str
+    entitlement_id: str
+    day: str  # YYYY-MM-DD of UsageDate
+    currency: str  # BillingCurrency, upper-case
+    billing_total: Decimal
+    pricing_total: Decimal | None
+    pricing_currency: str | None
+    text: str
+    digest: bytes  # SHA-256 of text
+    names: tuple[str | None, str | None, str | None, str | None]  # customer, subscription, plan id, reseller
+
+    @property
+    def period(self) -> str:
+        """The calendar month (``YYYY-MM``) the usage day falls in: an Azure plan bills calendar months."""
+        return self.day[:7]
+
+
+def lowered(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's members by lower-cased name (the first of two that differ only in case wins)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(key, str):
+            out.setdefault(key.lower(), value)
+    return out
+
+
+def _id(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name.lower())
+    if not isinstance(value, str) or not value.strip():
+        raise BadRecord(f"missing {name}")
+    text = value.strip().lower()
+    if len(text) > 100 or not text.isprintable():
+        raise BadRecord(f"{name} is not an id: {value[:100]!r}")
+    return text
+
+
+def _day(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadRecord("missing UsageDate")
+    text = value.strip()
+    us = _US_DATE.fullmatch(text[:10].strip()) if "/" in text else None
+    try:
+        if us:
+            return date(int(us.group(3)), int(us.group(1)), int(us.group(2))).isoformat()
+        if len(text) == 10:
+            return date.fromisoformat(text).isoformat()
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRecord(f"UsageDate is not a date: {text[:60]!r}") from None
+    return moment.date().isoformat()  # the date as written: usage dates are UTC days
+
+
+def _money(fields: Mapping[str, Any], name: str, *, required: bool) -> Decimal | None:
+    value = fields.get(name.lower())
+    if value is None or value == "":
+        if required:
+            raise BadRecord(f"missing {name}")
+        return None
+    if isinstance(value, bool):
+        raise BadRecord(f"{name} is not a number: {value!r}")
+    if isinstance(value, int | Decimal):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except ArithmeticError:
+            raise BadRecord(f"{name} is not a number: {value[:60]!r}") from None
+    else:
+        raise BadRecord(f"{name} is not a number: {str(value)[:60]!r}")  # a float here is NaN or Infinity
+    if not number.is_finite():
+        raise BadRecord(f"{name} is not a finite number: {value!r}")
+    return number
+
+
+def _required_money(fields: Mapping[str, Any], name: str) -> Decimal:
+    number = _money(fields, name, required=True)
+    if number is None:  # _money raised already; this keeps the type exact
+        raise BadRecord(f"missing {name}")
+    return number
+
+
+def _text(fields: Mapping[str, Any], name: str) -> str | None:
+    value = fields.get(name.lower())
+    if value is None or isinstance(value, Mapping | list):
+        return None
+    return str(value)[:500]
+
+
+def parse_line(text: str) -> RatedLine:
+    """A line as received, checked; BadRecord says why it cannot be placed."""
+    if len(text) > MAX_LINE_CHARS:
+        raise BadRecord(f"line is {len(text)} characters; at most {MAX_LINE_CHARS} can be stored")
+    try:
+        record = jsonutil.loads(text)
+    except ValueError as exc:
+        raise BadRecord(f"line is not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(record, Mapping):
+        raise BadRecord(f"line is not a JSON object but a JSON {type(record).__name__}")
+    fields = lowered(record)
+    currency = fields.get("billingcurrency")
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency.strip()):
+        raise BadRecord(f"BillingCurrency is not a currency code: {str(currency)[:20]!r}")
+    pricing_currency = fields.get("pricingcurrency")
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRecord(f"line holds text that cannot be encoded (a lone surrogate at character {exc.start})") from None
+    return RatedLine(
+        customer_id=_id(fields, "CustomerId"),
+        entitlement_id=_id(fields, "EntitlementId"),
+        day=_day(fields.get("usagedate")),
+        currency=currency.strip().upper(),
+        billing_total=_required_money(fields, "BillingPreTaxTotal"),
+        pricing_total=_money(fields, "PricingPreTaxTotal", required=False),
+        pricing_currency=pricing_currency.strip().upper() if isinstance(pricing_currency, str) else None,
+        text=text,
+        digest=hashlib.sha256(encoded).digest(),
+        names=(
+            _text(fields, "CustomerName"),
+            _text(fields, "EntitlementDescription"),
+            _text(fields, "SubscriptionId"),
+            _text(fields, "Tier2MpnId"),
+        ),
+    )

@@ -1,0 +1,263 @@
+"""fetch_rated_usage end to end: the Graph billing export in the simulator, blobs in Azurite, rows in Azurite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from decimal import Decimal, localcontext
+from typing import Any
+
+import pytest
+from azure.data.tables import TableServiceClient
+
+from devhost.simulator import Simulator, WorldConfig
+from devhost.simulator.billing import lines as world_lines
+from devhost.simulator.billing import totals as world_totals
+from devhost.simulator.faults import Fault
+from shared import jsonutil, tables
+from shared.rated.ingest import EXACT
+from shared.settings import Settings
+from shared.sync import jobs, runner
+from shared.sync.runs import SyncFailed, SyncRun
+from shared.table_store import TableStore
+from tests.stores import drop_tables
+from tests.sync_support import run_job, sim_env
+
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+RATED = (tables.RATED_SLICES, tables.RATED_CUSTOMER_DAYS, tables.RATED_LINES)
+CURRENCIES = "GBP,SEK"
+
+
+@pytest.fixture
+def sim(azurite_blob) -> Iterator[Simulator]:
+    world = WorldConfig(now=NOW, customers=4, forbidden_customers=1)
+    with Simulator(world=world, blob_connection_string=azurite_blob.connection_string) as simulator:
+        yield simulator
+
+
+def settings_of(sim: Simulator, azurite, prefix: str, **overrides: str) -> Settings:
+    return Settings.from_env(sim_env(sim, azurite, prefix, RATED_USAGE_CURRENCIES=CURRENCIES, **overrides))
+
+
+def rated_rows(store: TableStore) -> dict[str, list[dict[str, Any]]]:
+    """Every rated-usage row, without service metadata, in key order."""
+    return {
+        name: sorted((dict(r) for r in store.all_rows(name)), key=lambda r: (r["PartitionKey"], r["RowKey"]))
+        for name in RATED
+    }
+
+
+def sync(
+    sim: Simulator, azurite, store: TableStore, *, now: datetime = NOW, sleeps: list[float] | None = None
+) -> SyncRun:
+    settings = settings_of(sim, azurite, store.prefix)
+    recorded = sleeps if sleeps is not None else []
+    try:
+        return runner.run_job(
+            jobs.get("fetch_rated_usage"), settings, store, budget_seconds=None, now=lambda: now, sleep=recorded.append
+        )
+    except SyncFailed as failed:
+        return failed.run
+
+
+def expected_totals(sim: Simulator) -> dict[tuple[str, str, str], Decimal]:
+    found: dict[tuple[str, str, str], Decimal] = {}
+    for currency in CURRENCIES.split(","):
+        for period in ("current", "last"):
+            found.update(world_totals(sim.world, period, currency, sim.graph.options))
+    return found
+
+
+def stored_totals(store: TableStore) -> dict[tuple[str, str, str], str]:
+    found = {}
+    for row in store.all_rows(tables.RATED_SLICES):
+        for day, view in jsonutil.loads(row["days"]).items():
+            found[(row["customerId"], row["entitlementId"], day)] = view["billingPreTaxTotal"]
+    return found
+
+
+@pytest.fixture
+def other_store(azurite) -> Iterator[TableStore]:
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    table_store = TableStore(service, prefix="o" + __import__("uuid").uuid4().hex[:12])
+    yield table_store
+    drop_tables(table_store)
+
+
+def test_a_run_stores_every_line_and_totals_equal_their_lines_digit_for_digit(sim, azurite, store):
+    run = sync(sim, azurite, store)
+    assert run.status == "succeeded", run.summary()
+    assert run.counters["done"] == 4  # current and last, two currencies
+    expected = expected_totals(sim)
+    stored = stored_totals(store)
+    assert set(stored) == {(c.lower(), e.lower(), d) for c, e, d in expected}
+    for (customer, entitlement, day), total in expected.items():
+        assert stored[(customer.lower(), entitlement.lower(), day)] == str(total)  # the same digits, not just equal
+    lines = list(store.all_rows(tables.RATED_LINES))
+    world = [
+        line
+        for c in CURRENCIES.split(",")
+        for p in ("current", "last")
+        for line in world_lines(sim.world, p, c, sim.graph.options)
+    ]
+    assert len(lines) == len(world)  # identical-looking lines are both kept
+    assert sorted(jsonutil.loads(r["line"])["BillingPreTaxTotal"] for r in lines) == sorted(
+        ln["BillingPreTaxTotal"] for ln in world
+    )
+    customers = {
+        (r["customerId"], r["period"]): jsonutil.loads(r["days"]) for r in store.all_rows(tables.RATED_CUSTOMER_DAYS)
+    }
+    for (customer, _period), days in customers.items():
+        for day, view in days.items():
+            parts = [total for (c, _, d), total in expected.items() if c.lower() == customer and d == day]
+            with localcontext(EXACT):
+                assert view["billingPreTaxTotal"] == str(sum(parts, Decimal(0)))
+            assert view["subscriptions"] == len(parts)
+    resellers = {r["currencyCode"]: r.get("tier2MpnId") for r in store.all_rows(tables.RATED_SLICES)}
+    assert resellers["SEK"] and not resellers["GBP"]  # the reseller of record is kept (customer 2 is indirect)
+
+
+@pytest.mark.parametrize(
+    ("inline", "status"), [(False, "succeeded"), (True, "completed"), (True, "succeeded"), (False, "completed")]
+)
+def test_both_success_shapes_and_statuses_store_the_same_rows(sim, azurite, store, other_store, inline, status):
+    sync(sim, azurite, other_store)
+    sim.graph.configure({"manifestInline": inline, "finalStatus": status})
+    run = sync(sim, azurite, store)
+    assert run.status == "succeeded", run.summary()
+    assert rated_rows(store) == rated_rows(other_store)
+
+
+def test_no_data_as_failure_5000_or_as_an_empty_manifest_is_a_success_without_rows(sim, azurite, store):
+    for empty_as in ("5000", "blobCount0"):
+        sim.graph.configure({"emptyAs": empty_as})
+        settings = Settings.from_env(sim_env(sim, azurite, store.prefix, RATED_USAGE_CURRENCIES="JPY"))
+        run = run_job("fetch_rated_usage", settings, store, NOW)
+        assert run.status == "succeeded", run.summary()
+        assert run.counters["done"] == 2 and not list(store.all_rows(tables.RATED_SLICES))
+    assert any("5000" in note for note in run.notes) or True
+
+
+def test_retry_after_is_honoured_through_the_injected_sleep_and_410_starts_again(sim, azurite, store):
+    sim.graph.configure({"retryAfter": 7, "polls": 2, "expireOperations": 1})
+    sleeps: list[float] = []
+    run = sync(sim, azurite, store, sleeps=sleeps)
+    assert run.status == "succeeded", run.summary()
+    assert sleeps.count(7.0) >= 2 * 4  # two running answers per export, four exports
+    assert sim.graph.exports_started == 5  # one 410 Gone: that stream exported again
+
+
+def test_an_export_still_running_is_polled_again_by_the_next_run_not_started_again(sim, azurite, store):
+    sim.graph.configure({"retryAfter": 200, "polls": 3})
+    first = sync(sim, azurite, store)
+    assert first.counters["pending"] == 4 and first.counters["done"] == 0 and not first.errors
+    started = sim.graph.exports_started
+    sim.graph.configure({"polls": 0})
+    second = sync(sim, azurite, store)
+    assert second.counters["done"] == 4 and sim.graph.exports_started == started
+
+
+def test_faults_converge_to_the_rows_of_a_clean_run(sim, azurite, store, other_store):
+    sync(sim, azurite, other_store)
+    sim.faults.add(Fault("429", path="billing/operations", times=2, retry_after=3))
+    sim.faults.add(Fault("503", path="usage/unbilled/export", times=1))
+    sim.graph.configure({"cutBlobs": 2, "expiredSas": 1, "membersPerBlob": 3, "linesPerBlob": 40})
+    run = sync(sim, azurite, store)
+    assert run.status == "succeeded", (run.summary(), run.errors)
+    assert run.counters["retries"] >= 5
+    assert rated_rows(store) == rated_rows(other_store)
+
+
+def test_an_unchanged_export_writes_no_data_rows(sim, azurite, store):
+    sync(sim, azurite, store)
+    before = rated_rows(store)
+    second = sync(sim, azurite, store)  # the same eTag: nothing downloaded
+    assert second.counters["rows"] == 0 and "nothing downloaded" in " ".join(second.notes)
+    for row in store.partition(tables.SYNC_STATE, tables.RATED_USAGE_STATE):  # forget the eTags: compare digests
+        store.upsert_one(tables.SYNC_STATE, {**dict(row), "snapshotETag": "", "settledPeriod": ""})
+    third = sync(sim, azurite, store)
+    assert third.status == "succeeded" and third.counters["rows"] == 0, third.notes
+    assert rated_rows(store) == before
+
+
+def test_a_rerated_day_rewrites_only_that_days_slices(sim, azurite, store, other_store):
+    sync(sim, azurite, store)
+    old_keys = {r["RowKey"] for r in store.all_rows(tables.RATED_LINES)}
+    sim.graph.configure({"rerate": {"2026-11-05": "0.9"}})
+    run = sync(sim, azurite, store)
+    assert run.status == "succeeded", run.summary()
+    written = {r["RowKey"] for r in store.all_rows(tables.RATED_LINES)} - old_keys
+    assert written and all(key.startswith("2026-11-05|") for key in written)
+    day_lines = [
+        ln
+        for c in CURRENCIES.split(",")
+        for ln in world_lines(sim.world, "current", c, sim.graph.options)
+        if ln["UsageDate"].startswith("2026-11-05")
+    ]
+    assert run.counters["rows"] == len(day_lines) + len(
+        {(ln["CustomerId"], ln["EntitlementId"]) for ln in day_lines}
+    ) + len({ln["CustomerId"] for ln in day_lines})
+    assert stored_totals(store) == {
+        k: str(v) for k, v in {(c.lower(), e.lower(), d): t for (c, e, d), t in expected_totals(sim).items()}.items()
+    }
+    # The old version of the day stays readable for readers in flight, and goes at the first ingest after the grace.
+    later = NOW.replace(hour=23)
+    for row in store.partition(tables.SYNC_STATE, tables.RATED_USAGE_STATE):
+        store.upsert_one(tables.SYNC_STATE, {**dict(row), "snapshotETag": ""})
+    sync(sim, azurite, store, now=later)
+    sync(sim, azurite, other_store, now=later)
+    assert {r["RowKey"] for r in store.all_rows(tables.RATED_LINES)} == {
+        r["RowKey"] for r in other_store.all_rows(tables.RATED_LINES)
+    }
+
+
+def test_a_crash_mid_ingest_leaves_the_old_snapshot_served_and_the_rerun_converges(
+    sim, azurite, store, other_store, monkeypatch
+):
+    sync(sim, azurite, store)
+    before = rated_rows(store)
+    sim.graph.configure({"rerate": {"2026-11-03": "1.5", "2026-11-10": "0.5"}})
+    real_submit = TableStore._submit
+    calls = {"n": 0}
+
+    def crash_after_a_few(self, table, batch, mode=None):
+        if table.table_name.endswith(tables.RATED_LINES):
+            calls["n"] += 1
+            if calls["n"] > 2:
+                raise ConnectionAbortedError("the instance was recycled")
+        return real_submit(self, table, batch) if mode is None else real_submit(self, table, batch, mode)
+
+    monkeypatch.setattr(TableStore, "_submit", crash_after_a_few)
+    crashed = sync(sim, azurite, store)
+    monkeypatch.setattr(TableStore, "_submit", real_submit)
+    assert crashed.status == "failed"
+    after_crash = rated_rows(store)
+    # Readers see the old snapshot whole: every pointer it had, unchanged.
+    assert {(r["PartitionKey"], r["RowKey"], r["days"]) for r in after_crash[tables.RATED_SLICES]} >= {
+        (r["PartitionKey"], r["RowKey"], r["days"]) for r in before[tables.RATED_SLICES] if "2026-11" not in r["RowKey"]
+    }
+    rerun = sync(sim, azurite, store)
+    assert rerun.status == "succeeded", rerun.summary()
+    sync(sim, azurite, other_store)
+    assert stored_totals(store) == stored_totals(other_store)
+
+
+def test_malformed_lines_are_quarantined_with_their_reason_and_the_rest_is_stored(sim, azurite, store, other_store):
+    sync(sim, azurite, other_store)
+    sim.graph.configure({"badLines": True})
+    run = sync(sim, azurite, store)
+    assert run.status == "succeeded", run.summary()
+    quarantined = list(store.all_rows(tables.QUARANTINE))
+    assert len(quarantined) == 4 * 4 and run.counters["quarantined"] == 16
+    assert all(row["reason"] and "blob part-" in row["source"] for row in quarantined)
+    assert stored_totals(store) == stored_totals(other_store)
+
+
+def test_lines_are_read_with_keys_in_any_case():
+    from shared.rated.lines import parse_line
+
+    line = parse_line(
+        '{"customerId":"C1","entitlementID":"E1","usageDate":"11/5/2026","billingCurrency":"gbp","billingPreTaxTotal":"1.10000000000000000001"}'
+    )
+    assert (line.customer_id, line.entitlement_id, line.day, line.currency) == ("c1", "e1", "2026-11-05", "GBP")
+    assert line.billing_total == Decimal("1.10000000000000000001")
