@@ -230,3 +230,36 @@ def get(
 def sub_path(customer_id: str = CUSTOMER, subscription_id: str = SUBSCRIPTION) -> str:
     """``/api/v1/customers/{c}/subscriptions/{s}``."""
     return f"/api/v1/customers/{customer_id}/subscriptions/{subscription_id}"
+
+
+ENTITLEMENT = "7b1f6a37-4c1d-4e59-9d5a-3a8f2c9e0b11"
+
+
+def rated_line(customer_id: str, entitlement_id: str, day: str, total: str, meter: str = "D2s v3") -> str:
+    """One line item of the Graph billing export, as its JSON text."""
+    return jsonutil.dumps(
+        {
+            "CustomerId": customer_id,
+            "CustomerName": "Modern Azure Customer SE",
+            "EntitlementId": entitlement_id,
+            "EntitlementDescription": "Production",
+            "SubscriptionId": "5c8b4c3e-6a0a-4b9e-9d0d-0a9b3f5e7c21",
+            "UsageDate": f"{day}T00:00:00Z",
+            "MeterName": meter,
+            "BillingCurrency": "EUR",
+            "BillingPreTaxTotal": Decimal(total),
+            "PricingCurrency": "USD",
+            "PricingPreTaxTotal": Decimal(total) * Decimal("1.0843"),
+        }
+    )
+
+
+def write_rated_usage(store: TableStore, texts: Iterable[str], *, now: datetime, currency: str = "EUR") -> None:
+    """Store line items the way fetch_rated_usage does (one snapshot of the current period)."""
+    from shared.graph.blobs import BlobLine
+    from shared.rated.ingest import Ingest, Snapshot
+    from shared.sync.runs import SyncRun
+
+    lines = [BlobLine(text, "part-00000.json.gz", n) for n, text in enumerate(texts, start=1)]
+    with SyncRun(store, "fetch_rated_usage", unit="exports") as run:
+        Ingest(store, run, Snapshot("current", currency, "etag-1", now.isoformat()), now=now).ingest(lines)

@@ -21,10 +21,13 @@ from shared.table_store import TableStore
 from tests.api_data import (
     CUSTOMER,
     DAY,
+    ENTITLEMENT,
     SUBSCRIPTION,
     many_utilization_records,
+    rated_line,
     usage_record,
     usage_summary,
+    write_rated_usage,
     write_run,
     write_subscription,
     write_usage_records,
@@ -47,6 +50,14 @@ def fuzz_store(azurite):
     write_usage_records(store, [usage_record(CUSTOMER)])
     write_usage_summary(store, CUSTOMER, SUBSCRIPTION, usage_summary())
     write_utilization(store, CUSTOMER, SUBSCRIPTION, many_utilization_records(40, first_day=DAY, meters=4))
+    today = datetime.now(timezone.utc)
+    days = [f"{today:%Y-%m}-{d:02d}" for d in range(1, today.day + 1)]
+    texts = [
+        rated_line(CUSTOMER, ENTITLEMENT, day, f"{n}.12345678901234567890", m)
+        for n, day in enumerate(days)
+        for m in ("a", "b")
+    ]
+    write_rated_usage(store, texts, now=today)
     for name in JOB_NAMES:
         write_run(store, name, started=datetime.now(timezone.utc))
     yield store
@@ -78,7 +89,7 @@ def test_no_input_gets_a_server_error(case, fuzz_server):
     if positive and ids and all(isinstance(v, str) and GUID.fullmatch(v) for v in ids.values()):
         # Valid ids would nearly always be unknown (404); point them at the stored data instead so that
         # the fuzzed query values exercise the real reads, paging, CSV and ETags.
-        stored = {"customer_id": CUSTOMER, "subscription_id": SUBSCRIPTION}
+        stored = {"customer_id": CUSTOMER, "subscription_id": SUBSCRIPTION, "entitlement_id": ENTITLEMENT}
         case.path_parameters = {name: stored[name] for name in ids}
     response = case.call(base_url=fuzz_server.url, headers={"x-functions-key": KEY})
     assert response.status_code < 500, (response.status_code, response.text[:500])
@@ -95,6 +106,10 @@ SEGMENTS = st.sampled_from(
         "usagesummary",
         "utilizations",
         "azure",
+        "dailycost",
+        "azureentitlements",
+        "lineitems",
+        ENTITLEMENT,
         "health",
         "openapi.json",
         CUSTOMER,
@@ -115,6 +130,8 @@ NAMES = st.sampled_from(
         "billing_month",
         "billing_start",
         "format",
+        "from",
+        "to",
     ]
 ) | st.text(max_size=10)
 HEADERS = st.sampled_from(["Accept", "If-None-Match", "MS-ContinuationToken"])

@@ -79,6 +79,12 @@ def subscription_attributes(row: Mapping[str, Any], relationship: str, stored: S
             "storedThrough": stored.utilization_through.get(key) if utilization_covered else None,
             "link": rendering.link(path + "/utilizations/azure") if utilization_covered else None,
         },
+        "ratedUsage": {
+            "covered": kind == SubscriptionKind.AZURE_PLAN,
+            "link": rendering.link(rendering.customer_path(customer_id) + "/azureentitlements")
+            if kind == SubscriptionKind.AZURE_PLAN
+            else None,
+        },
     }
 
 
@@ -162,7 +168,12 @@ def coverage_error(store: TableStore, customer_id: str, subscription_id: str, ro
     path = "/api/v1/" + rendering.subscription_path(customer_id, subscription_id)
     if route == "utilization" and kind != SubscriptionKind.LEGACY:
         if kind == SubscriptionKind.AZURE_PLAN:
-            pointer = f"its spend is in {path}/usagesummary"
+            customer_path = "/api/v1/" + rendering.customer_path(customer_id)
+            pointer = (
+                f"its cost per day is at {customer_path}/azureentitlements (each Azure subscription under the plan, "
+                f"with .../dailycost and .../lineitems, from the Graph billing export) and {customer_path}/dailycost, "
+                f"and its period to date at {path}/usagesummary"
+            )
         else:
             pointer = "it has no Azure usage"
         return ApiError(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from shared import jsonutil
-from shared.api import continuation, csv_format, discovery, params, queries, rendering
+from shared.api import continuation, csv_format, discovery, params, queries, rated, rendering
 from shared.api.errors import CODE_NO_USAGE_DATA, CODE_SUBSCRIPTION_NOT_FOUND, not_found
 from shared.api.health import health as health_report
 from shared.api.messages import Request
@@ -215,6 +215,43 @@ def subscription(ctx: Context) -> Content:
     customer_id, subscription_id = _ids(ctx)
     body, written = discovery.subscription(ctx.store, customer_id, subscription_id)
     return Content(body, last_modified=written)
+
+
+def _customer_and_entitlement(ctx: Context) -> tuple[str, str]:
+    return (
+        params.guid(ctx.path["customer_id"], "customer id"),
+        params.guid(ctx.path["entitlement_id"], "Azure subscription (entitlement) id"),
+    )
+
+
+def customer_daily_cost(ctx: Context) -> Content:
+    """A customer's Azure plan cost per day."""
+    customer_id = params.guid(ctx.path["customer_id"], "customer id")
+    days = rated.day_range(ctx.request, ctx.now)
+    body, raws, written = rated.customer_daily_cost(ctx.store, customer_id, days)
+    return Content(body, csv_raws=raws, csv_columns=rated.DAILY_COLUMNS, last_modified=written)
+
+
+def azure_entitlements(ctx: Context) -> Content:
+    """A customer's Azure subscriptions with stored rated usage."""
+    body, written = rated.entitlements(ctx.store, params.guid(ctx.path["customer_id"], "customer id"))
+    return Content(body, last_modified=written)
+
+
+def entitlement_daily_cost(ctx: Context) -> Content:
+    """One Azure subscription's cost per day."""
+    customer_id, entitlement_id = _customer_and_entitlement(ctx)
+    days = rated.day_range(ctx.request, ctx.now)
+    body, raws, written = rated.entitlement_daily_cost(ctx.store, customer_id, entitlement_id, days)
+    return Content(body, csv_raws=raws, csv_columns=rated.DAILY_COLUMNS, last_modified=written)
+
+
+def line_items(ctx: Context) -> Content:
+    """A page of one Azure subscription's line items."""
+    customer_id, entitlement_id = _customer_and_entitlement(ctx)
+    token = _continuation_token(ctx.request)
+    body, raws, headers, written = rated.line_items(ctx.store, ctx.request, customer_id, entitlement_id, ctx.now, token)
+    return Content(body, csv_raws=raws, csv_columns=rated.LINE_ITEM_COLUMNS, headers=headers, last_modified=written)
 
 
 def health(ctx: Context) -> Content:

@@ -103,6 +103,20 @@ def progress(store: TableStore, job: Job, settings: Settings, now: datetime) -> 
     }
 
 
+def snapshots(store: TableStore, job: Job, now: datetime) -> list[dict[str, Any]] | None:
+    """The export streams of a job that has them: the snapshot stored, when, and when it was last checked."""
+    if job.snapshots is None:
+        return None
+    fields = ("billingPeriod", "currencyCode", "snapshotETag", "snapshotCreatedAt", "ingestedAt", "checkedAt")
+    out = []
+    for row in store.partition(SYNC_STATE, job.snapshots):
+        view = {name: row.get(name) or None for name in fields}
+        ingested = _time(row.get("ingestedAt"))
+        view["ageSeconds"] = None if ingested is None else round((now - ingested).total_seconds(), 1)
+        out.append(view)
+    return out
+
+
 def function_health(store: TableStore, function: str, now: datetime, max_age_hours: float) -> dict[str, Any]:
     """One function: its running run (if the newest is running), its last finished run, and what is wrong."""
     newest = queries.newest_run(store, function)
@@ -135,6 +149,9 @@ def health(store: TableStore, settings: Settings, now: datetime) -> tuple[int, d
             **function_health(store, job.name, now, settings.health_max_age_hours),
             "progress": progress(store, job, settings, now),
         }
+        found = snapshots(store, job, now)
+        if found is not None:
+            functions[job.name]["snapshots"] = found
     healthy = all(f["healthy"] for f in functions.values())
     report = {
         "status": "healthy" if healthy else "unhealthy",

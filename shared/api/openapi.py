@@ -241,12 +241,119 @@ _SCHEMAS: dict[str, Any] = {
             "utilization": _coverage(
                 storedThrough={**_nullable("string"), "description": "end of the last window fully stored"}
             ),
+            "ratedUsage": {
+                **_coverage(),
+                "description": "Azure plan: cost per day and line items of its Azure subscriptions (Graph billing "
+                "export), listed at the link",
+            },
         },
         "additionalProperties": True,
     },
     "SubscriptionCollection": _collection("Subscription"),
     "UtilizationCollection": _collection("AzureUtilizationRecord"),
     "Run": _RUN,
+    "Snapshot": {
+        "type": "object",
+        "description": "One export stream of the Graph billing export and the snapshot of it this service stores.",
+        "properties": {
+            "billingPeriod": {"type": "string", "description": "`current` or `last` (unbilled)"},
+            "currencyCode": {"type": "string"},
+            "snapshotETag": {**_nullable("string"), "description": "the manifest eTag: a new value is new data"},
+            "snapshotCreatedAt": {**_nullable("string"), "description": "when Graph created the export"},
+            "ingestedAt": {**_nullable("string"), "description": "when this service stored it"},
+            "checkedAt": {**_nullable("string"), "description": "when this service last asked for a new one"},
+            "ageSeconds": _nullable("number"),
+        },
+        "additionalProperties": True,
+    },
+    "Money": {
+        "type": "number",
+        "description": "Exact: every digit of the sum of the lines (parse as a decimal, not a float)",
+    },
+    "DailyCostItem": {
+        "type": "object",
+        "required": ["usageDate", "currencyCode", "billingPreTaxTotal", "lineCount"],
+        "properties": {
+            "usageDate": {"type": "string", "format": "date"},
+            "currencyCode": {"type": "string", "description": "billing currency (BillingCurrency)"},
+            "billingPreTaxTotal": _ref("Money"),
+            "lineCount": {"type": "integer"},
+            "subscriptionCount": {"type": "integer", "description": "customer route: Azure subscriptions that day"},
+            "pricingPreTaxTotals": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"currencyCode": _nullable("string"), "amount": _ref("Money")},
+                },
+            },
+        },
+        "additionalProperties": False,
+    },
+    "StoredPeriod": {
+        "type": "object",
+        "description": "What is stored for one billing period (calendar month) and currency.",
+        "properties": {
+            "period": {"type": "string", "description": "YYYY-MM"},
+            "currencyCode": {"type": "string"},
+            "lineCount": {"type": ["integer", "null"]},
+            "billingPreTaxTotal": _ref("Money"),
+            "storedAt": {**_nullable("string"), "description": "when this data last changed here"},
+            "snapshotETag": {**_nullable("string"), "description": "eTag of the export that last changed it"},
+            "snapshotCreatedAt": _nullable("string"),
+        },
+        "additionalProperties": True,
+    },
+    "DailyCost": {
+        "type": "object",
+        "description": "Cost per day (days without charges have no item), from the stored export snapshots.",
+        "required": ["customerId", "from", "to", "totalCount", "items", "periods", "snapshots", "links"],
+        "properties": {
+            "customerId": {"type": "string"},
+            "customerName": _nullable("string"),
+            "entitlementId": {"type": "string", "description": "the Azure subscription (entitlement) id"},
+            "entitlementDescription": _nullable("string"),
+            "subscriptionId": {**_nullable("string"), "description": "the Azure plan's Partner Center subscription"},
+            "tier2MpnId": {**_nullable("string"), "description": "the indirect reseller of record"},
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+            "totalCount": {"type": "integer"},
+            "items": {"type": "array", "items": _ref("DailyCostItem")},
+            "periods": {"type": "array", "items": _ref("StoredPeriod")},
+            "snapshots": {"type": "array", "items": _ref("Snapshot")},
+            "links": {"type": "object", "additionalProperties": _ref("Link")},
+            "attributes": _ref("ResourceAttributes"),
+        },
+        "additionalProperties": False,
+    },
+    "AzureEntitlement": {
+        "type": "object",
+        "required": ["entitlementId", "customerId", "periods", "links"],
+        "properties": {
+            "entitlementId": {"type": "string"},
+            "entitlementDescription": _nullable("string"),
+            "subscriptionId": _nullable("string"),
+            "tier2MpnId": _nullable("string"),
+            "customerId": {"type": "string"},
+            "customerName": _nullable("string"),
+            "periods": {"type": "array", "items": _ref("StoredPeriod")},
+            "links": {"type": "object", "additionalProperties": _ref("Link")},
+        },
+        "additionalProperties": False,
+    },
+    "AzureEntitlementCollection": {
+        **_collection("AzureEntitlement"),
+        "properties": {
+            **_collection("AzureEntitlement")["properties"],
+            "snapshots": {"type": "array", "items": _ref("Snapshot")},
+        },
+    },
+    "RatedUsageLine": {
+        "type": "object",
+        "description": "A line item exactly as the Graph billing export holds it (attribute names as received: "
+        "PascalCase, or camelCase in older data); money and prices as JSON numbers with every digit.",
+        "additionalProperties": True,
+    },
+    "LineItemCollection": _collection("RatedUsageLine"),
     "FunctionHealth": {
         "type": "object",
         "required": ["healthy", "reasons", "lastRun", "running"],
@@ -267,6 +374,12 @@ _SCHEMAS: dict[str, Any] = {
                     "newest": _nullable("string"),
                     "laggingMoreThanADay": {"type": "integer"},
                 },
+            },
+            "snapshots": {
+                "type": "array",
+                "description": "fetch_rated_usage only: each export stream (billing period, currency), the snapshot "
+                "stored (its eTag, when Graph made it, when it was stored) and when it was last checked.",
+                "items": _ref("Snapshot"),
             },
         },
         "additionalProperties": False,
@@ -366,6 +479,26 @@ _PARAMETERS: dict[str, Any] = {
     "continuationTokenHeader": _parameter(
         "MS-ContinuationToken", "header", "The token from `links.next` (used with seek_operation=Next)."
     ),
+    "entitlementId": _parameter(
+        "entitlement_id",
+        "path",
+        "The Azure subscription id (EntitlementId of the export; GUID, any case).",
+        pattern=GUID_PATTERN,
+    ),
+    "fromDay": _parameter(
+        "from",
+        "query",
+        "First usage day, inclusive (YYYY-MM-DD, UTC). Default: the first day of the `to` month (of today's when "
+        "`to` is absent).",
+        format="date",
+    ),
+    "toDay": _parameter(
+        "to",
+        "query",
+        "Last usage day, inclusive (YYYY-MM-DD, UTC). Default: today (UTC). A range whose end is before its start "
+        "holds nothing.",
+        format="date",
+    ),
     "continuationTokenQuery": _parameter(
         "continuation_token",
         "query",
@@ -452,6 +585,58 @@ _PATHS: dict[str, Any] = {
                 "ifModifiedSince",
             ),
             "responses": _data_responses("UtilizationCollection", "One page; `links.next` when more follow"),
+        }
+    },
+    "/v1/customers/{customer_id}/dailycost": {
+        "get": {
+            "operationId": "getCustomerDailyCost",
+            "summary": "A customer's Azure plan cost per day, over all its Azure subscriptions",
+            "parameters": _params("customerId", "fromDay", "toDay", "format", "ifNoneMatch", "ifModifiedSince"),
+            "responses": _data_responses("DailyCost", "Cost per day in the range"),
+        }
+    },
+    "/v1/customers/{customer_id}/azureentitlements": {
+        "get": {
+            "operationId": "getAzureEntitlements",
+            "summary": "A customer's Azure subscriptions with stored rated usage, and what is stored of each",
+            "parameters": _params("customerId", "ifNoneMatch", "ifModifiedSince"),
+            "responses": _data_responses("AzureEntitlementCollection", "The Azure subscriptions", csv=False),
+        }
+    },
+    "/v1/customers/{customer_id}/azureentitlements/{entitlement_id}/dailycost": {
+        "get": {
+            "operationId": "getAzureEntitlementDailyCost",
+            "summary": "One Azure subscription's cost per day",
+            "parameters": _params(
+                "customerId", "entitlementId", "fromDay", "toDay", "format", "ifNoneMatch", "ifModifiedSince"
+            ),
+            "responses": _data_responses("DailyCost", "Cost per day in the range"),
+        }
+    },
+    "/v1/customers/{customer_id}/azureentitlements/{entitlement_id}/lineitems": {
+        "get": {
+            "operationId": "getAzureEntitlementLineItems",
+            "summary": "A page of one Azure subscription's rated usage line items, by usage day",
+            "parameters": _params(
+                "customerId",
+                "entitlementId",
+                "fromDay",
+                "toDay",
+                "size",
+                "seekOperation",
+                "continuationTokenHeader",
+                "continuationTokenQuery",
+                "format",
+                "ifNoneMatch",
+                "ifModifiedSince",
+            ),
+            "responses": {
+                **_data_responses("LineItemCollection", "One page; `links.next` when more follow"),
+                "409": _error(
+                    "A newer snapshot was stored after page 1 (code 900410): start again from page 1, so no two "
+                    "pages come from different snapshots"
+                ),
+            },
         }
     },
     "/health": {

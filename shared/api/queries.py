@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -80,19 +80,24 @@ def bounded_page(
     *,
     size: int,
     select: list[str] | None = None,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Up to ``size`` entities, read as one service page whenever the service allows, and whether more follow.
+    """Up to ``size`` entities (those ``keep`` accepts, when given), read as one service page whenever the service
+    allows, and whether more follow.
 
     The service page size is the API page size, so a full page costs one request; the service's own
     continuation tells whether more rows follow, so no extra row is read to find out. A short service page
-    (the service may stop early) is topped up from the next one.
+    (the service may stop early, or ``keep`` set rows aside) is topped up from the next one.
     """
     entities: list[dict[str, Any]] = []
     for page in store.query_pages(table, query_filter, parameters, select=select, page_size=size):
         for taken, entity in enumerate(page.entities, start=1):
+            if keep is not None and not keep(entity):
+                continue
             entities.append(entity)
             if len(entities) == size:
-                return entities, taken < len(page.entities) or page.more
+                rest = page.entities[taken:]
+                return entities, page.more or any(keep is None or keep(e) for e in rest)
     return entities, False
 
 

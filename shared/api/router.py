@@ -55,6 +55,7 @@ def _route(name: str, template: str, handler: handlers.Handler, *, offers_csv: b
 
 
 SUBSCRIPTION = "v1/customers/{customer_id}/subscriptions/{subscription_id}"
+ENTITLEMENTS = "v1/customers/{customer_id}/azureentitlements"
 ROUTES = (
     _route("usage_records", "v1/customers/usagerecords", handlers.usage_records, offers_csv=True),
     _route("customers", "v1/customers", handlers.customers),
@@ -63,6 +64,17 @@ ROUTES = (
     _route("subscription", SUBSCRIPTION, handlers.subscription),
     _route("usage_summary", SUBSCRIPTION + "/usagesummary", handlers.usage_summary, offers_csv=True),
     _route("utilization", SUBSCRIPTION + "/utilizations/azure", handlers.utilization, offers_csv=True),
+    _route(
+        "customer_daily_cost", "v1/customers/{customer_id}/dailycost", handlers.customer_daily_cost, offers_csv=True
+    ),
+    _route("azure_entitlements", ENTITLEMENTS, handlers.azure_entitlements),
+    _route(
+        "entitlement_daily_cost",
+        ENTITLEMENTS + "/{entitlement_id}/dailycost",
+        handlers.entitlement_daily_cost,
+        offers_csv=True,
+    ),
+    _route("line_items", ENTITLEMENTS + "/{entitlement_id}/lineitems", handlers.line_items, offers_csv=True),
     _route("health", "health", handlers.health),
     _route("openapi", "openapi.json", handlers.openapi),
 )
