@@ -188,6 +188,22 @@ def render(results: dict[str, Any]) -> str:
             ),
             "",
         ]
+    if "rated" in results:
+        out += [
+            "### Rated-usage ingest (Graph billing export, one currency), against reading the export (baseline)",
+            "",
+            "| lines | line rows | ingest lines/s | CPU us/line | baseline us/line | vs baseline | RSS growth MB | "
+            "unchanged: data rows | one day re-rated: data rows (days) |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in results["rated"]["runs"]:
+            ingest, changed = r["ingest"], r["one_day_rerated"]
+            out.append(
+                f"| {r['lines']:,} | {r['sink']} | {ingest['lines_per_s']:,} | {ingest['cpu_us_per_line']} | "
+                f"{r['baseline']['cpu_us_per_line']} | {r['vs_baseline_cpu']}x | {ingest['rss_growth_mb']} | "
+                f"{r['unchanged']['data_rows_written']} | {changed['data_rows_written']} ({changed['days_written']}) |"
+            )
+        out.append("")
     out += ["### Targets", "", "| target | measured | result | note |", "|---|---:|---|---|"]
     out += [f"| {t['target']} | {t['measured']} | {t['result']} | {t['note']} |" for t in results["targets"]]
     for name, error in results["errors"].items():

@@ -1,7 +1,8 @@
 """``python -m devhost up`` (what ``make run`` calls): the whole product on this machine, no Azure account.
 
-Azurite (data kept under .local/ so a second run resumes), the Partner Center simulator, each timer
-function once, then the HTTP API on 127.0.0.1:7071 until Ctrl-C stops everything it started.
+Azurite (tables kept under .local/ so a second run resumes; blobs in memory), the Partner Center and Graph
+billing simulator, each timer function once, then the HTTP API on 127.0.0.1:7071 until Ctrl-C stops everything
+it started.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from devhost.azurite import REPO_ROOT, running_azurite
+from devhost.azurite import REPO_ROOT, running_azurite, running_azurite_blob
 from devhost.localsettings import apply_local_settings
 from devhost.serve import make_server
 from devhost.simulator import Simulator, WorldConfig
+from devhost.simulator.billing import entitlement_ids
 from devhost.trigger import last_run_line, trigger
 from shared.settings import BY_NAME
 from shared.sync.jobs import JOBS
@@ -41,15 +43,28 @@ def _environment(sim: Simulator, connection_string: str) -> None:
         os.environ.setdefault(name, BY_NAME[name].default)
 
 
-def _curl_lines(port: int, key: str, customer_id: str, subscription_id: str) -> list[str]:
+def _curl_lines(port: int, key: str, customer_id: str, subscription_id: str, plan: tuple[str, str]) -> list[str]:
     base = f"http://127.0.0.1:{port}/api/v1/customers"
     sub = f"{base}/{customer_id}/subscriptions/{subscription_id}"
     header = f'-H "x-functions-key: {key}"'
+    plan_customer, entitlement = plan
     return [
         f"curl -s {header} {base}/usagerecords",
         f"curl -s {header} {sub}/usagesummary",
         f'curl -s {header} "{sub}/utilizations/azure?start_time={{START}}&end_time={{END}}&size=5"',
+        f"curl -s {header} {base}/{plan_customer}/azureentitlements/{entitlement}/dailycost",
     ]
+
+
+def _azure_plan_example(sim: Simulator) -> tuple[str, str]:
+    """A customer with Azure plan usage and one of its Azure subscriptions (for the daily-cost curl)."""
+    for customer in sim.world.customers():
+        if customer.zero_usage:
+            continue
+        plans = sim.world.subscription_ids(customer.id, "azure_plan")
+        if plans:
+            return customer.id, entitlement_ids(sim.world, plans[0], 1)[0]
+    return sim.world.customer(0).id, "00000000-0000-0000-0000-000000000000"
 
 
 class PortInUse(Exception):
@@ -90,7 +105,8 @@ def up(
     )
     with (
         running_azurite(data_dir=data_dir, log_file=data_dir.parent / "azurite.log") as azurite,
-        Simulator(world=world) as sim,
+        running_azurite_blob() as blobs,
+        Simulator(world=world, blob_connection_string=blobs.connection_string) as sim,
     ):
         say(f"azurite      {azurite.endpoint} (data in {data_dir})")
         say(f"simulator    {sim.base_url} ({customers} customers)")
@@ -106,7 +122,7 @@ def up(
         end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
         start = end - timedelta(days=3)
         say(f"serving      http://127.0.0.1:{server.port}/api/ (key: {key}); try:")
-        for line in _curl_lines(server.port, key, cid, sid):
+        for line in _curl_lines(server.port, key, cid, sid, _azure_plan_example(sim)):
             say(
                 "  "
                 + line.replace("{START}", start.strftime("%Y-%m-%dT%H:%M:%SZ")).replace(
@@ -118,7 +134,7 @@ def up(
         try:
             stop.wait()
         finally:
-            say("stopping: API server, simulator, Azurite")
+            say("stopping: API server, simulator, Azurite (tables and blobs)")
             server.shutdown()
     return 1 if failed else 0
 

@@ -70,9 +70,10 @@ def test_devhost_up_syncs_serves_answers_the_printed_curls_and_stops_cleanly(tmp
                 break
         output = "\n".join(lines)
         assert "Ctrl-C stops everything." in output, output
-        assert output.count("ok     fetch_") == 3, output
+        assert output.count("ok     fetch_") == 4, output
         curls = [line.strip() for line in lines if line.strip().startswith("curl ")]
-        assert len(curls) == 3
+        assert len(curls) == 4
+        assert any("/azureentitlements/" in curl and curl.endswith("/dailycost") for curl in curls)
         for curl in curls:
             key = re.search(r'x-functions-key: ([^"]+)"', curl).group(1)
             url = re.search(r'"?(http://127\.0\.0\.1:\d+/api/[^" ]+)"?$', curl).group(1)
