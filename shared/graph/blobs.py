@@ -109,6 +109,10 @@ def _open(
         response = client.session.get(url, headers=headers, stream=True, timeout=client.timeout)
     except _DROPPED as exc:
         raise _Dropped(type(exc).__name__) from None
+    except requests.RequestException as exc:  # its text holds the URL, and so the SAS: only its type is kept
+        raise GraphError(
+            f"blob {blob} could not be requested ({type(exc).__name__})", code="BlobRequestFailed"
+        ) from None
     expected = 206 if offset else 200
     if response.status_code == expected:
         return response, response.headers.get("ETag") or etag

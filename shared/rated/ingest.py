@@ -197,8 +197,8 @@ class Ingest:
         periods: set[str] = set()
         existing: dict[tuple[str, str], dict[str, Any]] | None = None
         existing_customers: dict[tuple[str, str], dict[str, Any]] = {}
-        customer: tuple[str, str] | None = None
-        customer_days: dict[str, dict[str, Any]] = {}
+        customer: str | None = None
+        customer_days: dict[str, dict[str, dict[str, Any]]] = {}  # period -> day -> totals, of one customer
         loaded: set[str] = set()
         for piece in _slices(spool):
             if piece.period not in loaded:
@@ -206,12 +206,11 @@ class Ingest:
                 loaded.add(piece.period)
                 periods.add(piece.period)
             assert existing is not None
-            key = (piece.customer_id, piece.period)
-            if key != customer:
+            if piece.customer_id != customer:  # the spool is ordered by customer: its slices come together
                 if customer is not None:
                     self._write_customer(customer, customer_days, existing_customers)
-                customer, customer_days = key, {}
-            self._add_to_customer(customer_days, piece)
+                customer, customer_days = piece.customer_id, {}
+            self._add_to_customer(customer_days.setdefault(piece.period, {}), piece)
             self.stats.slices += 1
             self._store_slice(spool, piece, existing.pop((customer_key(piece.customer_id), self._rk(piece)), None))
         if customer is not None:
@@ -340,11 +339,20 @@ class Ingest:
 
     def _write_customer(
         self,
-        key: tuple[str, str],
+        customer_id: str,
+        periods: dict[str, dict[str, dict[str, Any]]],
+        existing: dict[tuple[str, str], dict[str, Any]],
+    ) -> None:
+        for period, days in periods.items():
+            self._write_customer_period(customer_id, period, days, existing)
+
+    def _write_customer_period(
+        self,
+        customer_id: str,
+        period: str,
         days: dict[str, dict[str, Any]],
         existing: dict[tuple[str, str], dict[str, Any]],
     ) -> None:
-        customer_id, period = key
         pk, rk = customer_key(customer_id), rated_customer_key(period, self.snapshot.currency)
         text = jsonutil.dumps(dict(sorted(days.items())))
         old = existing.pop((pk, rk), None)
