@@ -21,6 +21,7 @@ from azure.core.exceptions import (
 from azure.core.paging import PageIterator
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
+from shared import table_batch
 from shared.identity import azure_credential
 from shared.records import BadRecord
 from shared.retry import Action, Outcome, RetryPolicy
@@ -219,7 +220,7 @@ class TableStore:
                 if len(batch) == 1:
                     table.upsert_entity(batch[0], mode=mode)
                 else:
-                    table.submit_transaction([("upsert", e, {"mode": mode}) for e in batch])
+                    table_batch.submit(table, table_batch.operations_of(batch, mode))
                 return len(batch)
             except (ServiceRequestError, ServiceResponseError) as exc:
                 decision = self._retry.decide(state, Outcome.of_error(exc))
@@ -297,7 +298,7 @@ class TableStore:
             keys = pending.pop(pk, [])
             if len(keys) > 1:
                 try:
-                    table.submit_transaction([("delete", {"PartitionKey": pk, "RowKey": rk}) for rk in keys])
+                    table_batch.submit(table, [("delete", {"PartitionKey": pk, "RowKey": rk}) for rk in keys])
                     return len(keys)
                 except HttpResponseError as exc:
                     if exc.status_code != 404:
@@ -391,6 +392,11 @@ class BatchWriter:
     def _submit(self, batch: list[dict[str, Any]]) -> int:
         try:
             return self._store._submit(self._table, batch, self._mode)
+        except table_batch.TransactionTooLarge:
+            # Sized by the service's UTF-16 formula, the body's UTF-8 JSON can still pass 4 MiB (text of escaped
+            # control characters): nothing was sent, so the halves go as two transactions.
+            half = len(batch) // 2
+            return self._submit(batch[:half]) + self._submit(batch[half:])
         except HttpResponseError as exc:
             if self._on_refused is None or exc.status_code != 400:
                 raise
