@@ -34,6 +34,9 @@ def _environment(sim: Simulator, connection_string: str) -> None:
             **sim.app_settings(),
             "USAGE_STORAGE": connection_string,
             "KEY_VAULT_URL": "",
+            # Both ways in: the function key (partner-wide) and the simulator's portal tokens under /api/scoped/.
+            "API_ACCESS_MODE": "both",
+            "API_AUDIENCE": sim.portal.api_client_id,
         }
     )
     os.environ.pop("USAGE_STORAGE__tableServiceUri", None)
@@ -54,6 +57,26 @@ def _curl_lines(port: int, key: str, customer_id: str, subscription_id: str, pla
         f'curl -s {header} "{sub}/utilizations/azure?start_time={{START}}&end_time={{END}}&size=5"',
         f"curl -s {header} {base}/{plan_customer}/azureentitlements/{entitlement}/dailycost",
     ]
+
+
+def _grant_the_reseller_portal(sim: Simulator) -> str:
+    """Give the simulated reseller's portal its customers (by the reseller's MPN id); its scoped request."""
+    from devhost.simulator.billing import reseller_of
+    from shared.access.grants import Grant, add_grant
+    from shared.settings import Settings
+    from shared.table_store import TableStore
+
+    resellers = frozenset(r for c in sim.world.customers() if (r := reseller_of(sim.world, c)))
+    app = sim.portal.apps["reseller-portal"]
+    store = TableStore.from_settings(Settings.from_env())
+    add_grant(store, Grant(app.client_id, "resellers", resellers, "the simulated reseller's portal (devhost up)"))
+    add_grant(
+        store, Grant(sim.portal.apps["partner-portal"].client_id, "all", note="the partner's portal (devhost up)")
+    )
+    token_url = f"{sim.authority}/{app.tenant_id}/oauth2/v2.0/token"
+    form = f"-d grant_type=client_credentials -d client_id={app.client_id} -d client_secret={app.client_secret}"
+    read = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
+    return f'curl -s -H "Authorization: Bearer $(curl -s {form} -d scope={sim.portal.scope} {token_url} | {read})"'
 
 
 def _azure_plan_example(sim: Simulator) -> tuple[str, str]:
@@ -121,6 +144,7 @@ def up(
         cid, sid = sim.world.legacy_subscriptions()[0]
         end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
         start = end - timedelta(days=3)
+        scoped = _grant_the_reseller_portal(sim)
         say(f"serving      http://127.0.0.1:{server.port}/api/ (key: {key}); try:")
         for line in _curl_lines(server.port, key, cid, sid, _azure_plan_example(sim)):
             say(
@@ -129,6 +153,8 @@ def up(
                     "{END}", end.strftime("%Y-%m-%dT%H:%M:%SZ")
                 )
             )
+        say("a reseller's portal, with an Entra ID token of the simulator (its customers only):")
+        say(f"  {scoped} http://127.0.0.1:{server.port}/api/scoped/v1/customers")
         say("Ctrl-C stops everything.")
         sys.stdout.flush()
         try:

@@ -201,6 +201,31 @@ param ratedUsageExportWaitSeconds int = 240
 @maxValue(40)
 param ratedUsageSettleDays int = 7
 
+@description('Optional. Who reads customer data: key (the function key, partner-wide), token (Entra ID tokens under /api/scoped/, each caller within its grant), or both while portals move to tokens.')
+@allowed([
+  'key'
+  'both'
+  'token'
+])
+param apiAccessMode string = 'key'
+
+@description('Optional. Token mode: accepted audiences of caller tokens (this API\'s application ID URI and/or client id), comma-separated.')
+param apiAudience string = ''
+
+@description('Optional. Token mode: tenant ids whose tokens are accepted, comma-separated; empty: the partner tenant.')
+param apiAllowedTenants string = ''
+
+@description('Optional. Token mode: the app role caller tokens must carry.')
+param apiRequiredRole string = 'Usage.Read'
+
+@description('Optional. Token mode: browser origins allowed to call /api/scoped/, comma-separated.')
+param apiCorsOrigins string = ''
+
+@description('Optional. Token mode: seconds a caller\'s grant is reused before it is read again.')
+@minValue(0)
+@maxValue(600)
+param apiGrantsCacheSeconds int = 60
+
 @description('Optional. Granularity of utilization records.')
 @allowed([
   'daily'
@@ -365,6 +390,13 @@ var syncSettings = {
   USAGE_SUMMARY_SCHEDULE: usageSummarySchedule
   UTILIZATION_SCHEDULE: utilizationSchedule
   RATED_USAGE_SCHEDULE: ratedUsageSchedule
+  API_ACCESS_MODE: apiAccessMode
+  API_AUDIENCE: apiAudience
+  API_ALLOWED_TENANTS: apiAllowedTenants
+  API_TOKEN_AUTHORITY: partnerCenterAuthority
+  API_REQUIRED_ROLE: apiRequiredRole
+  API_CORS_ORIGINS: apiCorsOrigins
+  API_GRANTS_CACHE_SECONDS: string(apiGrantsCacheSeconds)
   GRAPH_BASE_URL: graphBaseUrl
   GRAPH_AUTHORITY: graphAuthority
   RATED_USAGE_CURRENCIES: ratedUsageCurrencies

@@ -1,4 +1,5 @@
-"""serve_usage: the HTTP API under /api/ (Partner Center-compatible usage reads, health, OpenAPI document)."""
+"""serve_usage: the HTTP API under /api/ with the function key (Partner Center-compatible usage reads, health,
+OpenAPI document); in token mode (API_ACCESS_MODE=token) only health and the document, data is under /api/scoped/."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import uuid
 
 import azure.functions as func
 
-from shared.api import handle
 from shared.api.azure import from_azure_request, to_azure_response
 from shared.api.errors import internal_error_response
+from shared.api.scoped import handle_with_key
 from shared.settings import Settings
 from shared.table_store import TableStore
 
@@ -33,4 +34,4 @@ def main(req: func.HttpRequest) -> func.HttpResponse:
         correlation_id = str(uuid.uuid4())
         log.exception("serve_usage is misconfigured; correlation id %s", correlation_id)
         return to_azure_response(internal_error_response(correlation_id))
-    return to_azure_response(handle(request, store, settings))
+    return to_azure_response(handle_with_key(request, store, settings))

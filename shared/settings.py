@@ -86,6 +86,17 @@ def _attribute_set(name: str, raw: str) -> str:
     return lowered
 
 
+def _access_mode(name: str, raw: str) -> str:
+    lowered = raw.lower()
+    if lowered not in ("key", "both", "token"):
+        raise SettingsError(f"setting {name} must be key, both or token, got {lowered!r}")
+    return lowered
+
+
+def _words(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+
+
 def _granularity(name: str, raw: str) -> Granularity:
     lowered = raw.lower()
     if lowered == "daily":
@@ -311,6 +322,58 @@ SETTINGS: tuple[Setting, ...] = (
         _number(0.1, 24 * 31),
     ),
     Setting(
+        "API_ACCESS_MODE",
+        "key",
+        "`key`: the function key reads every customer; `token`: customer data only with Entra ID tokens under "
+        "/api/scoped/, each caller within its grant (the key keeps /api/health and /api/openapi.json); `both`: "
+        "the two at once, while portals move to tokens",
+        "api_access_mode",
+        _access_mode,
+    ),
+    Setting(
+        "API_AUDIENCE",
+        "",
+        "token mode: accepted `aud` values, comma-separated (this API's application ID URI and/or client id)",
+        "api_audiences",
+        _words,
+    ),
+    Setting(
+        "API_ALLOWED_TENANTS",
+        "",
+        "token mode: tenant ids whose tokens are accepted, comma-separated (default: `PARTNER_CENTER_TENANT_ID`)",
+        "api_allowed_tenants",
+        _ids,
+        fallback="PARTNER_CENTER_TENANT_ID",
+    ),
+    Setting(
+        "API_TOKEN_AUTHORITY",
+        "",
+        "token mode: the issuer's authority (default: `PARTNER_CENTER_AUTHORITY`)",
+        "api_token_authority",
+        _url,
+        fallback="PARTNER_CENTER_AUTHORITY",
+    ),
+    Setting(
+        "API_REQUIRED_ROLE",
+        "Usage.Read",
+        "token mode: the app role a caller's token must carry (empty: none required)",
+        "api_required_role",
+    ),
+    Setting(
+        "API_CORS_ORIGINS",
+        "",
+        "token mode: browser origins allowed to call /api/scoped/, comma-separated (empty: no CORS)",
+        "api_cors_origins",
+        _words,
+    ),
+    Setting(
+        "API_GRANTS_CACHE_SECONDS",
+        "60",
+        "token mode: how long a caller's grant is reused before it is read again (0 to 600)",
+        "api_grants_cache_seconds",
+        _number(0, 600),
+    ),
+    Setting(
         "LOCAL_FUNCTION_KEY",
         "local-dev-key",
         "the function key `devhost serve` accepts (never used in Azure)",
@@ -373,6 +436,13 @@ class Settings:
     rated_usage_attribute_set: str = _default("rated_usage_attribute_set")
     rated_usage_export_wait_seconds: float = _default("rated_usage_export_wait_seconds")
     rated_usage_settle_days: int = _default("rated_usage_settle_days")
+    api_access_mode: str = _default("api_access_mode")
+    api_audiences: tuple[str, ...] = ()
+    api_allowed_tenants: frozenset[str] = frozenset()
+    api_token_authority: str = ""
+    api_required_role: str = _default("api_required_role")
+    api_cors_origins: tuple[str, ...] = ()
+    api_grants_cache_seconds: float = _default("api_grants_cache_seconds")
 
     @property
     def graph_token_authority(self) -> str:

@@ -255,6 +255,7 @@ def subscription_row(customer_id: str, record: Any) -> dict[str, Any]:
         "friendlyName": optional_text(record, "friendlyName"),
         "status": optional_text(record, "status"),
         "billingType": optional_text(record, "billingType"),
+        "partnerId": optional_text(record, "partnerId"),  # the indirect reseller's MPN id, when one sold it
         "kind": str(SubscriptionKind.of_offer(offer_id)),
         "raw": jsonutil.dumps(record),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -71,7 +72,12 @@ def test_devhost_up_syncs_serves_answers_the_printed_curls_and_stops_cleanly(tmp
         output = "\n".join(lines)
         assert "Ctrl-C stops everything." in output, output
         assert output.count("ok     fetch_") == 4, output
-        curls = [line.strip() for line in lines if line.strip().startswith("curl ")]
+        scoped = [line.strip() for line in lines if "/api/scoped/" in line]
+        assert len(scoped) == 1
+        reseller = subprocess.run(["bash", "-c", scoped[0]], capture_output=True, text=True, timeout=60, check=False)
+        listed = json.loads(reseller.stdout)
+        assert listed["totalCount"] == 1, reseller.stdout  # the reseller's one customer of the three
+        curls = [line.strip() for line in lines if line.strip().startswith("curl ") and "/api/scoped/" not in line]
         assert len(curls) == 4
         assert any("/azureentitlements/" in curl and curl.endswith("/dailycost") for curl in curls)
         for curl in curls:

@@ -26,6 +26,7 @@ from devhost.simulator.auth import APP_GRAPH, APP_USER, Credentials, TokenStore
 from devhost.simulator.faults import Fault, FaultSet
 from devhost.simulator.graph import GraphExports
 from devhost.simulator.graph import error_reply as graph_error
+from devhost.simulator.portal import PortalIssuer
 from devhost.simulator.world import UtilizationQuery, World, WorldConfig, epoch_us, stable_guid
 
 log = logging.getLogger("devhost.simulator")
@@ -115,6 +116,8 @@ def _route(path: str) -> tuple[str, dict[str, str]]:
         return "token", {"tenant": seg[0]}
     if (consent_route := consent.route(seg)) is not None:  # OpenID discovery and authorize (tools/consent.py)
         return consent_route
+    if len(seg) == 4 and low[1:] == ["discovery", "v2.0", "keys"]:
+        return "jwks", {"tenant": seg[0]}
     if low[:1] == ["blobs"]:
         return "graph_blob", {}
     if low[:5] == ["graph", "v1.0", "reports", "partners", "billing"]:
@@ -294,6 +297,8 @@ class Simulator:
         self.faults = FaultSet()
         # The Graph billing export; its blobs go to the Azurite blob service of ``blob_connection_string``.
         self.graph = GraphExports(self.world, lambda: self.base_url, blob_connection_string)
+        # Entra ID for the portal applications that call the usage API with tokens.
+        self.portal = PortalIssuer(seed, self.tenant_id, lambda: self.base_url)
         self.requests: list[RecordedRequest] = []
         self.max_recorded = max_recorded
         self._host, self._port = host, port
@@ -472,6 +477,13 @@ class Simulator:
             elif path == "/_sim/tokens/revoke" and method == "POST":
                 self.revoke_refresh_tokens()
                 return ok({"revoked": True})
+            elif path == "/_sim/portal/roll" and method == "POST":
+                return ok({"kid": self.portal.roll(drop_old=bool((payload or {}).get("dropOld")))})
+            elif path == "/_sim/portal" and method == "GET":
+                apps = {
+                    name: {"client_id": a.client_id, "tenant_id": a.tenant_id} for name, a in self.portal.apps.items()
+                }
+                return ok({"scope": self.portal.scope, "audience": self.portal.api_client_id, "apps": apps})
             elif path == "/_sim/graph":
                 if method == "POST":
                     return ok(self.graph.configure(dict(payload or {})))
@@ -533,8 +545,15 @@ class Simulator:
             if request.method != "POST":
                 return _json(405, {"error": "invalid_request", "error_description": "Use POST"}, bom=False)
             form = {k: v[0] for k, v in parse_qs(request.body, keep_blank_values=True).items()}
-            status, body = self.tokens.exchange(params["tenant"], form)
+            if self.portal.wants(form):  # a portal application's token for the usage API (devhost.simulator.portal)
+                status, body = self.portal.issue(params["tenant"], form)
+            else:
+                status, body = self.tokens.exchange(params["tenant"], form)
             return _json(status, body, bom=False, headers=[("Cache-Control", "no-store, no-cache")])
+        if route == "jwks":
+            response = _json(200, self.portal.jwks(), bom=False)
+            response.pc = False
+            return response
         if route in consent.ROUTES:
             reply = consent.answer(self.tokens, route, params, request.query, request.headers)
             return _Response(reply.status, reply.body, reply.headers, pc=False)

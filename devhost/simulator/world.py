@@ -500,6 +500,11 @@ class World:
             status = _LICENCE_STATUSES[(sub.customer.index + lic) % len(_LICENCE_STATUSES)]
             offer |= {"status": status, "commitmentEndDate": f"{_add_months(created, 12).isoformat()}T00:00:00Z"}
         item |= offer
+        from devhost.simulator.billing import reseller_of  # the rated usage's Tier2MpnId is the same reseller
+
+        reseller = reseller_of(self, sub.customer)
+        if reseller and not (sub.kind == "licence" and sub.customer.index % 6 == 1):
+            item["partnerId"] = reseller  # every sixth customer bought its licences direct: partly the reseller's
         item |= {
             "friendlyName": f"{name} ({sub.customer.name})",
             "creationDate": stamp,

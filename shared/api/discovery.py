@@ -7,7 +7,7 @@ relationship, the subscription kind, which data is stored for it and where to re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -108,14 +108,17 @@ Answer = tuple[bytes, datetime | None]  # the body, and when its newest row was 
 
 
 def customers(
-    store: TableStore, request_size: str | None, token: str | None
+    store: TableStore,
+    request_size: str | None,
+    token: str | None,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> tuple[bytes, dict[str, str], datetime | None]:
     """A page of the customers, as ``GET /v1/customers`` pages: ``size``, ``links.next`` with the token header."""
     if token is None:
         size, after = params.page_size(request_size), None
     else:
         size, after = continuation.decode_listing(token, LISTING)
-    rows, more = queries.customers_page(store, after=after, size=size)
+    rows, more = queries.customers_page(store, after=after, size=size, keep=keep)
     raws = [with_attributes(row["raw"], customer_attributes(row)) for row in rows]
     links: dict[str, Any] = {"self": rendering.link(f"customers?size={size}")}
     headers = {}
@@ -133,10 +136,10 @@ def customer(store: TableStore, customer_id: str) -> Answer:
     return with_attributes(row["raw"], attributes).encode("utf-8"), written_at(row)
 
 
-def subscriptions(store: TableStore, customer_id: str) -> Answer:
-    """A customer's subscriptions; 403/20002 for a customer the partner has no relationship with."""
+def subscriptions(store: TableStore, customer_id: str, keep: Callable[[str], bool] | None = None) -> Answer:
+    """A customer's subscriptions (those ``keep`` accepts); 403/20002 for a customer without a relationship."""
     customer_row, relationship = _readable_customer(store, customer_id)
-    rows = queries.subscriptions_of(store, customer_id)
+    rows = [row for row in queries.subscriptions_of(store, customer_id) if keep is None or keep(row["subscriptionId"])]
     stored = Stored.of(store, customer_id)
     raws = [with_attributes(sub["raw"], subscription_attributes(sub, relationship, stored)) for sub in rows]
     body = rendering.collection(raws, {"self": rendering.link(rendering.customer_path(customer_id) + "/subscriptions")})

@@ -12,6 +12,7 @@ from shared.api.errors import CODE_NO_USAGE_DATA, CODE_SUBSCRIPTION_NOT_FOUND, n
 from shared.api.health import health as health_report
 from shared.api.messages import Request
 from shared.api.openapi import document_bytes
+from shared.api.scope import Scope
 from shared.settings import Settings
 from shared.table_store import TableStore
 from shared.tables import LATEST, USAGE_SUMMARIES, UTILIZATION, period_key
@@ -26,6 +27,7 @@ class Context:
     store: TableStore
     settings: Settings
     now: datetime
+    scope: Scope = field(default_factory=Scope.everything)  # what the caller may read (partner-wide: everything)
 
 
 @dataclass
@@ -68,6 +70,9 @@ def usage_records(ctx: Context) -> Content:
     month_text = params.single(ctx.request, "billing_month")
     month = None if month_text is None else params.billing_month(month_text)
     stored = list(queries.usage_records(ctx.store, month or LATEST))
+    if not ctx.scope.unrestricted:  # customer-level totals: only customers wholly in the grant
+        ctx.scope.load_everyone()
+        stored = [entry for entry in stored if ctx.scope.customer_whole(entry[0])]
     if month and not stored:
         raise not_found(f"No usage records are stored for billing month {month}.")
     relationships = queries.customer_relationships(ctx.store)
@@ -192,8 +197,12 @@ def utilization(ctx: Context) -> Content:
 
 def customers(ctx: Context) -> Content:
     """The partner's customers, paged like ``GET /v1/customers``."""
+    keep = None
+    if not ctx.scope.unrestricted:
+        ctx.scope.load_everyone()
+        keep = ctx.scope.keep_customer_row
     body, headers, written = discovery.customers(
-        ctx.store, params.single(ctx.request, "size"), _continuation_token(ctx.request)
+        ctx.store, params.single(ctx.request, "size"), _continuation_token(ctx.request), keep
     )
     return Content(body, headers=headers, last_modified=written)
 
@@ -206,7 +215,9 @@ def customer(ctx: Context) -> Content:
 
 def customer_subscriptions(ctx: Context) -> Content:
     """A customer's subscriptions."""
-    body, written = discovery.subscriptions(ctx.store, params.guid(ctx.path["customer_id"], "customer id"))
+    customer_id = params.guid(ctx.path["customer_id"], "customer id")
+    keep = None if ctx.scope.unrestricted else lambda sid: ctx.scope.subscription_visible(customer_id, sid)
+    body, written = discovery.subscriptions(ctx.store, customer_id, keep)
     return Content(body, last_modified=written)
 
 
@@ -234,7 +245,9 @@ def customer_daily_cost(ctx: Context) -> Content:
 
 def azure_entitlements(ctx: Context) -> Content:
     """A customer's Azure subscriptions with stored rated usage."""
-    body, written = rated.entitlements(ctx.store, params.guid(ctx.path["customer_id"], "customer id"))
+    customer_id = params.guid(ctx.path["customer_id"], "customer id")
+    keep = None if ctx.scope.unrestricted else lambda eid: ctx.scope.entitlement_visible(customer_id, eid)
+    body, written = rated.entitlements(ctx.store, customer_id, keep)
     return Content(body, last_modified=written)
 
 

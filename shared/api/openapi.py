@@ -46,6 +46,12 @@ Differences from Partner Center:
 - Every 200 has a strong `ETag`; `If-None-Match` with it answers 304.
 - Unknown customers or subscriptions (in neither the inventory nor the data) are 404.
 
+Scoped access (API_ACCESS_MODE `token` or `both`): the same routes under `/api/scoped/` (server `/api/scoped`)
+answer an Entra ID access token (`Authorization: Bearer`, client credentials for this API's app ID URI, app role
+`Usage.Read`) instead of the function key, and each caller reads only its grant: ids outside it answer exactly
+like unknown ones, lists leave them out. 401 (code 900401) for any token that is not valid, 403 (900403) for a
+caller without a grant.
+
 Error codes: 20003 subscription not found and 3000 no usage data (as Partner Center); 900400 invalid input,
 900404 not found, 900405 method not allowed, 900500 internal error (with a correlation id). A missing or
 wrong function key is answered by the Functions host: 401 with an empty body.
@@ -685,13 +691,22 @@ _PATHS: dict[str, Any] = {
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Partner Center usage cache", "version": "1.0.0", "description": DESCRIPTION},
-    "servers": [{"url": "/api"}],
-    "security": [{"functionKeyHeader": []}, {"functionKeyQuery": []}],
+    "servers": [
+        {"url": "/api", "description": "the function key (partner-wide)"},
+        {"url": "/api/scoped", "description": "Entra ID access tokens, each caller within its grant"},
+    ],
+    "security": [{"functionKeyHeader": []}, {"functionKeyQuery": []}, {"entraIdToken": []}],
     "paths": _PATHS,
     "components": {
         "securitySchemes": {
             "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
             "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+            "entraIdToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "Under /api/scoped/ only: an Entra ID access token for this API (RS256)",
+            },
         },
         "schemas": _SCHEMAS,
         "parameters": _PARAMETERS,

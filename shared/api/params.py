@@ -37,6 +37,11 @@ def single(request: Request, name: str) -> str | None:
     return values[0].strip()  # a value of spaces reaches its own check (a token of spaces names no page)
 
 
+def is_guid(value: str) -> bool:
+    """True for a GUID (any case)."""
+    return _GUID.fullmatch(value) is not None
+
+
 def guid(value: str, what: str) -> str:
     """A customer or subscription id: a GUID, lower-cased (ids become table keys lower-cased)."""
     if not _GUID.fullmatch(value):

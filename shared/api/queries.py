@@ -90,14 +90,18 @@ def bounded_page(
     (the service may stop early, or ``keep`` set rows aside) is topped up from the next one.
     """
     entities: list[dict[str, Any]] = []
+    full = False
     for page in store.query_pages(table, query_filter, parameters, select=select, page_size=size):
         for taken, entity in enumerate(page.entities, start=1):
             if keep is not None and not keep(entity):
                 continue
+            if full:
+                return entities, True  # a kept row follows the full page
             entities.append(entity)
             if len(entities) == size:
-                rest = page.entities[taken:]
-                return entities, page.more or any(keep is None or keep(e) for e in rest)
+                if keep is None:
+                    return entities, taken < len(page.entities) or page.more
+                full = True  # filtered: look on for a row this caller may see, so no next link leads nowhere
     return entities, False
 
 
@@ -144,11 +148,14 @@ def newest_run(store: TableStore, function: str, *, finished: bool = False) -> d
     return next(rows, None)
 
 
-def customers_page(store: TableStore, *, after: str | None, size: int) -> tuple[list[dict[str, Any]], bool]:
-    """Up to ``size`` customers after the RowKey ``after``, in key order, and whether more follow."""
+def customers_page(
+    store: TableStore, *, after: str | None, size: int, keep: Callable[[Mapping[str, Any]], bool] | None = None
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``size`` customers (those ``keep`` accepts) after the RowKey ``after``, in key order, and whether more
+    follow."""
     query_filter = "PartitionKey eq @pk" + ("" if after is None else " and RowKey gt @after")
     parameters = {"pk": CUSTOMER_PARTITION, **({} if after is None else {"after": after})}
-    return bounded_page(store, CUSTOMERS, query_filter, parameters, size=size)
+    return bounded_page(store, CUSTOMERS, query_filter, parameters, size=size, keep=keep)
 
 
 def customer_relationships(store: TableStore) -> dict[str, str]:

@@ -21,7 +21,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -172,7 +172,8 @@ def _names(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _nothing_stored(customer_id: str, entitlement_id: str | None = None) -> ApiError:
+def nothing_stored(customer_id: str, entitlement_id: str | None = None) -> ApiError:
+    """The 404 of a customer or Azure subscription without stored rated usage."""
     subject = f"Azure subscription {entitlement_id} of customer {customer_id}" if entitlement_id else customer_id
     return not_found(
         f"No Azure plan rated usage is stored for {subject}. It appears after fetch_rated_usage stores an export "
@@ -209,7 +210,7 @@ def entitlement_daily_cost(
     """One Azure subscription's cost per day (JSON), its items' JSON for CSV, and when it was stored."""
     rows = [row for row in _slices(store, customer_id, entitlement_id, days) if _days(row)]
     if not rows and not _slices(store, customer_id, entitlement_id, None):
-        raise _nothing_stored(customer_id, entitlement_id)
+        raise nothing_stored(customer_id, entitlement_id)
     items = []
     for row in sorted(rows, key=lambda r: (str(r["period"]), str(r["currencyCode"]))):
         for day, view in _days(row).items():
@@ -241,7 +242,7 @@ def customer_daily_cost(
         row for row in store.partition(RATED_CUSTOMER_DAYS, customer_key(customer_id)) if days.touches(row["period"])
     ]
     if not rows and not _slices(store, customer_id, None, None):
-        raise _nothing_stored(customer_id)
+        raise nothing_stored(customer_id)
     items = []
     for row in rows:
         for day, view in _days(row).items():
@@ -276,11 +277,17 @@ def customer_daily_cost(
     return _answer(body), [jsonutil.dumps(i) for i in items], _stored(rows)
 
 
-def entitlements(store: TableStore, customer_id: str) -> tuple[bytes, datetime | None]:
-    """The customer's Azure subscriptions with rated usage, each with its stored periods."""
-    rows = [row for row in _slices(store, customer_id, None, None) if _days(row)]
+def entitlements(
+    store: TableStore, customer_id: str, keep: Callable[[str], bool] | None = None
+) -> tuple[bytes, datetime | None]:
+    """The customer's Azure subscriptions with rated usage (those ``keep`` accepts), each with its stored periods."""
+    rows = [
+        row
+        for row in _slices(store, customer_id, None, None)
+        if _days(row) and (keep is None or keep(str(row["entitlementId"])))
+    ]
     if not rows:
-        raise _nothing_stored(customer_id)
+        raise nothing_stored(customer_id)
     by_entitlement: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_entitlement.setdefault(str(row["entitlementId"]), []).append(row)
@@ -412,7 +419,7 @@ def line_items(
                 "pages of two snapshots would not add up, so start again from page 1.",
             )
     if not any(_days(row) for row in rows) and not _slices(store, customer_id, entitlement_id, None):
-        raise _nothing_stored(customer_id, entitlement_id)
+        raise nothing_stored(customer_id, entitlement_id)
     served = {
         (day, str(row["currencyCode"]).upper(), view.get("version"))
         for row in rows

@@ -20,6 +20,7 @@ from shared.api.errors import (
     not_found,
 )
 from shared.api.messages import CSV_TYPE, JSON_TYPE, Request, Response
+from shared.api.scope import Scope
 from shared.settings import Settings
 from shared.table_store import TableStore
 
@@ -122,8 +123,15 @@ def _render(request: Request, route: Route, content: handlers.Content, csv: bool
     return Response(status=200, headers={"Content-Type": media, **headers}, body=body)
 
 
-def handle(request: Request, store: TableStore, settings: Settings, now: datetime | None = None) -> Response:
-    """Answer one request. Bad input is a 4xx; an unexpected failure is a 500 with only a correlation id."""
+def handle(
+    request: Request,
+    store: TableStore,
+    settings: Settings,
+    now: datetime | None = None,
+    scope: Scope | None = None,
+) -> Response:
+    """Answer one request within ``scope`` (default: everything). Bad input is a 4xx; an unexpected failure is a
+    500 with only a correlation id."""
     started = time.perf_counter()
     route_name = "-"
     try:
@@ -138,7 +146,9 @@ def handle(request: Request, store: TableStore, settings: Settings, now: datetim
             )
         csv = wants_csv(request, route)
         moment = now or datetime.now(timezone.utc)
-        content = route.handler(handlers.Context(request, path_params, store, settings, moment))
+        scope = scope or Scope.everything()
+        scope.guard(route.name, path_params)
+        content = route.handler(handlers.Context(request, path_params, store, settings, moment, scope))
         response = _render(request, route, content, csv)
     except ApiError as error:
         response = error_response(error)
