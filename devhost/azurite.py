@@ -31,45 +31,35 @@ def free_port() -> int:
 
 
 @dataclass(frozen=True)
-class Azurite:
+class _Service:
+    """A running Azurite service (one process, one port)."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    _kind = "Table"
+
+    @property
+    def endpoint(self) -> str:
+        """The service's endpoint URL (the account included, as Azurite addresses it)."""
+        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        """A connection string for this service (for the tables: USAGE_STORAGE)."""
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"{self._kind}Endpoint={self.endpoint};"
+        )
+
+
+class Azurite(_Service):
     """A running Azurite table service."""
 
-    port: int
-    process: subprocess.Popen[bytes]
 
-    @property
-    def endpoint(self) -> str:
-        """The table endpoint URL."""
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
-
-    @property
-    def connection_string(self) -> str:
-        """The connection string for USAGE_STORAGE."""
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"TableEndpoint={self.endpoint};"
-        )
-
-
-@dataclass(frozen=True)
-class AzuriteBlob:
+class AzuriteBlob(_Service):
     """A running Azurite blob service."""
 
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def endpoint(self) -> str:
-        """The blob endpoint URL (account included, as Azurite addresses it)."""
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
-
-    @property
-    def connection_string(self) -> str:
-        """A connection string for the blob service."""
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={self.endpoint};"
-        )
+    _kind = "Blob"
 
 
 def azurite_binary(service: str = "table") -> str:

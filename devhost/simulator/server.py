@@ -233,13 +233,17 @@ class _Handler(BaseHTTPRequestHandler):
         record.status = 0 if response.drop else response.status
         sim._record(record, route)
         if response.drop:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._hang_up()
             return
         self._write(response, headers)
+
+    def _hang_up(self) -> None:
+        """Drop the connection, as a reset on the network does."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _write(self, response: _Response, request_headers: Headers) -> None:
         self.send_response(response.status)
@@ -259,11 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
         if response.cut_at is not None:  # a connection reset mid-body, as a flaky network does
             self.wfile.write(response.body[: response.cut_at])
             self.wfile.flush()
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._hang_up()
             return
         if response.body and response.status != 204 and self.command != "HEAD":
             self.wfile.write(response.body)
