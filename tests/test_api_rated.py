@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
-from devhost.simulator import Simulator, WorldConfig
 from devhost.simulator.billing import entitlement_ids
 from devhost.simulator.billing import lines as world_lines
 from tests.api_data import get
-from tests.test_rated_usage import CURRENCIES, NOW, expected_totals, sync
+from tests.test_rated_usage import CURRENCIES, NOW, expected_totals, sim, sync
 
 BASE = "/api/v1/customers"
-
-
-@pytest.fixture
-def sim(azurite_blob) -> Iterator[Simulator]:
-    world = WorldConfig(now=NOW, customers=4, forbidden_customers=1)
-    with Simulator(world=world, blob_connection_string=azurite_blob.connection_string) as simulator:
-        yield simulator
+__all__ = ["sim"]  # the simulator fixture of test_rated_usage, shared
 
 
 @pytest.fixture
