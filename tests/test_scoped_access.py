@@ -371,3 +371,9 @@ def test_the_grants_command_adds_lists_and_removes(store, capsys):
     capsys.readouterr()
     assert main(["list"], store) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_health_names_the_access_mode(world_data):
+    store, settings = world_data["store"], world_data["settings"]
+    body = jsonutil.loads(handle_with_key(request_for("GET", "/api/health"), store, settings, NOW).body)
+    assert body["accessMode"] == "token"

@@ -157,6 +157,7 @@ def health(store: TableStore, settings: Settings, now: datetime) -> tuple[int, d
         "status": "healthy" if healthy else "unhealthy",
         "checkedAt": _iso(now),
         "maxAgeHours": settings.health_max_age_hours,
+        "accessMode": settings.api_access_mode,  # who reads customer data: key, both or token (API_ACCESS_MODE)
         "functions": functions,
     }
     return (200 if healthy else 503), report

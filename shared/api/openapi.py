@@ -397,6 +397,11 @@ _SCHEMAS: dict[str, Any] = {
             "status": {"enum": ["healthy", "unhealthy"]},
             "checkedAt": {"type": "string"},
             "maxAgeHours": {"type": "number"},
+            "accessMode": {
+                "enum": ["key", "both", "token"],
+                "description": "API_ACCESS_MODE: who reads customer data (the function key, tokens under /api/scoped/, "
+                "or both)",
+            },
             "functions": {
                 "type": "object",
                 "required": list(JOB_NAMES),
