@@ -21,12 +21,12 @@ from typing import Any
 
 import psutil
 
-from bench import cold_start, memory, rated_usage, read_api, sync_cost
+from bench import cold_start, memory, rated_usage, read_api, row_pipeline, sync_cost
 from bench.report import render, targets
 from devhost.azurite import running_azurite, running_azurite_blob
 from shared.settings import Settings
 
-PARTS = ("sync", "latency", "memory", "api", "imports", "rated")
+PARTS = ("sync", "latency", "memory", "api", "imports", "rated", "rows")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -47,6 +47,8 @@ class Mode:
     rps_count: int
     rps_seconds: float
     rated: tuple[tuple[int, str], ...]  # (lines of the export, sink of the line rows)
+    rows_stage: int  # rows through each stage of the row pipeline
+    rows_sync: tuple[int, int]  # (subscriptions, days) of the sync whose app CPU per row is measured
 
 
 MODES = {
@@ -64,6 +66,8 @@ MODES = {
         rps_count=50,
         rps_seconds=2,
         rated=((10_000, "azurite"),),
+        rows_stage=2_000,
+        rows_sync=(10, 10),
     ),
     "full": Mode(
         sizes=(10, 100, 500),
@@ -83,6 +87,8 @@ MODES = {
         # 1M line rows through the SDK to Azurite would take ~20 min: at that size the line rows are counted
         # and dropped (everything else, pointers included, is stored), which is what memory and CPU are about.
         rated=((100_000, "azurite"), (1_000_000, "discard")),
+        rows_stage=5_000,
+        rows_sync=(20, 30),  # the world of issue 16: 20 subscriptions x 30 daily windows, ~16,200 rows
     ),
 }
 
@@ -202,6 +208,21 @@ def main(argv: list[str] | None = None) -> int:
             return {"runs": runs, "growth_mb": runs[1]["peak_rss_mb"] - runs[0]["peak_rss_mb"]}
 
         attempt("memory", memory_part)
+
+        def rows_part() -> dict[str, Any]:
+            staged = row_pipeline.stages(cs, rows=mode.rows_stage)
+            _progress(f"rows: {staged['ours']['total']} us/row (SDK path {staged['sdk']['total']})")
+            subscriptions, days = mode.rows_sync
+            sync = row_pipeline.sync_cpu(
+                cs, subscriptions=subscriptions, days=days, records_per_day=args.records_per_day
+            )
+            _progress(
+                f"rows: sync {sync['ours']['cpu_us_per_row']} us/row app CPU "
+                f"(submit_transaction: {sync['sdk_transactions']['cpu_us_per_row']})"
+            )
+            return {"stages": staged, "sync": sync}
+
+        attempt("rows", rows_part)
         attempt(
             "api",
             lambda: read_api.read_api(

@@ -13,7 +13,9 @@ TARGETS = {
     "memory_mb": 30.0,
     "handler": 1.3,
     "import_ms": 200.0,
+    "row_cpu_us": 300.0,
 }
+STAGES = ("rows", "prepare", "body", "send", "parse", "total")
 
 
 def _ours(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -97,7 +99,42 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f"slowest: {name}",
                 )
             )
+    if "rows" in results:
+        sync = results["rows"]["sync"]
+        per_row = sync["ours"]["cpu_us_per_row"]
+        lines.append(
+            _line(
+                "utilization sync app CPU <= 300 us per stored row",
+                f"{per_row:.0f} us",
+                per_row <= TARGETS["row_cpu_us"],
+                f"{sync['subscriptions']} subscriptions x {sync['days']} windows; "
+                f"{sync['sdk_transactions']['cpu_us_per_row']:.0f} us through submit_transaction",
+            )
+        )
     return lines
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _rows_table(results: dict[str, Any]) -> list[str]:
+    staged, sync = results["rows"]["stages"], results["rows"]["sync"]
+    return [
+        f"### Row pipeline: app CPU us per Utilization row by stage ({staged['rows']:,} rows, batches of 100, Azurite)",
+        "",
+        "| path | " + " | ".join(STAGES) + " |",
+        "|---|" + "---:|" * len(STAGES),
+        "| ours (shared.table_batch) | " + " | ".join(f"{staged['ours'][s]:.1f}" for s in STAGES) + " |",
+        "| SDK submit_transaction | " + " | ".join(f"{staged['sdk'][s]:.1f}" for s in STAGES) + " |",
+        "| ours / SDK | " + " | ".join(_ratio(staged["vs_sdk"][s]) for s in STAGES) + " |",
+        "",
+        f"Utilization sync ({sync['subscriptions']} subscriptions x {sync['days']} daily windows, simulator in its "
+        f"own process): **{sync['ours']['cpu_us_per_row']:.0f} us** of app CPU per stored row "
+        f"({sync['ours']['rows']:,} rows, {sync['ours']['wall_s']:.1f} s) against "
+        f"{sync['sdk_transactions']['cpu_us_per_row']:.0f} us with every transaction through "
+        f"submit_transaction = {sync['vs_sdk']:.2f}x.",
+    ]
 
 
 def _sync_table(results: dict[str, Any]) -> list[str]:
@@ -204,6 +241,8 @@ def render(results: dict[str, Any]) -> str:
                 f"{r['unchanged']['data_rows_written']} | {changed['data_rows_written']} ({changed['days_written']}) |"
             )
         out.append("")
+    if "rows" in results:
+        out += [*_rows_table(results), ""]
     out += ["### Targets", "", "| target | measured | result | note |", "|---|---:|---|---|"]
     out += [f"| {t['target']} | {t['measured']} | {t['result']} | {t['note']} |" for t in results["targets"]]
     for name, error in results["errors"].items():
