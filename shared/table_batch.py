@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
@@ -278,20 +279,36 @@ def submit(table: TableClient, operations: Sequence[Operation]) -> list[dict[str
         raise TableTransactionError(
             message=f"the transaction answer holds {len(parts)} parts for {body.operations} operations"
         )
-    return [{"etag": part.headers["ETag"]} if "ETag" in part.headers else {} for part in parts]
+    return [{"etag": etag} if (etag := part.etag()) is not None else {} for part in parts]
 
 
 # -- the answer ----------------------------------------------------------------------------------------------------
 
 
 class AnswerPart:
-    """One operation's answer in a transaction's response, shaped as the SDK's error decoder reads a response."""
+    """One operation's answer in a transaction's response, shaped as the SDK's error decoder reads a response.
 
-    def __init__(self, status_code: int, reason: str, headers: CaseInsensitiveDict, body: bytes) -> None:
+    Headers are parsed only when asked for (an error's); a success needs its status and ETag alone.
+    """
+
+    def __init__(self, status_code: int, reason: str, header_block: bytes, body: bytes) -> None:
         self.status_code = status_code
         self.reason = reason
-        self.headers = headers
+        self._header_block = header_block
         self._body = body
+
+    @cached_property
+    def headers(self) -> CaseInsensitiveDict:
+        """The part's headers."""
+        return _headers(self._header_block)
+
+    def etag(self) -> str | None:
+        """The ETag header, found without parsing the others."""
+        at = self._header_block.lower().find(b"etag:")
+        if at < 0 or (at > 0 and self._header_block[at - 1 : at] != b"\n"):
+            return self.headers.get("ETag")
+        line = self._header_block[at + 5 :].split(b"\r\n", 1)[0]
+        return line.decode("latin-1").strip()
 
     @property
     def content_type(self) -> str | None:
@@ -342,7 +359,7 @@ def _http_answer(message: bytes) -> AnswerPart:
     fields = status_line.decode("latin-1").split(" ", 2)
     if len(fields) < 2 or not fields[1].isdigit():
         raise TableTransactionError(message=f"unreadable part in the transaction answer: {status_line[:200]!r}")
-    return AnswerPart(int(fields[1]), fields[2] if len(fields) > 2 else "", _headers(header_block), body)
+    return AnswerPart(int(fields[1]), fields[2] if len(fields) > 2 else "", header_block, body)
 
 
 def parse_answer(content_type: str, body: bytes) -> list[AnswerPart]:
