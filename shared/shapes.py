@@ -140,6 +140,30 @@ def _allowed(schema: JsonSchema) -> tuple[str, ...]:
     return (declared,) if isinstance(declared, str) else tuple(declared)
 
 
+def _any_non_finite(value: Any) -> bool:
+    """Whether a NaN or Infinity is anywhere in a parsed record: one walk without paths (the common case)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is Decimal:
+            if not item.is_finite():
+                return True
+        elif isinstance(item, float) or (isinstance(item, Decimal) and not item.is_finite()):
+            return True
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _finite(value: Any, path: str) -> None:
     """Raise BadRecord for a NaN or Infinity anywhere (unknown fields too): stored, it would not be JSON."""
     if isinstance(value, float) or (isinstance(value, Decimal) and not value.is_finite()):
@@ -152,10 +176,32 @@ def _finite(value: Any, path: str) -> None:
             _finite(inner, f"{path}[{index}]")
 
 
+def _fits(value: Any, schema: JsonSchema) -> bool:
+    """Whether ``value`` conforms, without naming anything (the common case: no path text is built)."""
+    kind = json_type(value)
+    allowed = _allowed(schema)
+    if allowed and kind not in allowed and not (kind == "integer" and "number" in allowed):
+        return False
+    if kind != "object":
+        return True
+    for name in schema.get("required", ()):
+        if name not in value:
+            return False
+    for name, inner in schema.get("properties", {}).items():
+        if name in value and not _fits(value[name], inner):
+            return False
+    return True
+
+
 def conform(value: Any, schema: JsonSchema, path: str = "record") -> None:
     """Raise BadRecord naming the first field whose JSON type the schema does not allow, or a missing field."""
-    if path == "record":
-        _finite(value, path)
+    if path == "record" and _any_non_finite(value):
+        _finite(value, path)  # the walk again, naming where
+    if not _fits(value, schema):
+        _explain(value, schema, path)
+
+
+def _explain(value: Any, schema: JsonSchema, path: str) -> None:
     allowed = _allowed(schema)
     kind = json_type(value)
     if allowed and kind not in allowed and not (kind == "integer" and "number" in allowed):
@@ -169,4 +215,4 @@ def conform(value: Any, schema: JsonSchema, path: str = "record") -> None:
             raise BadRecord(f"missing {name}" if path == "record" else f"missing {path}.{name}")
     for name, inner in schema.get("properties", {}).items():
         if name in value:
-            conform(value[name], inner, name if path == "record" else f"{path}.{name}")
+            _explain(value[name], inner, name if path == "record" else f"{path}.{name}")

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from shared import jsonutil
@@ -150,9 +151,18 @@ def run_key(started_at: datetime) -> str:
     return f"{10**13 - int(started_at.timestamp() * 1000):013d}"
 
 
-def utilization_key(usage_start: datetime, window_start: datetime, identity: str) -> str:
-    """``{usageStartUtc}|{windowStart}|{identity}``: a RowKey range is a usage-time range."""
-    return f"{utc_text(usage_start)}|{window_start.strftime(_WINDOW_KEY_FORMAT)}|{identity}"
+def utilization_key(usage_start: datetime | str, window_start: datetime, identity: str) -> str:
+    """``{usageStartUtc}|{windowStart}|{identity}``: a RowKey range is a usage-time range.
+
+    ``usage_start`` may be given as its ``utc_text`` already."""
+    start = usage_start if isinstance(usage_start, str) else utc_text(usage_start)
+    return f"{start}|{_window_text(window_start)}|{identity}"
+
+
+@lru_cache(maxsize=256)
+def _window_text(window_start: datetime) -> str:
+    # every record of a window formats the same start: once per window, not once per row
+    return window_start.strftime(_WINDOW_KEY_FORMAT)
 
 
 def rated_slice_key(entitlement_id: str, period: str, currency: str) -> str:
@@ -330,7 +340,12 @@ def usage_summary_rows(
 def utilization_row(
     customer_id: str, subscription_id: str, record: Any, window_start: datetime, window_end: datetime
 ) -> dict[str, Any]:
-    """One AzureUtilizationRecord reported in a window; its identity is (window, meter, instance, start, end)."""
+    """One AzureUtilizationRecord reported in a window; its identity is (window, meter, instance, start, end).
+
+    Readers read ``raw`` (and the keys); what a row holds besides is what a portal or an operator filters on
+    without parsing it: the ids and the exact quantity. Times, window, meter, resource and unit are in the keys
+    or in ``raw`` and are not repeated (each costs every row its encoding, size and transfer).
+    """
     if not isinstance(record, Mapping):
         raise BadRecord("record is not a JSON object")
     usage_start = required_time(record, "usageStartTime")
@@ -343,23 +358,16 @@ def utilization_row(
     conform(record, AZURE_UTILIZATION_RECORD)
     instance = record.get("instanceData")
     resource_uri = instance.get("resourceUri") if isinstance(instance, Mapping) else None
-    start_text, end_text = utc_text(usage_start), utc_text(usage_end)
-    identity = digest(meter_id.lower(), (resource_uri or "").lower(), start_text, end_text)
+    start_text = utc_text(usage_start)
+    identity = digest(meter_id.lower(), (resource_uri or "").lower(), start_text, utc_text(usage_end))
     customer_id, subscription_id = customer_id.lower(), subscription_id.lower()
     return {
         "PartitionKey": subscription_key(customer_id, subscription_id),
-        "RowKey": utilization_key(usage_start, window_start, identity),
+        "RowKey": utilization_key(start_text, window_start, identity),
         "customerId": customer_id,
         "subscriptionId": subscription_id,
         "raw": jsonutil.dumps(record),
-        "usageStartUtc": start_text,
-        "usageEndUtc": end_text,
-        "windowStart": utc_text(window_start),
-        "windowEnd": utc_text(window_end),
-        "meterId": meter_id,
-        "resourceUri": resource_uri,
         "quantity": quantity,
-        "unit": optional_text(record, "unit"),
     }
 
 
