@@ -393,8 +393,9 @@ class BatchWriter:
         try:
             return self._store._submit(self._table, batch, self._mode)
         except table_batch.TransactionTooLarge:
-            # Sized by the service's UTF-16 formula, the body's UTF-8 JSON can still pass 4 MiB (text of escaped
-            # control characters): nothing was sent, so the halves go as two transactions.
+            # Sized by the service's UTF-16 formula, the body's ASCII JSON can still pass 4 MiB (non-ASCII text
+            # and control characters are written as 6-byte \uXXXX escapes): nothing was sent, so the halves go
+            # as two transactions.
             half = len(batch) // 2
             return self._submit(batch[:half]) + self._submit(batch[half:])
         except HttpResponseError as exc:

@@ -229,7 +229,7 @@ def test_a_body_over_4_mib_is_refused_before_sending(table):
 
 
 def test_the_batch_writer_splits_rows_whose_utf8_body_outgrows_their_utf16_size(store):
-    # CJK text: 2 bytes a character in UTF-16 (the service's size formula), 3 in the UTF-8 body
+    # CJK text: 2 bytes a character in UTF-16 (the service's size formula), 6 in the body (a \\u escape each)
     rows = [{"PartitionKey": "p", "RowKey": f"{i:03d}", "a": "日" * 15_000, "b": "本" * 15_000} for i in range(100)]
     assert store.upsert("Things", rows) == 100
     assert len(list(store.partition("Things", "p", select=["RowKey"]))) == 100
