@@ -170,7 +170,15 @@ def _key(value: Any) -> str:
 class TransactionBody:
     """The multipart/mixed body of one transaction: a batch holding one changeset of every operation."""
 
-    def __init__(self, base_url: str, table_name: str, api_version: str, operations: Iterable[Operation]) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        table_name: str,
+        api_version: str,
+        operations: Iterable[Operation],
+        *,
+        cosmos: bool = False,
+    ) -> None:
         self.batch_boundary = f"batch_{uuid.uuid4()}"
         changeset = f"changeset_{uuid.uuid4()}"
         entity_url = f"{base_url}/{quote(table_name, safe='')}"
@@ -201,10 +209,12 @@ class TransactionBody:
                 )
             elif kind in ("upsert", "merge"):
                 body = entity_json(entity)
-                verb = "PUT" if kind == "upsert" else "PATCH"
+                verb, tunnel = "PUT", ""
+                if kind == "merge":  # Cosmos DB takes a merge as a POST that names it, as the SDK sends it there
+                    verb, tunnel = ("POST", "X-HTTP-Method: MERGE\r\n") if cosmos else ("PATCH", "")
                 chunks.append(
                     f"{head}{verb} {target} HTTP/1.1\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n{part_headers}Accept: application/json\r\n\r\n".encode()
+                    f"Content-Length: {len(body)}\r\n{part_headers}Accept: application/json\r\n{tunnel}\r\n".encode()
                 )
                 chunks.append(body)
                 chunks.append(b"\r\n")
@@ -240,7 +250,11 @@ def submit(table: TableClient, operations: Sequence[Operation]) -> list[dict[str
     if not operations:
         return []
     body = TransactionBody(
-        f"{table.scheme}://{table._primary_hostname}", table.table_name, table.api_version, operations
+        f"{table.scheme}://{table._primary_hostname}",
+        table.table_name,
+        table.api_version,
+        operations,
+        cosmos=bool(table._cosmos_endpoint),
     )
     if len(body.content) > MAX_BODY_BYTES:
         raise TransactionTooLarge(f"the transaction body is {len(body.content)} bytes; the service allows 4 MiB")

@@ -339,6 +339,34 @@ def test_the_body_has_the_structure_of_the_sdks_own(table):
     assert ours.url == sdk.url and ours.method == sdk.method == "POST"
 
 
+def test_a_merge_on_cosmos_db_is_the_post_the_sdk_sends_there():
+    operations: list[table_batch.Operation] = [
+        ("merge", {"PartitionKey": "p", "RowKey": "m", "s": "x"}),
+        ("upsert", {"PartitionKey": "p", "RowKey": "u", "n": 1}),
+    ]
+    url = "https://account.table.cosmos.azure.com"
+    sdk_recorder, ours_recorder = (
+        Recorder([_answer(*[(204, "No Content")] * 2)]),
+        Recorder([_answer(*[(204, "No Content")] * 2)]),
+    )
+    _client(sdk_recorder, url=url).submit_transaction(
+        [
+            ("upsert", operations[0][1], {"mode": UpdateMode.MERGE}),
+            ("upsert", operations[1][1], {"mode": UpdateMode.REPLACE}),
+        ]
+    )
+    submit(_client(ours_recorder, url=url), operations)
+    assert _normalised(ours_recorder.sent[0].body) == _normalised(sdk_recorder.sent[0].body)  # type: ignore[arg-type]
+    assert b"X-HTTP-Method: MERGE" in ours_recorder.sent[0].body  # type: ignore[operator]
+
+
+def test_delete_rows_deletes_the_rest_when_one_row_is_gone(store):
+    store.upsert("Things", [{"PartitionKey": "p", "RowKey": str(i)} for i in range(5)])
+    store.delete("Things", "p", "2")  # a rerun: gone already
+    assert store.delete_rows("Things", [{"PartitionKey": "p", "RowKey": str(i)} for i in range(5)]) == 5
+    assert list(store.partition("Things", "p")) == []
+
+
 def test_entity_json_is_the_sdks_less_string_annotations():
     entity = {"PartitionKey": "p", "RowKey": "r", **EVERY_TYPE}
     theirs = {k: v for k, v in _add_entity_properties(entity).items() if v != "Edm.String"}
