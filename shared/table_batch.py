@@ -150,7 +150,7 @@ def _explicit(name: str, value: tuple[Any, Any], out: dict[str, Any]) -> None:
 
 
 def entity_json(entity: Mapping[str, Any]) -> bytes:
-    """The JSON body of one entity (UTF-8); None values are left out, as the SDK does."""
+    """The JSON body of one entity, ASCII (``\\u`` escapes) as the SDK writes it; None values are left out."""
     out: dict[str, Any] = {}
     for name, value in entity.items():
         if value is not None:
@@ -243,9 +243,10 @@ def submit(table: TableClient, operations: Sequence[Operation]) -> list[dict[str
     """Send one transaction; per operation, its answer's metadata (``etag``) as ``submit_transaction`` returns.
 
     Raises what ``TableClient.submit_transaction`` raises: ``TableTransactionError`` (an ``HttpResponseError``
-    with the failed part's status, error code and ``index``), ``RequestTooLargeError`` on 413, and the SDK's
-    decoded error for a refused request (a missing table: ``ResourceNotFoundError``); ``TransactionTooLarge``
-    before sending a body over 4 MiB.
+    with the failed part's status, error code and ``index``; a missing table is its 404 ``TableNotFound``),
+    ``RequestTooLargeError`` on 413, the SDK's decoded error for a request refused whole, azure-core's
+    connection errors once the pipeline's retries are spent; ``TransactionTooLarge`` (nothing sent) for a body
+    over 4 MiB, ``ValueError`` for more than 100 operations or two partitions.
     """
     if not operations:
         return []
