@@ -21,12 +21,12 @@ from typing import Any
 
 import psutil
 
-from bench import cold_start, memory, rated_usage, read_api, row_pipeline, sync_cost
+from bench import auth, cold_start, memory, rated_usage, read_api, row_pipeline, sync_cost
 from bench.report import render, targets
 from devhost.azurite import running_azurite, running_azurite_blob
 from shared.settings import Settings
 
-PARTS = ("sync", "latency", "memory", "api", "imports", "rated", "rows")
+PARTS = ("sync", "latency", "memory", "api", "imports", "rated", "auth", "rows")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"runs": runs}
 
     attempt("rated", rated_part)
+    attempt("auth", auth.measure)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["targets"] = targets(results)
     report = render(results)

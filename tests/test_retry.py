@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
+from shared import table_batch
 from shared.retry import Action, Outcome, RetryPolicy
 from shared.table_store import WRITE_RETRY
 
@@ -68,45 +69,40 @@ def test_table_writes_retry_only_dropped_connections():
     assert steps[1].action is Action.RETRY
 
 
-class DropsFirstTransaction:
-    """A real TableClient on Azurite whose first transaction loses its connection after sending."""
+class DropsTransactions:
+    """``table_batch.submit`` on Azurite whose first ``drops`` transactions lose their connection after sending."""
 
-    def __init__(self, client, error):
-        self._client = client
-        self._error = error
+    def __init__(self, error, drops):
+        self._error, self._drops = error, drops
+        self._real = table_batch.submit
         self.attempts = 0
 
-    def submit_transaction(self, operations):
+    def __call__(self, table, operations):
         self.attempts += 1
-        if self.attempts == 1:
+        if self.attempts <= self._drops:
             raise self._error
-        return self._client.submit_transaction(operations)
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
+        return self._real(table, operations)
 
 
 @pytest.mark.parametrize("error", [ServiceRequestError("reset"), ServiceResponseError("reset")])
-def test_a_dropped_batch_is_sent_again_after_the_policy_s_wait_through_the_injected_sleep(store, error):
+def test_a_dropped_batch_is_sent_again_after_the_policy_s_wait_through_the_injected_sleep(store, error, monkeypatch):
     slept = []
     store._sleep = slept.append
-    table = DropsFirstTransaction(store.table("Things"), error)
+    sender = DropsTransactions(error, drops=1)
+    monkeypatch.setattr(table_batch, "submit", sender)
     rows = [{"PartitionKey": "p", "RowKey": f"r{i}", "v": str(i)} for i in range(3)]
-    assert store._submit(table, rows) == 3
-    assert table.attempts == 2 and len(slept) == 1 and 0.1 <= slept[0] <= 0.2
+    assert store._submit(store.table("Things"), rows) == 3
+    assert sender.attempts == 2 and len(slept) == 1 and 0.1 <= slept[0] <= 0.2
     assert sorted(r["RowKey"] for r in store.partition("Things", "p")) == ["r0", "r1", "r2"]
 
 
-def test_a_batch_that_keeps_dropping_fails_after_the_policy_s_attempts(store):
+def test_a_batch_that_keeps_dropping_fails_after_the_policy_s_attempts(store, monkeypatch):
     slept = []
     store._sleep = slept.append
-
-    class AlwaysDrops(DropsFirstTransaction):
-        def submit_transaction(self, operations):
-            self.attempts += 1
-            raise self._error
-
-    table = AlwaysDrops(store.table("Things"), ServiceResponseError("reset"))
+    sender = DropsTransactions(ServiceResponseError("reset"), drops=10**6)
+    monkeypatch.setattr(table_batch, "submit", sender)
     with pytest.raises(ServiceResponseError):
-        store._submit(table, [{"PartitionKey": "p", "RowKey": "a"}, {"PartitionKey": "p", "RowKey": "b"}])
-    assert table.attempts == WRITE_RETRY.max_attempts and len(slept) == WRITE_RETRY.max_attempts - 1
+        store._submit(
+            store.table("Things"), [{"PartitionKey": "p", "RowKey": "a"}, {"PartitionKey": "p", "RowKey": "b"}]
+        )
+    assert sender.attempts == WRITE_RETRY.max_attempts and len(slept) == WRITE_RETRY.max_attempts - 1
