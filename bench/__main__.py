@@ -21,12 +21,12 @@ from typing import Any
 
 import psutil
 
-from bench import auth, cold_start, memory, rated_usage, read_api, row_pipeline, sync_cost
+from bench import auth, cold_start, increment, memory, rated_usage, read_api, row_pipeline, sync_cost
 from bench.report import render, targets
 from devhost.azurite import running_azurite, running_azurite_blob
 from shared.settings import Settings
 
-PARTS = ("sync", "latency", "memory", "api", "imports", "rated", "auth", "rows")
+PARTS = ("sync", "latency", "memory", "api", "imports", "rated", "auth", "rows", "cost")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -48,6 +48,7 @@ class Mode:
     rps_seconds: float
     rated: tuple[tuple[int, str], ...]  # (lines of the export, sink of the line rows)
     rows_stage: int  # rows through each stage of the row pipeline
+    cost: tuple[tuple[int, int], ...]  # (subscriptions, backfill days) simulated at 1 s per call
     rows_sync: tuple[int, int]  # (subscriptions, days) of the sync whose app CPU per row is measured
 
 
@@ -67,6 +68,7 @@ MODES = {
         rps_seconds=2,
         rated=((10_000, "azurite"),),
         rows_stage=2_000,
+        cost=((20, 5),),
         rows_sync=(10, 10),
     ),
     "full": Mode(
@@ -88,6 +90,7 @@ MODES = {
         # and dropped (everything else, pointers included, is stored), which is what memory and CPU are about.
         rated=((100_000, "azurite"), (1_000_000, "discard")),
         rows_stage=5_000,
+        cost=((200, 30), (2_000, 30)),
         rows_sync=(20, 30),  # the world of issue 16: 20 subscriptions x 30 daily windows, ~16,200 rows
     ),
 }
@@ -251,6 +254,27 @@ def main(argv: list[str] | None = None) -> int:
 
     attempt("rated", rated_part)
     attempt("auth", auth.measure)
+
+    def cost_part() -> dict[str, Any]:
+        runs = []
+        with running_azurite() as emulator:
+            for subscriptions, days in mode.cost:
+                runs.append(
+                    increment.measure(
+                        emulator.connection_string,
+                        subscriptions=subscriptions,
+                        backfill_days=days,
+                        concurrency=args.concurrency,
+                    )
+                )
+                r = runs[-1]
+                _progress(
+                    f"cost {subscriptions} subs: backfill {r['backfill']['runs']} runs, day {r['day']['calls']} calls "
+                    f"(min {r['day']['minimum_calls']})"
+                )
+        return {"runs": runs}
+
+    attempt("cost", cost_part)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["targets"] = targets(results)
     report = render(results)

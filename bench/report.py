@@ -252,6 +252,32 @@ def render(results: dict[str, Any]) -> str:
             f"vs {r['decode_only_us']} µs to decode it unchecked = **{r['vs_decode']}x** (mean of {r['repeats']}).",
             "",
         ]
+    if "cost" in results:
+        out += [
+            "### What a partner pays: Partner Center calls and Flex time at 1 s per call (virtual clock)",
+            "",
+            "| subs | backfill days | backfill runs (bound) | longest wait (runs) | backfill calls | backfill wall s | "
+            "per day: utilization calls (min) | inventory calls (at most) | calls/sub-day | day wall s | "
+            "USD per 1,000 sub-days: backfill / increment |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in results["cost"]["runs"]:
+            b, d, f = r["backfill"], r["day"], r["flex"]
+            out.append(
+                f"| {r['subscriptions']:,} | {r['backfill_days']} | {b['runs']} ({b['bound_runs']}) | "
+                f"{b['longest_wait_runs']} | {b['calls']:,} | {b['wall_s']:,} | "
+                f"{d['utilization_calls']:,} ({d['utilization_minimum']:,}) | "
+                f"{d['inventory_calls']:,} ({d['inventory_minimum']:,}) | "
+                f"{d['calls_per_subscription_day']} | {d['wall_s']:,} | "
+                f"{f['usd_per_1000_subscription_days_backfill']} / {f['usd_per_1000_subscription_days_increment']} |"
+            )
+        out += [
+            "",
+            "Budget per run SYNC_TIME_BUDGET_SECONDS, concurrency SYNC_CONCURRENCY; minimum of a day = one utilization "
+            "call per subscription + the inventory (customers listing every INVENTORY_REFRESH_HOURS, each customer's "
+            "subscriptions every INVENTORY_SUBSCRIPTIONS_HOURS); Flex cost = wall x 2.048 GB x $0.000026 per GB-s.",
+            "",
+        ]
     out += ["### Targets", "", "| target | measured | result | note |", "|---|---:|---|---|"]
     out += [f"| {t['target']} | {t['measured']} | {t['result']} | {t['note']} |" for t in results["targets"]]
     for name, error in results["errors"].items():
