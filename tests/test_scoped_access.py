@@ -377,3 +377,28 @@ def test_health_names_the_access_mode(world_data):
     store, settings = world_data["store"], world_data["settings"]
     body = jsonutil.loads(handle_with_key(request_for("GET", "/api/health"), store, settings, NOW).body)
     assert body["accessMode"] == "token"
+
+
+def test_an_unreachable_issuer_is_asked_at_most_every_30_seconds():
+    from shared.access.tokens import TokenRejected
+
+    calls = []
+
+    class Down:
+        def get(self, url, timeout):
+            calls.append(url)
+            raise requests.ConnectionError("down")
+
+    clock = Clock()
+    validator = TokenValidator(
+        authority="https://login.example", tenants=["t1"], audiences=["a"], session=Down(), clock=clock
+    )
+    token = _unsigned({"alg": "RS256", "typ": "JWT", "kid": "k1"}, {"tid": "t1"}) + "." + _b64(b"sig")
+    for _ in range(3):
+        with pytest.raises(TokenRejected):
+            validator.validate(f"Bearer {token}")
+    assert len(calls) == 1
+    clock.now += 31
+    with pytest.raises(TokenRejected):
+        validator.validate(f"Bearer {token}")
+    assert len(calls) == 2

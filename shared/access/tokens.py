@@ -76,6 +76,7 @@ class TokenValidator:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._cache: dict[str, _Keys] = {}
+        self._failed: dict[str, float] = {}  # when reading a tenant's keys last failed
 
     def validate(self, authorization: str | None) -> Caller:
         """The caller of a request's ``Authorization`` header; TokenRejected otherwise."""
@@ -121,11 +122,21 @@ class TokenValidator:
         with self._lock:
             cached = self._cache.get(tenant)
             now = self._clock()
+            failed = self._failed.get(tenant)
+            if failed is not None and now - failed < JWKS_MIN_REFRESH:
+                raise TokenRejected(f"the signing keys of tenant {tenant} could not be read a moment ago")
             stale = cached is None or now - cached.read_at > JWKS_MAX_AGE
             unknown = cached is not None and kid not in cached.keys and now - cached.read_at > JWKS_MIN_REFRESH
             if stale or unknown:
-                cached = self._read(tenant)
-                self._cache[tenant] = cached
+                try:
+                    cached = self._read(tenant)
+                except TokenRejected:
+                    self._failed[tenant] = now  # not read again for every request while the issuer is away
+                    if cached is None or stale:
+                        raise
+                else:
+                    self._failed.pop(tenant, None)
+                    self._cache[tenant] = cached
         assert cached is not None
         if kid not in cached.keys:
             raise TokenRejected(f"kid {kid[:40]!r} is not among tenant {tenant}'s signing keys")
