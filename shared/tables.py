@@ -190,6 +190,17 @@ def rated_line_key(day: str, currency: str, version: str, index: int) -> str:
     return f"{rated_day_prefix(day, currency)}{version}|{index:06d}"
 
 
+def slice_days(row: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A RatedSlices (or RatedCustomerDays) row's ``days`` map: day -> version and totals ({} when absent or bad)."""
+    if row is None:
+        return {}
+    try:
+        days = jsonutil.loads(row.get("days") or "{}")
+    except ValueError:
+        return {}
+    return days if isinstance(days, dict) else {}
+
+
 def rated_stream_key(billing_period: str, currency: str) -> str:
     """The SyncState RowKey of one export stream (``current``/``last``, currency)."""
     return make_key(billing_period, currency.upper())

@@ -16,7 +16,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from shared.api.errors import not_found
@@ -56,6 +56,11 @@ def encode(query: UtilizationQuery, last_row_key: str) -> str:
         "d": query.show_details,
         "k": last_row_key,
     }
+    return _encode(payload)
+
+
+def _encode(payload: dict[str, Any]) -> str:
+    """A token: the url-safe base64 (unpadded) of the payload's compact JSON."""
     raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode("ascii")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
@@ -120,8 +125,7 @@ def decode(token: str, *, customer_id: str, subscription_id: str) -> Utilization
 
 def encode_listing(resource: str, size: int, last_row_key: str) -> str:
     """The token of the next page of a listing (``customers``): its page size and the last key served."""
-    raw = json.dumps({"v": VERSION, "r": resource, "n": size, "k": last_row_key}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode("ascii")).rstrip(b"=").decode("ascii")
+    return _encode({"v": VERSION, "r": resource, "n": size, "k": last_row_key})
 
 
 def decode_listing(token: str, resource: str) -> tuple[int, str]:
@@ -134,3 +138,45 @@ def decode_listing(token: str, resource: str) -> tuple[int, str]:
     if not isinstance(last, str) or not 0 < len(last) <= _MAX_ROW_KEY_CHARS or not last.isprintable():
         raise invalid
     return size, last
+
+
+@dataclass(frozen=True)
+class LineItemsQuery:
+    """A rated-usage line-item page: its day range, size, the stamp of the pointers it was served under, last key."""
+
+    first: str  # YYYY-MM-DD, inclusive
+    last: str  # YYYY-MM-DD, inclusive
+    size: int
+    stamp: str
+    after: str | None = None
+
+
+_LINE_ITEM_FIELDS = {"v", "c", "e", "f", "t", "n", "s", "k"}
+
+
+def encode_line_items(customer_id: str, entitlement_id: str, query: LineItemsQuery, last_row_key: str) -> str:
+    """The token of the line-item page after ``last_row_key``."""
+    payload = {"v": VERSION, "c": customer_id, "e": entitlement_id, "f": query.first, "t": query.last}
+    return _encode({**payload, "n": query.size, "s": query.stamp, "k": last_row_key})
+
+
+def decode_line_items(token: str, *, customer_id: str, entitlement_id: str) -> LineItemsQuery:
+    """The query a line-item token continues; 404 for anything this API did not write for this Azure subscription."""
+    invalid = not_found(
+        "The continuation token names no page of this Azure subscription's line items (it was not written by "
+        "this API for this request, or is damaged); start again from page 1."
+    )
+    payload = _payload(token, _LINE_ITEM_FIELDS, invalid)
+    first, last, size, stamp, key = payload["f"], payload["t"], payload["n"], payload["s"], payload["k"]
+    if payload["c"] != customer_id or payload["e"] != entitlement_id:
+        raise invalid
+    if not all(isinstance(v, str) for v in (first, last, stamp, key)) or type(size) is not int:
+        raise invalid
+    try:
+        first_day, last_day = date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError:
+        raise invalid from None
+    valid = 1 <= size <= MAX_PAGE_SIZE and first_day <= last_day and 0 < len(key) <= _MAX_ROW_KEY_CHARS
+    if not valid or not key.isprintable() or not first <= key[:10] <= last:
+        raise invalid
+    return LineItemsQuery(first, last, size, stamp, key)

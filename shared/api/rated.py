@@ -17,10 +17,7 @@ under and names no page once a newer snapshot replaced them (409, start again).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -28,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared import jsonutil
-from shared.api import params, queries, rendering
+from shared.api import continuation, params, queries, rendering
 from shared.api.errors import CODE_NO_USAGE_DATA, ApiError, bad_request, not_found
 from shared.api.messages import Request
 from shared.table_store import TableStore
@@ -40,6 +37,7 @@ from shared.tables import (
     SYNC_STATE,
     customer_key,
     rated_lines_partition,
+    slice_days,
 )
 
 CODE_SNAPSHOT_REPLACED = 900410
@@ -119,25 +117,15 @@ def day_range(request: Request, now: datetime) -> DayRange:
 # -- reads ---------------------------------------------------------------------------------------------------
 
 
-def _slices(
-    store: TableStore, customer_id: str, entitlement_id: str | None, days: DayRange | None
-) -> list[dict[str, Any]]:
-    """The pointer rows of a customer (or of one of its Azure subscriptions) in the months a range touches."""
-    rows = store.partition(RATED_SLICES, customer_key(customer_id))  # one query, whatever the range
-    return [
-        row
-        for row in rows
-        if (entitlement_id is None or row.get("entitlementId") == entitlement_id)
-        and (days is None or days.touches(row.get("period")))
-    ]
+def _pointers(store: TableStore, customer_id: str, entitlement_id: str | None = None) -> list[dict[str, Any]]:
+    """The pointer rows of a customer (or of one of its Azure subscriptions): one query, whatever the range."""
+    rows = store.partition(RATED_SLICES, customer_key(customer_id))
+    return [row for row in rows if entitlement_id is None or row.get("entitlementId") == entitlement_id]
 
 
-def _days(row: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        found = jsonutil.loads(row.get("days") or "{}")
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
+def _touching(rows: Iterable[dict[str, Any]], days: DayRange) -> list[dict[str, Any]]:
+    """The rows of the months a range touches."""
+    return [row for row in rows if days.touches(row.get("period"))]
 
 
 def snapshots(store: TableStore, currencies: Iterable[str]) -> list[dict[str, Any]]:
@@ -208,12 +196,13 @@ def entitlement_daily_cost(
     store: TableStore, customer_id: str, entitlement_id: str, days: DayRange
 ) -> tuple[bytes, list[str], datetime | None]:
     """One Azure subscription's cost per day (JSON), its items' JSON for CSV, and when it was stored."""
-    rows = [row for row in _slices(store, customer_id, entitlement_id, days) if _days(row)]
-    if not rows and not _slices(store, customer_id, entitlement_id, None):
+    pointers = _pointers(store, customer_id, entitlement_id)
+    rows = [row for row in _touching(pointers, days) if slice_days(row)]
+    if not rows and not pointers:
         raise nothing_stored(customer_id, entitlement_id)
     items = []
     for row in sorted(rows, key=lambda r: (str(r["period"]), str(r["currencyCode"]))):
-        for day, view in _days(row).items():
+        for day, view in slice_days(row).items():
             if days.holds(day):
                 items.append(_daily_item(day, str(row["currencyCode"]), view))
     items.sort(key=lambda i: (i["usageDate"], i["currencyCode"]))
@@ -241,15 +230,16 @@ def customer_daily_cost(
     rows = [
         row for row in store.partition(RATED_CUSTOMER_DAYS, customer_key(customer_id)) if days.touches(row["period"])
     ]
-    if not rows and not _slices(store, customer_id, None, None):
+    pointers = _pointers(store, customer_id)
+    if not rows and not pointers:
         raise nothing_stored(customer_id)
     items = []
     for row in rows:
-        for day, view in _days(row).items():
+        for day, view in slice_days(row).items():
             if days.holds(day):
                 items.append(_daily_item(day, str(row["currencyCode"]), view, int(view.get("subscriptions", 0))))
     items.sort(key=lambda i: (i["usageDate"], i["currencyCode"]))
-    names = {str(row.get("customerName")) for row in _slices(store, customer_id, None, days)}
+    names = {str(row.get("customerName")) for row in _touching(pointers, days)}
     body = {
         "customerId": customer_id,
         "customerName": sorted(names)[0] if names else None,
@@ -283,8 +273,8 @@ def entitlements(
     """The customer's Azure subscriptions with rated usage (those ``keep`` accepts), each with its stored periods."""
     rows = [
         row
-        for row in _slices(store, customer_id, None, None)
-        if _days(row) and (keep is None or keep(str(row["entitlementId"])))
+        for row in _pointers(store, customer_id)
+        if slice_days(row) and (keep is None or keep(str(row["entitlementId"])))
     ]
     if not rows:
         raise nothing_stored(customer_id)
@@ -345,57 +335,11 @@ def _stored(rows: Iterable[Mapping[str, Any]]) -> datetime | None:
 # -- line items ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LineQuery:
-    """A line-item page: the range, the size, the pointers' stamp, and the last key served."""
-
-    first: str
-    last: str
-    size: int
-    stamp: str
-    after: str | None = None
-
-
 def _stamp(rows: Iterable[Mapping[str, Any]]) -> str:
     digest = hashlib.sha256()
     for row in sorted(rows, key=lambda r: str(r["RowKey"])):
         digest.update(str(row["RowKey"]).encode() + b"\0" + str(row.get("days") or "").encode() + b"\0")
     return digest.hexdigest()[:16]
-
-
-def _token(customer_id: str, entitlement_id: str, query: LineQuery, last_key: str) -> str:
-    payload = {"v": 1, "c": customer_id, "e": entitlement_id, "f": query.first, "t": query.last}
-    payload |= {"n": query.size, "s": query.stamp, "k": last_key}
-    raw = json.dumps(payload, separators=(",", ":")).encode("ascii")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _untoken(token: str, customer_id: str, entitlement_id: str) -> LineQuery:
-    invalid = not_found(
-        "The continuation token names no page of this Azure subscription's line items (it was not written by "
-        "this API for this request, or is damaged); start again from page 1."
-    )
-    if not token or len(token) > 2048 or not token.replace("-", "").replace("_", "").isalnum() or not token.isascii():
-        raise invalid
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii"))
-    except (binascii.Error, ValueError):
-        raise invalid from None
-    if not isinstance(payload, dict) or set(payload) != {"v", "c", "e", "f", "t", "n", "s", "k"}:
-        raise invalid
-    first, last, size, stamp, key = payload["f"], payload["t"], payload["n"], payload["s"], payload["k"]
-    if payload["v"] != 1 or payload["c"] != customer_id or payload["e"] != entitlement_id:
-        raise invalid
-    if not all(isinstance(v, str) for v in (first, last, stamp, key)) or type(size) is not int:
-        raise invalid
-    try:
-        first_day, last_day = date.fromisoformat(first), date.fromisoformat(last)
-    except ValueError:
-        raise invalid from None
-    valid = 1 <= size <= params.MAX_PAGE_SIZE and first_day <= last_day and len(key) <= 512 and key.isprintable()
-    if not valid or not first <= key[:10] <= last:
-        raise invalid
-    return LineQuery(first, last, size, stamp, key)
 
 
 def line_items(
@@ -405,12 +349,14 @@ def line_items(
     if token is None:
         days = day_range(request, now)
         size = params.page_size(params.single(request, "size"))
-        rows = [row for row in _slices(store, customer_id, entitlement_id, days)]
-        query = LineQuery(days.first.isoformat(), days.last.isoformat(), size, _stamp(rows))
+        pointers = _pointers(store, customer_id, entitlement_id)
+        rows = _touching(pointers, days)
+        query = continuation.LineItemsQuery(days.first.isoformat(), days.last.isoformat(), size, _stamp(rows))
     else:
-        query = _untoken(token, customer_id, entitlement_id)
+        query = continuation.decode_line_items(token, customer_id=customer_id, entitlement_id=entitlement_id)
         days = DayRange(date.fromisoformat(query.first), date.fromisoformat(query.last))
-        rows = [row for row in _slices(store, customer_id, entitlement_id, days)]
+        pointers = _pointers(store, customer_id, entitlement_id)
+        rows = _touching(pointers, days)
         if _stamp(rows) != query.stamp:
             raise ApiError(
                 409,
@@ -418,12 +364,12 @@ def line_items(
                 "A newer snapshot of this Azure subscription's rated usage was stored after page 1 was served; "
                 "pages of two snapshots would not add up, so start again from page 1.",
             )
-    if not any(_days(row) for row in rows) and not _slices(store, customer_id, entitlement_id, None):
+    if not any(slice_days(row) for row in rows) and not pointers:
         raise nothing_stored(customer_id, entitlement_id)
     served = {
         (day, str(row["currencyCode"]).upper(), view.get("version"))
         for row in rows
-        for day, view in _days(row).items()
+        for day, view in slice_days(row).items()
         if days.holds(day)
     }
     entities, more = _page(store, customer_id, entitlement_id, query, served)
@@ -432,7 +378,7 @@ def line_items(
     links: dict[str, Any] = {"self": rendering.link(f"{path}?from={query.first}&to={query.last}&size={query.size}")}
     headers = {}
     if more:
-        next_token = _token(customer_id, entitlement_id, query, entities[-1]["RowKey"])
+        next_token = continuation.encode_line_items(customer_id, entitlement_id, query, entities[-1]["RowKey"])
         links["next"] = rendering.link(path + "?seek_operation=Next", [(rendering.CONTINUATION_HEADER, next_token)])
         headers[rendering.CONTINUATION_HEADER] = next_token
     body = rendering.collection(texts, links)
@@ -445,7 +391,11 @@ def _version_of(row_key: str) -> tuple[str, str, str] | None:
 
 
 def _page(
-    store: TableStore, customer_id: str, entitlement_id: str, query: LineQuery, served: set[tuple[str, str, Any]]
+    store: TableStore,
+    customer_id: str,
+    entitlement_id: str,
+    query: continuation.LineItemsQuery,
+    served: set[tuple[str, str, Any]],
 ) -> tuple[list[dict[str, Any]], bool]:
     """Up to ``size`` line rows of the served versions, in key order, and whether more follow."""
     upper = (date.fromisoformat(query.last) + timedelta(days=1)).isoformat()

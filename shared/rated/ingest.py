@@ -44,6 +44,7 @@ from shared.tables import (
     rated_line_key,
     rated_lines_partition,
     rated_slice_key,
+    slice_days,
 )
 from shared.timeutil import utc_text
 
@@ -243,7 +244,7 @@ class Ingest:
     # -- one slice ---------------------------------------------------------------------------------------------
 
     def _store_slice(self, spool: Spool, piece: _Slice, old: Mapping[str, Any] | None) -> None:
-        old_days = _days_of(old)
+        old_days = slice_days(old)
         superseded = _superseded_of(old)
         changed = [d for d, view in piece.days.items() if old_days.get(d, {}).get("version") != view["version"]]
         superseded += [[d, old_days[d]["version"], utc_text(self.now)] for d in changed if d in old_days]
@@ -294,7 +295,7 @@ class Ingest:
 
     def _remove_slice(self, old: Mapping[str, Any]) -> None:
         """A slice the snapshot no longer holds: its pointer names no day; its rows go after the grace."""
-        old_days = _days_of(old)
+        old_days = slice_days(old)
         superseded = _superseded_of(old) + [[d, v["version"], utc_text(self.now)] for d, v in old_days.items()]
         kept = self._collect(old["customerId"], old["entitlementId"], superseded)
         if not kept:
@@ -376,16 +377,6 @@ class Ingest:
 
 
 _COMPARED = ("days", "customerName", "entitlementDescription", "subscriptionId", "tier2MpnId")
-
-
-def _days_of(row: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    if row is None:
-        return {}
-    try:
-        days = jsonutil.loads(row.get("days") or "{}")
-    except ValueError:
-        return {}
-    return days if isinstance(days, dict) else {}
 
 
 def _superseded_of(row: Mapping[str, Any] | None) -> list[list[str]]:
