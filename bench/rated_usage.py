@@ -23,7 +23,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from bench.common import CountingStore, RssSampler, cpu_seconds, new_prefix
 from devhost.simulator import Simulator, WorldConfig
 from shared import jsonutil, tables
-from shared.graph.blobs import read_lines
+from shared.graph.blobs import BlobLine, read_lines
 from shared.graph.client import GraphBillingClient, Manifest
 from shared.partner_center.auth import TokenProvider
 from shared.rated.ingest import Ingest, Snapshot
@@ -77,16 +77,20 @@ def _pid() -> int:
 
 def _baseline(manifest: Manifest) -> int:
     count = 0
-    for line in read_lines(_reader(), manifest):
+
+    def parse(line: BlobLine) -> None:
+        nonlocal count
         jsonutil.loads(line.text)
         count += 1
+
+    read_lines(_reader(), manifest, parse)
     return count
 
 
 def _ingest(store: CountingStore, manifest: Manifest, now: datetime) -> dict[str, Any]:
     with SyncRun(store, "fetch_rated_usage", unit="exports") as run:
         snapshot = Snapshot("current", "GBP", manifest.etag, manifest.created)
-        stats = Ingest(store, run, snapshot, now=now).ingest(read_lines(_reader(), manifest))
+        stats = Ingest(store, run, snapshot, now=now).ingest_from(lambda into: read_lines(_reader(), manifest, into))
     return {
         "lines": stats.lines,
         "data_rows_written": stats.data_rows_written,

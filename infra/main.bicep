@@ -241,29 +241,41 @@ param utilizationShowDetails bool = true
 @maxValue(90)
 param utilizationBackfillDays int = 30
 
-@description('Optional. Width in hours of one reported-time window of utilization.')
-@minValue(1)
+@description('Optional. Width in hours of one reported-time window of utilization (divides 24, so windows align to days).')
+@allowed([
+  1
+  2
+  3
+  4
+  6
+  8
+  12
+  24
+])
 param utilizationWindowHours int = 24
 
-@description('Optional. Hours a window must have ended before it is fetched.')
-@minValue(0)
+@description('Optional. Hours a window must have ended before it is fetched (Partner Center answers 204 near now).')
+@minValue(2)
+@maxValue(72)
 param utilizationLagHours int = 6
 
 @description('Optional. Subscriptions synced at once.')
 @minValue(1)
+@maxValue(32)
 param syncConcurrency int = 4
 
-@description('Optional. Seconds after which a sync stops cleanly (the function timeout is 600).')
+@description('Optional. Seconds after which a sync starts no new work; never later than the function timeout (host.json, 600 s) less 30 s, whatever is set here.')
 @minValue(30)
-@maxValue(590)
+@maxValue(3600)
 param syncTimeBudgetSeconds int = 480
 
-@description('Optional. Hours the customers listing is reused before it is read again.')
-@minValue(1)
+@description('Optional. Hours the customers listing is reused before it is read again (0: every run).')
+@minValue(0)
+@maxValue(168)
 param inventoryRefreshHours int = 6
 
-@description('Optional. Hours after which a known customer\'s subscriptions are listed again (new customers at once).')
-@minValue(1)
+@description('Optional. Hours after which a known customer\'s subscriptions are listed again (new customers at once; 0: every run).')
+@minValue(0)
 @maxValue(720)
 param inventorySubscriptionsHours int = 24
 
@@ -275,6 +287,7 @@ param customerDenyList string = ''
 
 @description('Optional. Hours after which a function without a successful run reports unhealthy.')
 @minValue(1)
+@maxValue(744)
 param healthMaxAgeHours int = 26
 
 // ---------------------------------------------------------------------------------------------

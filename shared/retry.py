@@ -1,12 +1,17 @@
-"""One retry policy for every outbound call: whether an answer is retried, how long to wait, when to stop.
+"""One retry policy and one retry loop for every outbound call: whether an answer is retried, how long to wait,
+when to stop.
 
-Shaped like azure-core's ``RetryPolicy``: a policy is configuration, ``start()`` makes the per-call state, and
-``decide(state, outcome)`` says what to do with each answer. The callers (the Partner Center client, the token
-provider, the table store) only send and map; none of them holds retry logic of its own.
+Shaped like azure-core's ``RetryPolicy``: a policy is configuration, ``start()`` makes the per-call state,
+``decide(state, outcome)`` says what to do with each answer, and ``run(send)`` is the one loop that owns
+try -> decide -> (refresh the token | wait | stop), with its logging, its counters (``calls``, ``retries``,
+``throttled``), the shared 429 ``ThrottleGate`` and the run's ``Deadline``. The callers (the Partner Center client,
+the Graph billing client and its blob reader, the token provider, the table store) only send one try and map the
+final answer; none of them holds a loop of its own.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -15,6 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
+from typing import Generic, TypeVar
+
+from shared.counters import Counters
+from shared.deadline import Deadline, DeadlineReached
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -62,6 +74,10 @@ class Outcome:
         return self.error or str(self.status)
 
 
+# A try that did what it was asked without an HTTP status of its own (a table write, a secret saved, a blob read).
+DONE = Outcome(status=200)
+
+
 class Action(StrEnum):
     """What the caller does next."""
 
@@ -80,6 +96,18 @@ class Decision:
     wait: float = 0.0
     throttled: bool = False  # a 429: every caller sharing the gate should hold back
     attempt: int = 0  # the counted tries so far (204 and one token refresh do not count)
+
+
+@dataclass(frozen=True)
+class Final(Generic[T]):
+    """How a call ended: the last try's result (None when it produced none), its outcome and the last decision.
+
+    ``decision.action`` is ACCEPT (map ``result``), NOT_READY (204 too often) or FAIL (map the last answer or error).
+    """
+
+    result: T | None
+    outcome: Outcome
+    decision: Decision
 
 
 @dataclass
@@ -144,6 +172,62 @@ class RetryPolicy:
         wait = self.backoff(state.attempt) if outcome.retry_after is None else outcome.retry_after
         return Decision(Action.RETRY, wait, throttled=outcome.status == 429, attempt=state.attempt)
 
+    def run(
+        self,
+        send: Callable[[], tuple[T | None, Outcome]],
+        *,
+        sleep: Callable[[float], None],
+        deadline: Deadline | None = None,
+        gate: ThrottleGate | None = None,
+        counters: Counters | None = None,
+        on_refresh: Callable[[], None] | None = None,
+        describe: Callable[[], str] = lambda: "call",
+    ) -> Final[T]:
+        """Send until the policy accepts, gives up or says not ready; the one loop every caller goes through.
+
+        ``send`` makes one try and returns (its result or None, its outcome); it raises only what no retry can
+        mend. Before each try the shared ``gate`` (a 429 on any thread holds every thread) is waited out; a 401
+        calls ``on_refresh`` and sends again at once; a wait is slept (or, for a 429 with a gate, held on the
+        gate for everyone). A try is not sent once ``deadline`` has passed, and a wait that would pass it is not
+        slept: DeadlineReached is raised instead. ``describe`` names the call in logs and messages (its request
+        and correlation ids), never a credential. ``counters`` get ``calls``, ``retries`` and ``throttled``.
+        """
+        state = self.start()
+        while True:
+            if deadline is not None and deadline.passed():
+                raise DeadlineReached(f"{describe()}: not sent, the run's deadline has passed; left for the next run")
+            if gate is not None:
+                gate.wait(deadline, describe)
+            if counters is not None:
+                counters.add(calls=1)
+            result, outcome = send()
+            decision = self.decide(state, outcome)
+            if decision.action is Action.REFRESH_TOKEN:
+                if on_refresh is not None:
+                    on_refresh()
+                continue
+            if decision.action is not Action.RETRY:
+                return Final(result, outcome, decision)
+            if deadline is not None and not deadline.allows(decision.wait):
+                raise DeadlineReached(
+                    f"{describe()} answered {outcome.reason} and asked for {decision.wait:.1f}s, which would pass "
+                    f"the run's deadline ({deadline.remaining():.1f}s left); left for the next run"
+                )
+            if counters is not None:
+                counters.add(retries=1, throttled=int(decision.throttled))
+            log.warning(
+                "%s answered %s; retrying in %.1fs (attempt %d/%d)",
+                describe(),
+                outcome.reason,
+                decision.wait,
+                decision.attempt + 1,
+                self.max_attempts,
+            )
+            if decision.throttled and gate is not None:
+                gate.hold(decision.wait)  # the gate, before the next try, does the waiting for every thread
+            elif decision.wait > 0:
+                sleep(decision.wait)
+
 
 class ThrottleGate:
     """One shared 'not before' time: a 429 on any thread holds back every thread's next call.
@@ -167,9 +251,15 @@ class ThrottleGate:
         with self._lock:
             self._not_before = max(self._not_before, self._clock() + seconds)
 
-    def wait(self) -> None:
-        """Sleep until the hold has passed."""
+    def wait(self, deadline: Deadline | None = None, describe: Callable[[], str] = lambda: "call") -> None:
+        """Sleep until the hold has passed; DeadlineReached instead when the hold outlasts ``deadline``."""
         with self._lock:
             remaining = self._not_before - self._clock()
-        if remaining > 0:
-            self._sleep(remaining)
+        if remaining <= 0:
+            return
+        if deadline is not None and not deadline.allows(remaining):
+            raise DeadlineReached(
+                f"{describe()}: a 429 holds every call back for {remaining:.1f}s, which would pass "
+                f"the run's deadline ({deadline.remaining():.1f}s left); left for the next run"
+            )
+        self._sleep(remaining)

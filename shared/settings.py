@@ -2,7 +2,9 @@
 
 ``SETTINGS`` is the one list of every setting the app, the Functions host and the devhost read: its name,
 default, bounds and meaning. ``Settings.from_env`` reads and validates the app's from it; README.md,
-docs/architecture.md and local.settings.example.json list exactly these names (a test checks it).
+docs/architecture.md and local.settings.example.json list exactly these names, and infra/main.bicep's
+``@minValue``/``@maxValue``/``@allowed`` and README's stated ranges are those of ``Bounds`` and ``Choice`` here
+(tests check both).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
+
+from shared.sync.jobs import JOBS
 
 DEFAULT_BASE_URL = "https://api.partnercenter.microsoft.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
@@ -58,17 +62,55 @@ def _flag(name: str, raw: str) -> bool:
     raise SettingsError(f"setting {name} must be true or false, got {raw!r}")
 
 
-def _number(low: float, high: float, *, integer: bool = False) -> Parser:
-    def parse(name: str, raw: str) -> float | int:
+@dataclass(frozen=True)
+class Bounds:
+    """A number setting's range, as data (the Bicep parameter and the docs state the same); also its parser.
+
+    ``divides``: the value must divide it (window widths that align to days); then the allowed values are a list.
+    """
+
+    low: float
+    high: float
+    integer: bool = False
+    divides: int | None = None
+
+    def __call__(self, name: str, raw: str) -> float | int:
         try:
             value = float(raw)
         except ValueError:
             raise SettingsError(f"setting {name} must be a number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(f"setting {name} must be between {low:g} and {high:g}, got {raw}")
-        return int(value) if integer else value
+        if not self.low <= value <= self.high:
+            raise SettingsError(f"setting {name} must be between {self.low:g} and {self.high:g}, got {raw}")
+        if self.integer and value != int(value):
+            raise SettingsError(f"setting {name} must be a whole number, got {raw}")
+        if self.divides and self.divides % int(value):
+            raise SettingsError(f"setting {name} must divide {self.divides} so windows align to days")
+        return int(value) if self.integer else value
 
-    return parse
+    @property
+    def allowed(self) -> tuple[int, ...] | None:
+        """The values allowed, when they are a list rather than a range."""
+        if not self.divides:
+            return None
+        return tuple(n for n in range(int(self.low), int(self.high) + 1) if self.divides % n == 0)
+
+    @property
+    def text(self) -> str:
+        """How the docs state it: ``10 to 3600``."""
+        return f"{self.low:g} to {self.high:g}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A setting that is one of a few words (any case), as data; also its parser."""
+
+    values: tuple[str, ...]
+
+    def __call__(self, name: str, raw: str) -> str:
+        lowered = raw.lower()
+        if lowered not in self.values:
+            raise SettingsError(f"setting {name} must be {' or '.join(self.values)}, got {lowered!r}")
+        return lowered
 
 
 def _currencies(name: str, raw: str) -> tuple[str, ...]:
@@ -79,44 +121,18 @@ def _currencies(name: str, raw: str) -> tuple[str, ...]:
     return codes
 
 
-def _attribute_set(name: str, raw: str) -> str:
-    lowered = raw.lower()
-    if lowered not in ("full", "basic"):
-        raise SettingsError(f"setting {name} must be full or basic, got {lowered!r}")
-    return lowered
-
-
-def _access_mode(name: str, raw: str) -> str:
-    lowered = raw.lower()
-    if lowered not in ("key", "both", "token"):
-        raise SettingsError(f"setting {name} must be key, both or token, got {lowered!r}")
-    return lowered
-
-
 def _words(name: str, raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
-
-
-def _granularity(name: str, raw: str) -> Granularity:
-    lowered = raw.lower()
-    if lowered == "daily":
-        return "daily"
-    if lowered == "hourly":
-        return "hourly"
-    raise SettingsError(f"setting {name} must be daily or hourly, got {lowered!r}")
-
-
-def _window_hours(name: str, raw: str) -> int:
-    hours = int(_number(1, 24)(name, raw))
-    if 24 % hours:
-        raise SettingsError(f"setting {name} must divide 24 so windows align to days")
-    return hours
 
 
 def _table_prefix(name: str, raw: str) -> str:
     if not (raw.isascii() and raw.isalnum() and raw[0].isalpha() and len(raw) <= 40):
         raise SettingsError(f"setting {name} must be letters and digits, starting with a letter")
     return raw
+
+
+PARTNER_CENTER = "Partner Center"  # the clients a setting can be required by
+GRAPH = "Microsoft Graph"
 
 
 @dataclass(frozen=True)
@@ -127,10 +143,20 @@ class Setting:
     default: str
     meaning: str
     attribute: str | None = None  # the Settings field it fills (read by the app)
-    parse: Parser = _text
+    parse: Parser = _text  # a Bounds or a Choice for numbers and words: their limits are data
     read_by: ReadBy = ReadBy.APP
-    required: bool = False  # needed for any Partner Center call
+    required_by: frozenset[str] = frozenset()  # the clients (PARTNER_CENTER, GRAPH) that cannot work without it
     fallback: str | None = None  # another setting whose value is used when this one is empty
+
+    @property
+    def bounds(self) -> Bounds | None:
+        """A number setting's range."""
+        return self.parse if isinstance(self.parse, Bounds) else None
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The words a word setting allows."""
+        return self.parse.values if isinstance(self.parse, Choice) else None
 
     def read(self, env: Mapping[str, str]) -> Any:
         """The typed value from ``env``: the raw text if given, else the fallback's, else the default."""
@@ -142,6 +168,8 @@ class Setting:
         return self.parse(self.name, raw)
 
 
+_BOTH = frozenset({PARTNER_CENTER, GRAPH})
+_GRANULARITY = Choice(("daily", "hourly"))
 SETTINGS: tuple[Setting, ...] = (
     Setting("PARTNER_CENTER_BASE_URL", DEFAULT_BASE_URL, "API base; requests go to `{base}/v1/...`", "base_url", _url),
     Setting(
@@ -151,23 +179,28 @@ SETTINGS: tuple[Setting, ...] = (
         "authority",
         _url,
     ),
-    Setting("PARTNER_CENTER_TENANT_ID", "", "the partner's tenant id", "tenant_id", required=True),
+    Setting("PARTNER_CENTER_TENANT_ID", "", "the partner's tenant id", "tenant_id", required_by=_BOTH),
     Setting(
-        "PARTNER_CENTER_CLIENT_ID", "", "the app registration used with Partner Center", "client_id", required=True
+        "PARTNER_CENTER_CLIENT_ID",
+        "",
+        "the app registration used with Partner Center (and Microsoft Graph)",
+        "client_id",
+        required_by=_BOTH,
     ),
     Setting(
         "PARTNER_CENTER_CLIENT_SECRET",
         "",
         "its secret (a Key Vault reference in Azure)",
         "client_secret",
-        required=True,
+        required_by=_BOTH,
     ),
     Setting(
         "PARTNER_CENTER_REFRESH_TOKEN",
         "",
-        "the refresh token from the one-time partner admin consent (Key Vault reference)",
+        "the refresh token from the one-time partner admin consent (Key Vault reference); not needed by "
+        "`fetch_rated_usage`",
         "refresh_token",
-        required=True,
+        required_by=frozenset({PARTNER_CENTER}),
     ),
     Setting(
         "KEY_VAULT_URL",
@@ -202,10 +235,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("USAGE_STORAGE", "", "a connection string instead (Azurite only)", "storage_connection_string"),
     Setting("TABLE_PREFIX", "pc", "prefix of every table name", "table_prefix", _table_prefix),
-    Setting("USAGE_RECORDS_SCHEDULE", "0 15 * * * *", "NCRONTAB of `fetch_usage_records`", read_by=ReadBy.HOST),
-    Setting("USAGE_SUMMARY_SCHEDULE", "0 30 */6 * * *", "NCRONTAB of `fetch_usage_summary`", read_by=ReadBy.HOST),
-    Setting("UTILIZATION_SCHEDULE", "0 45 */3 * * *", "NCRONTAB of `fetch_utilization`", read_by=ReadBy.HOST),
-    Setting("RATED_USAGE_SCHEDULE", "0 20 5,17 * * *", "NCRONTAB of `fetch_rated_usage`", read_by=ReadBy.HOST),
+    # Each timer's schedule, declared with its job (shared/sync/jobs.py): read by the host from its function.json.
+    *(Setting(job.schedule_setting, job.schedule, f"NCRONTAB of `{job.name}`", read_by=ReadBy.HOST) for job in JOBS),
     Setting(
         "GRAPH_BASE_URL",
         DEFAULT_GRAPH_BASE_URL,
@@ -233,23 +264,24 @@ SETTINGS: tuple[Setting, ...] = (
         "full",
         "`full` or `basic`: the line attributes the export holds",
         "rated_usage_attribute_set",
-        _attribute_set,
+        Choice(("full", "basic")),
     ),
     Setting(
         "RATED_USAGE_EXPORT_WAIT_SECONDS",
         "240",
-        "how long one run polls an export before leaving it to the next run (10 to 3600)",
+        "how long one run polls an export before leaving it to the next run (10 to 3600; never past the "
+        "run's deadline)",
         "rated_usage_export_wait_seconds",
-        _number(10, 3600),
+        Bounds(10, 3600),
     ),
     Setting(
         "RATED_USAGE_SETTLE_DAYS",
         "7",
         "the last period is exported until a snapshot taken this many days after it ended is stored (1 to 40)",
         "rated_usage_settle_days",
-        _number(1, 40, integer=True),
+        Bounds(1, 40, integer=True),
     ),
-    Setting("UTILIZATION_GRANULARITY", "daily", "`daily` or `hourly`", "utilization_granularity", _granularity),
+    Setting("UTILIZATION_GRANULARITY", "daily", "`daily` or `hourly`", "utilization_granularity", _GRANULARITY),
     Setting(
         "UTILIZATION_SHOW_DETAILS",
         "true",
@@ -262,49 +294,50 @@ SETTINGS: tuple[Setting, ...] = (
         "30",
         f"how far back the first run reaches (1 to {MAX_BACKFILL_DAYS}; upstream keeps about 90)",
         "utilization_backfill_days",
-        _number(1, MAX_BACKFILL_DAYS, integer=True),
+        Bounds(1, MAX_BACKFILL_DAYS, integer=True),
     ),
     Setting(
         "UTILIZATION_WINDOW_HOURS",
         "24",
-        "width of one reported-time window (divides 24)",
+        "width of one reported-time window (1 to 24, dividing 24)",
         "utilization_window_hours",
-        _window_hours,
+        Bounds(1, 24, integer=True, divides=24),
     ),
     Setting(
         "UTILIZATION_LAG_HOURS",
         "6",
         "a window is fetched once it ended this long ago (2 to 72; upstream answers 204 near now)",
         "utilization_lag_hours",
-        _number(2, 72, integer=True),
+        Bounds(2, 72, integer=True),
     ),
     Setting(
         "SYNC_CONCURRENCY",
         "4",
         "subscriptions synced at once (1 to 32; one 429 holds back all of them)",
         "sync_concurrency",
-        _number(1, 32, integer=True),
+        Bounds(1, 32, integer=True),
     ),
     Setting(
         "SYNC_TIME_BUDGET_SECONDS",
         "480",
-        "after this a run starts no new window (1 to 3600; `functionTimeout` is 10 minutes)",
+        "after this a run starts no new window (30 to 3600; never later than host.json's `functionTimeout`, 10 "
+        "minutes, less 30 s for the run's last writes)",
         "sync_time_budget_seconds",
-        _number(1, 3600),
+        Bounds(30, 3600),
     ),
     Setting(
         "INVENTORY_REFRESH_HOURS",
         "6",
         "how long the customers listing is reused (0 to 168)",
         "inventory_refresh_hours",
-        _number(0, 168),
+        Bounds(0, 168),
     ),
     Setting(
         "INVENTORY_SUBSCRIPTIONS_HOURS",
         "24",
         "a known customer's subscriptions are listed again once this old (0 to 720; new customers at once)",
         "inventory_subscriptions_hours",
-        _number(0, 720),
+        Bounds(0, 720),
     ),
     Setting(
         "CUSTOMER_ALLOW_LIST",
@@ -317,9 +350,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "HEALTH_MAX_AGE_HOURS",
         "26",
-        "a function whose last success is older makes `/api/health` answer 503",
+        "a function whose last success is older makes `/api/health` answer 503 (0.1 to 744)",
         "health_max_age_hours",
-        _number(0.1, 24 * 31),
+        Bounds(0.1, 24 * 31),
     ),
     Setting(
         "API_ACCESS_MODE",
@@ -328,7 +361,7 @@ SETTINGS: tuple[Setting, ...] = (
         "/api/scoped/, each caller within its grant (the key keeps /api/health and /api/openapi.json); `both`: "
         "the two at once, while portals move to tokens",
         "api_access_mode",
-        _access_mode,
+        Choice(("key", "both", "token")),
     ),
     Setting(
         "API_AUDIENCE",
@@ -371,7 +404,7 @@ SETTINGS: tuple[Setting, ...] = (
         "60",
         "token mode: how long a caller's grant is reused before it is read again (0 to 600)",
         "api_grants_cache_seconds",
-        _number(0, 600),
+        Bounds(0, 600),
     ),
     Setting(
         "LOCAL_FUNCTION_KEY",
@@ -455,8 +488,18 @@ class Settings:
         env = os.environ if env is None else env
         return cls(**{s.attribute: s.read(env) for s in SETTINGS if s.attribute is not None})
 
-    def require_partner_center(self) -> None:
-        """Fail with every missing Partner Center setting named at once."""
-        missing = [s.name for s in SETTINGS if s.required and s.attribute and not getattr(self, s.attribute)]
+    def require(self, client: str) -> None:
+        """Fail with every setting ``client`` (PARTNER_CENTER, GRAPH) needs and lacks, named at once."""
+        missing = [
+            s.name for s in SETTINGS if client in s.required_by and s.attribute and not getattr(self, s.attribute)
+        ]
         if missing:
-            raise SettingsError("missing settings: " + ", ".join(missing))
+            raise SettingsError(f"missing settings for {client}: " + ", ".join(missing))
+
+    def require_partner_center(self) -> None:
+        """What the Partner Center client needs: tenant, app registration, secret and refresh token."""
+        self.require(PARTNER_CENTER)
+
+    def require_graph(self) -> None:
+        """What the Graph billing client needs (app-only): tenant, app registration and secret."""
+        self.require(GRAPH)

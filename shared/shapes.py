@@ -25,8 +25,10 @@ def _open_object(**properties: JsonSchema) -> JsonSchema:
     return {"type": ["object", "null"], "properties": properties, "additionalProperties": True}
 
 
+# Partner Center's envelope object (``objectType``, ``etag``): it says nothing about the data, and upstream has been
+# seen to send it as null, so null is stored as received like the other envelope objects (``links``, ``budget``).
 RESOURCE_ATTRIBUTES: JsonSchema = {
-    "type": "object",
+    "type": ["object", "null"],
     "properties": {"objectType": {"type": "string"}, "etag": {"type": "string"}},
     "additionalProperties": True,
 }

@@ -24,7 +24,7 @@ from azure.data.tables import TableClient, TableEntity, TableServiceClient, Upda
 from shared import table_batch
 from shared.identity import azure_credential
 from shared.records import BadRecord
-from shared.retry import Action, Outcome, RetryPolicy
+from shared.retry import DONE, Outcome, RetryPolicy
 from shared.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -214,20 +214,24 @@ class TableStore:
         return BatchWriter(self, name, mode=mode, on_refused=on_refused)
 
     def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
-        state = self._retry.start()
-        while True:
+        dropped: list[BaseException] = []
+
+        def send() -> tuple[int | None, Outcome]:
             try:
                 if len(batch) == 1:
                     table.upsert_entity(batch[0], mode=mode)
                 else:
                     table_batch.submit(table, table_batch.operations_of(batch, mode))
-                return len(batch)
             except (ServiceRequestError, ServiceResponseError) as exc:
-                decision = self._retry.decide(state, Outcome.of_error(exc))
-                if decision.action is not Action.RETRY:
-                    raise
-                log.warning("table write to %s dropped its connection; sending again", table.table_name)
-                self._sleep(decision.wait)
+                dropped[:] = [exc]
+                return None, Outcome.of_error(exc)
+            return len(batch), DONE
+
+        # No deadline: the run's last writes (state, run record) are what the margin before the timeout is for.
+        final = self._retry.run(send, sleep=self._sleep, describe=lambda: f"table write to {table.table_name}")
+        if final.result is None:
+            raise dropped[0]
+        return final.result
 
     def upsert_one(self, name: str, entity: Mapping[str, Any]) -> None:
         """Upsert (replace) a single entity."""

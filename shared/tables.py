@@ -9,13 +9,15 @@ Data rows hold nothing that depends on when they were fetched, so a second run w
 
 from __future__ import annotations
 
+import decimal
 import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 from shared import jsonutil
 from shared.keys import digest, make_key
@@ -204,6 +206,345 @@ def slice_days(row: Mapping[str, Any] | None) -> dict[str, Any]:
 def rated_stream_key(billing_period: str, currency: str) -> str:
     """The SyncState RowKey of one export stream (``current``/``last``, currency)."""
     return make_key(billing_period, currency.upper())
+
+
+# -- rated usage rows: the contracts the rated ingest writes and the API reads ---------------------------------------
+
+_Day = TypeVar("_Day")
+# Sums keep every digit: a trap, not a rounding, if a total ever needed more than 400 digits.
+EXACT = decimal.Context(prec=400, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
+
+
+def exact_sum(values: Iterable[str]) -> str:
+    """The sum of decimal texts with every digit kept."""
+    with decimal.localcontext(EXACT):
+        return str(sum((Decimal(v) for v in values), Decimal(0)))
+
+
+def _json_of(text: Any, empty: str) -> Any:
+    try:
+        return jsonutil.loads(text or empty)
+    except ValueError:
+        return jsonutil.loads(empty)
+
+
+def _days_of(row: Mapping[str, Any], read: Callable[[Any], _Day | None]) -> dict[str, _Day]:
+    """A row's ``days`` map, each day read by ``read``; a damaged map or day reads as no day."""
+    days = _json_of(row.get("days"), "{}")
+    items = days.items() if isinstance(days, dict) else ()
+    return {str(day): view for day, value in items if (view := read(value)) is not None}
+
+
+def _text_of(row: Mapping[str, Any], name: str) -> str | None:
+    value = row.get(name)
+    return None if value is None or value == "" else str(value)
+
+
+def _as_stored(row: Mapping[str, Any], name: str) -> str | None:
+    value = row.get(name)
+    return None if value is None else str(value)
+
+
+def _int_of(row: Mapping[str, Any], name: str) -> int | None:
+    value = row.get(name)
+    return None if value is None or value == "" else int(value)
+
+
+@dataclass(frozen=True)
+class DayView:
+    """One day of a pointer: the version its lines are stored under and their totals (text, every digit)."""
+
+    version: str
+    lines: int
+    billing_pre_tax_total: str
+    pricing_pre_tax_total: Mapping[str, str] = field(default_factory=dict)  # by pricing currency ("" if none)
+
+    def as_json(self) -> dict[str, Any]:
+        """Its shape inside the pointer's ``days``."""
+        return {
+            "version": self.version,
+            "lines": self.lines,
+            "billingPreTaxTotal": self.billing_pre_tax_total,
+            "pricingPreTaxTotal": dict(self.pricing_pre_tax_total),
+        }
+
+    @classmethod
+    def of_json(cls, value: Any) -> DayView | None:
+        """A day as stored; None for one that is not a day (a damaged row names no day rather than a wrong one)."""
+        if not isinstance(value, Mapping) or not isinstance(value.get("version"), str):
+            return None
+        pricing = value.get("pricingPreTaxTotal")
+        return cls(
+            version=value["version"],
+            lines=int(value.get("lines") or 0),
+            billing_pre_tax_total=str(value.get("billingPreTaxTotal") or "0"),
+            pricing_pre_tax_total={str(k): str(v) for k, v in pricing.items()} if isinstance(pricing, Mapping) else {},
+        )
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """A day's version its pointer no longer names, kept for readers in flight; ``since`` is when it was replaced."""
+
+    day: str
+    version: str
+    since: str
+
+
+class _Period(TypedDict):
+    customer_id: str
+    period: str
+    currency: str
+
+
+def _period_of(row: Mapping[str, Any]) -> _Period:
+    """Whose, which month and which currency a RatedSlices or RatedCustomerDays row is."""
+    return {"customer_id": str(row["customerId"]), "period": str(row["period"]), "currency": str(row["currencyCode"])}
+
+
+class _OfCustomer:
+    """A row whose PartitionKey is its customer's key (RatedSlices, RatedCustomerDays)."""
+
+    customer_id: str
+
+    @property
+    def partition_key(self) -> str:
+        """Its PartitionKey: the customer."""
+        return customer_key(self.customer_id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RatedPointer(_OfCustomer):
+    """A RatedSlices row: which version of each day of one (customer, Azure subscription, period, currency) is served.
+
+    Written whole, after the rows of every version it names (one entity: readers see one snapshot or the other).
+    """
+
+    customer_id: str
+    entitlement_id: str
+    period: str  # YYYY-MM
+    currency: str
+    days: Mapping[str, DayView]  # by day (YYYY-MM-DD), in day order
+    customer_name: str | None = None
+    entitlement_description: str | None = None
+    subscription_id: str | None = None  # the Azure plan
+    tier2_mpn_id: str | None = None  # the reseller of record (indirect model)
+    superseded: tuple[Superseded, ...] = ()
+    snapshot_etag: str | None = None  # of the export that last changed it
+    snapshot_created_at: str | None = None
+    stored_at: str | None = None
+
+    @property
+    def row_key(self) -> str:
+        """Its RowKey: ``{azure subscription}|{YYYY-MM}|{currency}``."""
+        return rated_slice_key(self.entitlement_id, self.period, self.currency)
+
+    @property
+    def line_count(self) -> int:
+        """The lines of every day it names."""
+        return sum(view.lines for view in self.days.values())
+
+    @property
+    def billing_pre_tax_total(self) -> str:
+        """The exact sum of its days' totals."""
+        return exact_sum(view.billing_pre_tax_total for view in self.days.values())
+
+    @property
+    def names(self) -> tuple[str | None, ...]:
+        """What it says besides its days: customer, subscription, plan and reseller."""
+        return (self.customer_name, self.entitlement_description, self.subscription_id, self.tier2_mpn_id)
+
+    def row(self) -> dict[str, Any]:
+        """Its RatedSlices row."""
+        return {
+            "PartitionKey": self.partition_key,
+            "RowKey": self.row_key,
+            "customerId": self.customer_id,
+            "entitlementId": self.entitlement_id,
+            "period": self.period,
+            "currencyCode": self.currency,
+            "customerName": self.customer_name,
+            "entitlementDescription": self.entitlement_description,
+            "subscriptionId": self.subscription_id,
+            "tier2MpnId": self.tier2_mpn_id,
+            "days": jsonutil.dumps({day: view.as_json() for day, view in self.days.items()}),
+            "lineCount": self.line_count,
+            "billingPreTaxTotal": self.billing_pre_tax_total,
+            "superseded": jsonutil.dumps([[s.day, s.version, s.since] for s in self.superseded]),
+            "snapshotETag": self.snapshot_etag,
+            "snapshotCreatedAt": self.snapshot_created_at,
+            "storedAt": self.stored_at,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> RatedPointer:
+        """The pointer of a RatedSlices row (damaged ``days`` or ``superseded`` read as empty)."""
+        superseded = _json_of(row.get("superseded"), "[]")
+        return cls(
+            **_period_of(row),
+            entitlement_id=str(row["entitlementId"]),
+            days=_days_of(row, DayView.of_json),
+            customer_name=_as_stored(row, "customerName"),
+            entitlement_description=_as_stored(row, "entitlementDescription"),
+            subscription_id=_as_stored(row, "subscriptionId"),
+            tier2_mpn_id=_as_stored(row, "tier2MpnId"),
+            superseded=tuple(
+                Superseded(*map(str, item))
+                for item in (superseded if isinstance(superseded, list) else ())
+                if isinstance(item, list) and len(item) == 3
+            ),
+            snapshot_etag=_as_stored(row, "snapshotETag"),
+            snapshot_created_at=_as_stored(row, "snapshotCreatedAt"),
+            stored_at=_as_stored(row, "storedAt"),
+        )
+
+
+@dataclass(frozen=True)
+class CustomerDay:
+    """One day of a customer over its Azure subscriptions: lines, exact total, subscriptions with charges."""
+
+    lines: int
+    billing_pre_tax_total: str
+    subscriptions: int
+
+    def plus(self, view: DayView) -> CustomerDay:
+        """This day with one more Azure subscription's day added."""
+        total = exact_sum((self.billing_pre_tax_total, view.billing_pre_tax_total))
+        return CustomerDay(self.lines + view.lines, total, self.subscriptions + 1)
+
+    def as_json(self) -> dict[str, Any]:
+        """Its shape inside the row's ``days``."""
+        total = self.billing_pre_tax_total
+        return {"lines": self.lines, "billingPreTaxTotal": total, "subscriptions": self.subscriptions}
+
+    @classmethod
+    def of_json(cls, value: Any) -> CustomerDay | None:
+        """A day as stored; None for one that is not a day."""
+        if not isinstance(value, Mapping):
+            return None
+        total = str(value.get("billingPreTaxTotal") or "0")
+        return cls(int(value.get("lines") or 0), total, int(value.get("subscriptions") or 0))
+
+
+NO_CUSTOMER_DAY = CustomerDay(0, "0", 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RatedCustomerPeriod(_OfCustomer):
+    """A RatedCustomerDays row: a customer's totals per day over its Azure subscriptions, for a period and currency."""
+
+    customer_id: str
+    period: str
+    currency: str
+    days: Mapping[str, CustomerDay]
+    snapshot_etag: str | None = None
+    stored_at: str | None = None
+
+    @property
+    def row_key(self) -> str:
+        """Its RowKey: ``{YYYY-MM}|{currency}``."""
+        return rated_customer_key(self.period, self.currency)
+
+    def row(self) -> dict[str, Any]:
+        """Its RatedCustomerDays row (days in day order)."""
+        days = dict(sorted(self.days.items()))
+        return {
+            "PartitionKey": self.partition_key,
+            "RowKey": self.row_key,
+            "customerId": self.customer_id,
+            "period": self.period,
+            "currencyCode": self.currency,
+            "days": jsonutil.dumps({day: view.as_json() for day, view in days.items()}),
+            "billingPreTaxTotal": exact_sum(view.billing_pre_tax_total for view in days.values()),
+            "storedAt": self.stored_at,
+            "snapshotETag": self.snapshot_etag,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> RatedCustomerPeriod:
+        """The totals of a RatedCustomerDays row (damaged ``days`` read as empty)."""
+        return cls(
+            **_period_of(row),
+            days=_days_of(row, CustomerDay.of_json),
+            snapshot_etag=_as_stored(row, "snapshotETag"),
+            stored_at=_as_stored(row, "storedAt"),
+        )
+
+
+# What the API shows of an export stream (its stored snapshot and when it was last checked), in this order.
+SNAPSHOT_FIELDS = ("billingPeriod", "currencyCode", "snapshotETag", "snapshotCreatedAt", "ingestedAt", "checkedAt")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportStream:
+    """A SyncState ``rated_usage`` row: one export stream (``current``/``last``, currency), the export in flight
+    (polled again by the next run until it ends) and the snapshot stored. Written whole."""
+
+    billing_period: str
+    currency: str
+    operation_url: str | None = None
+    operation_started_at: str | None = None
+    snapshot_etag: str | None = None
+    snapshot_created_at: str | None = None
+    ingested_at: str | None = None
+    checked_at: str | None = None
+    no_data_at: str | None = None
+    line_count: int | None = None
+    quarantined_lines: int | None = None
+    slices: int | None = None
+    periods: tuple[str, ...] = ()  # the months the snapshot held
+    settled_period: str | None = None  # ``last`` only: the period whose settled snapshot is stored
+
+    @property
+    def key(self) -> str:
+        """Its RowKey."""
+        return rated_stream_key(self.billing_period, self.currency)
+
+    def row(self) -> dict[str, Any]:
+        """Its SyncState row."""
+        return {
+            "PartitionKey": RATED_USAGE_STATE,
+            "RowKey": self.key,
+            "billingPeriod": self.billing_period,
+            "currencyCode": self.currency,
+            "operationUrl": self.operation_url,
+            "operationStartedAt": self.operation_started_at,
+            "snapshotETag": self.snapshot_etag,
+            "snapshotCreatedAt": self.snapshot_created_at,
+            "ingestedAt": self.ingested_at,
+            "checkedAt": self.checked_at,
+            "noDataAt": self.no_data_at,
+            "lineCount": self.line_count,
+            "quarantinedLines": self.quarantined_lines,
+            "slices": self.slices,
+            "periods": ",".join(self.periods) or None,
+            "settledPeriod": self.settled_period,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> ExportStream:
+        """The stream of a SyncState ``rated_usage`` row (an empty property reads as absent)."""
+        return cls(
+            billing_period=str(row["billingPeriod"]),
+            currency=str(row["currencyCode"]).upper(),
+            operation_url=_text_of(row, "operationUrl"),
+            operation_started_at=_text_of(row, "operationStartedAt"),
+            snapshot_etag=_text_of(row, "snapshotETag"),
+            snapshot_created_at=_text_of(row, "snapshotCreatedAt"),
+            ingested_at=_text_of(row, "ingestedAt"),
+            checked_at=_text_of(row, "checkedAt"),
+            no_data_at=_text_of(row, "noDataAt"),
+            line_count=_int_of(row, "lineCount"),
+            quarantined_lines=_int_of(row, "quarantinedLines"),
+            slices=_int_of(row, "slices"),
+            periods=tuple(p for p in str(row.get("periods") or "").split(",") if p),
+            settled_period=_text_of(row, "settledPeriod"),
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the API shows of it (``SNAPSHOT_FIELDS``; absent values as None)."""
+        row = self.row()
+        return {name: row[name] for name in SNAPSHOT_FIELDS}
 
 
 # -- the inventory ------------------------------------------------------------------------------------------------
@@ -449,3 +790,80 @@ def run_row(
         "skipped": jsonutil.dumps(list(skipped[:RUN_ERRORS_KEPT])),
         "notes": jsonutil.dumps(list(notes[:RUN_ERRORS_KEPT])),
     }
+
+
+# -- API grants -------------------------------------------------------------------------------------------------------
+# Who may read what under /api/scoped/ (shared/access/grants.py reads them, tools/grants.py writes them). One row per
+# (tenant, client application): a multi-tenant application has the same id in every tenant that consented to it.
+
+API_GRANTS = "ApiGrants"
+GRANT_PARTITION = "grant"  # the one partition of ApiGrants
+
+
+class GrantKind(StrEnum):
+    """What a grant gives: everything, the customers of resellers (MPN ids), or customers by id."""
+
+    ALL = "all"
+    RESELLERS = "resellers"
+    CUSTOMERS = "customers"
+
+
+def grant_key(tenant_id: str, app_id: str) -> str:
+    """The ApiGrants RowKey of one client application of one tenant."""
+    return make_key(tenant_id.lower(), app_id.lower())
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one client application of one tenant may read; ids are kept stripped and lower-case."""
+
+    tenant_id: str
+    app_id: str
+    kind: GrantKind
+    values: frozenset[str] = frozenset()  # reseller MPN ids or customer ids
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in set(GrantKind):
+            raise ValueError(f"a grant is one of {', '.join(GrantKind)}, not {str(self.kind)[:20]!r}")
+        tenant_id, app_id = self.tenant_id.strip().lower(), self.app_id.strip().lower()
+        if not tenant_id or not app_id:
+            raise ValueError("a grant names a tenant and an application")
+        values = frozenset(v.strip().lower() for v in self.values if v.strip())
+        if self.kind != GrantKind.ALL and not values:
+            raise ValueError(f"a {self.kind} grant names at least one id")
+        if self.kind == GrantKind.ALL and values:
+            raise ValueError("an 'all' grant takes no ids")
+        for name, value in (("tenant_id", tenant_id), ("app_id", app_id), ("kind", GrantKind(self.kind))):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "values", values)
+
+    @property
+    def key(self) -> str:
+        """Its ApiGrants RowKey."""
+        return grant_key(self.tenant_id, self.app_id)
+
+    def row(self, *, granted_at: datetime) -> dict[str, Any]:
+        """Its ApiGrants row."""
+        return {
+            "PartitionKey": GRANT_PARTITION,
+            "RowKey": self.key,
+            "tenantId": self.tenant_id,
+            "appId": self.app_id,
+            "kind": str(self.kind),
+            "values": ",".join(sorted(self.values)),
+            "note": self.note,
+            "grantedAt": utc_text(granted_at),
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> Grant:
+        """The grant of an ApiGrants row; ValueError for a row that grants nothing (and why)."""
+        if not row.get("tenantId"):
+            raise ValueError("stored before grants named a tenant: it grants nothing until it is added again")
+        values = frozenset(str(row.get("values") or "").split(","))
+        tenant_id, app_id, note = str(row["tenantId"]), str(row.get("appId") or ""), str(row.get("note") or "")
+        grant = cls(tenant_id, app_id, GrantKind(str(row.get("kind"))), values, note)
+        if row.get("RowKey", grant.key) != grant.key:
+            raise ValueError("its RowKey is not the one of its tenant and application")
+        return grant

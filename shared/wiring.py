@@ -1,4 +1,5 @@
-"""Builds the Partner Center client and its token provider from settings: the functions' one setup step."""
+"""Builds the run's clients from settings: the Partner Center client and the Graph billing client, each with its
+token provider, asking only for the settings that client needs (``Settings.require``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.counters import Counters
+from shared.deadline import Deadline
 from shared.graph.client import GRAPH_SCOPE, GraphBillingClient
 from shared.identity import azure_credential
 from shared.partner_center import (
@@ -17,7 +19,7 @@ from shared.partner_center import (
     RefreshTokenStore,
     TokenProvider,
 )
-from shared.settings import Settings
+from shared.settings import GRAPH, PARTNER_CENTER, Settings
 
 
 def refresh_token_store(settings: Settings) -> RefreshTokenStore:
@@ -31,31 +33,15 @@ def refresh_token_store(settings: Settings) -> RefreshTokenStore:
     return InMemoryRefreshTokenStore()
 
 
-def _token_provider(
-    settings: Settings, authority: str, sleep: Callable[[float], None], **options: Any
-) -> TokenProvider:
-    """Tokens of the partner's app registration from ``authority``; ``options`` as TokenProvider takes them."""
-    settings.require_partner_center()
+def _tokens(settings: Settings, client: str, authority: str, **options: Any) -> TokenProvider:
+    """Tokens of the partner's app registration from ``authority``, once ``client``'s settings are all there."""
+    settings.require(client)
     return TokenProvider(
         authority=authority,
         tenant_id=settings.tenant_id,
         client_id=settings.client_id,
         client_secret=settings.client_secret,
-        sleep=sleep,
         **options,
-    )
-
-
-def graph_billing_client(settings: Settings, beside: PartnerCenterClient) -> GraphBillingClient:
-    """The Graph billing client of a run: app-only Graph token from the same app registration, and the Partner
-    Center client's correlation id, counters and sleep (so tests inject one sleep for both)."""
-    tokens = _token_provider(settings, settings.graph_token_authority, beside.sleep, scope=GRAPH_SCOPE)
-    return GraphBillingClient(
-        base_url=settings.graph_base_url,
-        tokens=tokens,
-        correlation_id=beside.correlation_id,
-        sleep=beside.sleep,
-        counters=beside.counters,
     )
 
 
@@ -65,14 +51,18 @@ def partner_center_client(
     correlation_id: str | None = None,
     counters: Counters | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    deadline: Deadline | None = None,
 ) -> PartnerCenterClient:
-    """A client for one run: its own correlation id, tokens from the partner's app registration."""
-    tokens = _token_provider(
+    """A Partner Center client for one run: App+User tokens from the refresh token (rotated into its store)."""
+    tokens = _tokens(
         settings,
+        PARTNER_CENTER,
         settings.authority,
-        sleep,
         refresh_token=settings.refresh_token,
         refresh_store=refresh_token_store(settings),
+        sleep=sleep,
+        deadline=deadline,
     )
     return PartnerCenterClient(
         base_url=settings.base_url,
@@ -80,5 +70,27 @@ def partner_center_client(
         correlation_id=correlation_id or str(uuid.uuid4()),
         pool_size=max(4, settings.sync_concurrency * 2),
         sleep=sleep,
+        clock=clock,
         counters=counters,
+        deadline=deadline,
+    )
+
+
+def graph_billing_client(
+    settings: Settings,
+    *,
+    correlation_id: str | None = None,
+    counters: Counters | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
+) -> GraphBillingClient:
+    """A Graph billing client for one run: app-only Graph tokens of the same app registration (no refresh token)."""
+    tokens = _tokens(settings, GRAPH, settings.graph_token_authority, scope=GRAPH_SCOPE, sleep=sleep, deadline=deadline)
+    return GraphBillingClient(
+        base_url=settings.graph_base_url,
+        tokens=tokens,
+        correlation_id=correlation_id or str(uuid.uuid4()),
+        sleep=sleep,
+        counters=counters,
+        deadline=deadline,
     )

@@ -9,7 +9,7 @@ from typing import Any
 from devhost.azurite import Azurite
 from shared import tables
 from shared.settings import Settings
-from shared.sync import jobs, runner
+from shared.sync import context, jobs, runner
 from shared.sync.runs import SyncFailed, SyncRun
 from shared.table_store import TableStore
 
@@ -67,13 +67,23 @@ def run_job(
     *,
     clock: Callable[[], float] | None = None,
     budget: float | None = None,
+    sleep: Callable[[float], None] | None = None,
+    timeout: float | None = context.FUNCTION_TIMEOUT,
 ) -> SyncRun:
-    """Run one timer function's job as its main does, at ``now``, without real sleeps; never raises SyncFailed."""
+    """Run one timer function's job as its main does, at ``now``, without real sleeps (host.json's function
+    timeout unless ``timeout`` is given, on ``clock`` when given); never raises SyncFailed."""
     extra = {"clock": clock} if clock else {}
     job = jobs.get(function)
     try:
         return runner.run_job(
-            job, settings, store, budget_seconds=budget, now=lambda: now, sleep=lambda s: None, **extra
+            job,
+            settings,
+            store,
+            budget_seconds=budget,
+            timeout_seconds=timeout,
+            now=lambda: now,
+            sleep=sleep or (lambda s: None),
+            **extra,
         )
     except SyncFailed as failed:
         return failed.run

@@ -337,3 +337,40 @@ def test_a_bad_customer_is_kept_apart_and_the_others_are_synced(httpserver, azur
     assert {jsonutil.dumps(customer(CUSTOMER, "Contoso")), jsonutil.dumps(customer(third, "Tailspin"))} <= customers
     assert_stored_or_quarantined(store, "fetch_usage_summary", bad, customers)
     assert store.get(tables.USAGE_SUMMARIES, subscription_key(third, "60000000-0000-0000-0000-000000000001"), "latest")
+
+
+# -- envelope objects sent as null: stored as received, never quarantined (issue 20) --------------------------------
+
+
+def _null_utilization(standin: StandIn) -> tuple[str, str]:
+    record = _json(usage(W1, "meter-n", attributes=None, infoFields=None, instanceData=None))
+    standin.utilization = lambda sid, start: [record] if start == W1 else [_json(usage(start, "meter-c"))]
+    return record, tables.UTILIZATION
+
+
+def _null_usage_record(standin: StandIn) -> tuple[str, str]:
+    record = _json(usage_record(CUSTOMER, attributes=None, budget=None, customerSpendingBudget=None))
+    standin.usage_records_pages = [[record]]
+    return record, tables.USAGE_RECORDS
+
+
+def _null_summary(standin: StandIn) -> tuple[str, str]:
+    record = _json(summary(attributes=None, links=None))
+    standin.summaries = {s: record for s in SUBS}
+    return record, tables.USAGE_SUMMARIES
+
+
+@pytest.mark.parametrize(
+    ("function", "serve"),
+    [
+        ("fetch_utilization", _null_utilization),
+        ("fetch_usage_records", _null_usage_record),
+        ("fetch_usage_summary", _null_summary),
+    ],
+)
+def test_a_record_whose_envelope_objects_are_null_is_stored_as_received(httpserver, azurite, store, function, serve):
+    standin = StandIn(httpserver)
+    record, table = serve(standin)
+    run = run_job(function, standin.settings(azurite, store.prefix), store, NOW)
+    assert run.status == "succeeded" and run.counters["quarantined"] == 0, run.errors
+    assert assert_stored_or_quarantined(store, function, record, _raws(store, table)) == "stored"

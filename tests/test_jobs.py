@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import subprocess
 import sys
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from devhost.funcapp import discover
+from shared.settings import BY_NAME
 from shared.sync import jobs
+from shared.sync.context import RunContext
 from shared.sync.runs import SyncRun
 from shared.tables import RUNS
 from tests.api_data import get, settings_for
@@ -61,3 +64,14 @@ def test_the_http_function_loads_the_registry_without_the_partner_center_client(
     loaded = done.stdout
     assert "shared.sync.jobs" in loaded
     assert "shared.partner_center" not in loaded and "shared.sync.utilization" not in loaded
+
+
+def test_every_sync_callable_takes_the_run_context_alone():
+    for job in jobs.JOBS:
+        (parameter,) = inspect.signature(job.sync).parameters.values()
+        assert parameter.annotation in ("RunContext", RunContext), job.name
+
+
+def test_each_job_declares_its_schedule_setting_with_its_default():
+    for job in jobs.JOBS:
+        assert BY_NAME[job.schedule_setting].default == job.schedule and BY_NAME[job.schedule_setting].read_by == "host"

@@ -16,10 +16,12 @@ from devhost.simulator.billing import totals as world_totals
 from devhost.simulator.faults import Fault
 from shared import jsonutil, tables
 from shared.rated.ingest import EXACT
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 from shared.sync import jobs, runner
+from shared.sync.context import DEADLINE_MARGIN_SECONDS
 from shared.sync.runs import SyncFailed, SyncRun
 from shared.table_store import TableStore
+from tests.fakes import FakeClock
 from tests.stores import drop_tables
 from tests.sync_support import run_job, sim_env
 
@@ -128,14 +130,14 @@ def test_both_success_shapes_and_statuses_store_the_same_rows(sim, azurite, stor
     assert rated_rows(store) == rated_rows(other_store)
 
 
-def test_no_data_as_failure_5000_or_as_an_empty_manifest_is_a_success_without_rows(sim, azurite, store):
-    for empty_as in ("5000", "blobCount0"):
-        sim.graph.configure({"emptyAs": empty_as})
-        settings = Settings.from_env(sim_env(sim, azurite, store.prefix, RATED_USAGE_CURRENCIES="JPY"))
-        run = run_job("fetch_rated_usage", settings, store, NOW)
-        assert run.status == "succeeded", run.summary()
-        assert run.counters["done"] == 2 and not list(store.all_rows(tables.RATED_SLICES))
-    assert any("5000" in note for note in run.notes) or True
+@pytest.mark.parametrize(("empty_as", "says"), [("5000", "(code 5000)"), ("blobCount0", ": 0 lines in 0 blobs")])
+def test_no_data_as_failure_5000_or_as_an_empty_manifest_is_a_success_without_rows(sim, azurite, store, empty_as, says):
+    sim.graph.configure({"emptyAs": empty_as})
+    settings = Settings.from_env(sim_env(sim, azurite, store.prefix, RATED_USAGE_CURRENCIES="JPY"))
+    run = run_job("fetch_rated_usage", settings, store, NOW)
+    assert run.status == "succeeded", run.summary()
+    assert run.counters["done"] == 2 and not list(store.all_rows(tables.RATED_SLICES))
+    assert sum(says in note for note in run.notes) == 2, run.notes  # both streams (current, last) say why
 
 
 def test_retry_after_is_honoured_through_the_injected_sleep_and_410_starts_again(sim, azurite, store):
@@ -288,3 +290,87 @@ def test_customer_totals_cover_every_subscription_when_an_export_spans_two_month
     rows = {r["period"]: jsonutil.loads(r["days"]) for r in store.all_rows(tables.RATED_CUSTOMER_DAYS)}
     assert rows["2026-10"]["2026-10-31"]["billingPreTaxTotal"] == "2.00000000000000000002"
     assert rows["2026-11"]["2026-11-01"] == {"lines": 2, "billingPreTaxTotal": "5.0", "subscriptions": 2}
+
+
+# -- the run's deadline (function timeout less a margin) and the Graph-only settings -------------------------------
+
+
+def stream_operations(store: TableStore) -> dict[str, str | None]:
+    return {r["RowKey"]: r.get("operationUrl") for r in store.partition(tables.SYNC_STATE, tables.RATED_USAGE_STATE)}
+
+
+def test_export_polling_stops_before_the_function_timeout_and_the_next_run_polls_the_same_exports(sim, azurite, store):
+    # Exports that take an hour, a wait setting that allows it, and a clock that moves only when the run sleeps.
+    sim.graph.configure({"retryAfter": 200, "polls": 1000})
+    settings = settings_of(sim, azurite, store.prefix, RATED_USAGE_EXPORT_WAIT_SECONDS="3600")
+    clock = FakeClock()
+    try:
+        first = runner.run_job(
+            jobs.get("fetch_rated_usage"),
+            settings,
+            store,
+            budget_seconds=settings.sync_time_budget_seconds,
+            now=lambda: NOW,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    except SyncFailed as failed:
+        first = failed.run
+    assert sum(clock.sleeps) <= 600 - DEADLINE_MARGIN_SECONDS  # host.json's functionTimeout, less the margin
+    assert first.status == "succeeded" and first.counters["pending"] == 4 and not first.errors, first.notes
+    in_flight = stream_operations(store)
+    assert len(in_flight) == 4 and all(in_flight.values())
+    started = sim.graph.exports_started
+    sim.graph.configure({"polls": 0})
+    second = sync(sim, azurite, store)
+    assert second.counters["done"] == 4 and sim.graph.exports_started == started  # the same exports, finished
+
+
+def test_an_ingest_stopped_at_the_deadline_leaves_whole_pointers_and_its_export_for_the_next_run(
+    sim, azurite, store, other_store
+):
+    sync(sim, azurite, store)
+    before = rated_rows(store)
+    sim.graph.configure({"rerate": {"2026-11-03": "1.5", "2026-11-10": "0.5"}})
+    settings = settings_of(sim, azurite, store.prefix)
+
+    def clock() -> float:  # time, for this run, is rows written: the deadline comes in the middle of the ingest
+        return float(store.stats.entities_written)
+
+    stopped = run_job("fetch_rated_usage", settings, store, NOW, clock=clock, timeout=DEADLINE_MARGIN_SECONDS + 20)
+    assert stopped.status == "succeeded" and not stopped.errors, stopped.notes
+    assert stopped.counters["pending"] >= 1 and stopped.counters["rows"] > 0
+    assert any("deadline" in note for note in stopped.notes), stopped.notes
+    in_flight = {key: url for key, url in stream_operations(store).items() if url}
+    assert in_flight  # the export whose ingest was stopped is still the stream's, to be polled again
+    sync(sim, azurite, other_store)  # what a clean run stores for the re-rated world
+    after = {(r["PartitionKey"], r["RowKey"]): r["days"] for r in rated_rows(store)[tables.RATED_SLICES]}
+    old = {(r["PartitionKey"], r["RowKey"]): r["days"] for r in before[tables.RATED_SLICES]}
+    new = {(r["PartitionKey"], r["RowKey"]): r["days"] for r in rated_rows(other_store)[tables.RATED_SLICES]}
+    assert all(after[key] in (old[key], new[key]) for key in new)  # each pointer names one snapshot or the other
+    assert any(after[key] == old[key] != new[key] for key in new)  # and the stop came before every slice was stored
+    for key, days in after.items():  # ... and every version any pointer names is there, whole
+        pk = key[0] + "|" + key[1].split("|")[0]
+        rows = [r["RowKey"] for r in store.partition(tables.RATED_LINES, pk)]
+        for day, view in jsonutil.loads(days).items():
+            prefix = f"{day}|{key[1].split('|')[2]}|{view['version']}|"
+            assert sum(1 for rk in rows if rk.startswith(prefix)) == view["lines"]
+    started = sim.graph.exports_started
+    rerun = sync(sim, azurite, store)
+    assert rerun.status == "succeeded", rerun.summary()
+    assert sim.graph.exports_started == started + rerun.counters["done"] - len(in_flight)  # in flight: polled
+    assert stored_totals(store) == stored_totals(other_store)
+    assert {k: v["days"] for k, v in _by_key(store).items()} == {k: v["days"] for k, v in _by_key(other_store).items()}
+
+
+def test_rated_usage_runs_with_the_graph_settings_alone_and_the_partner_center_jobs_say_what_they_miss(
+    sim, azurite, store
+):
+    settings = settings_of(sim, azurite, store.prefix, PARTNER_CENTER_REFRESH_TOKEN="")
+    run = run_job("fetch_rated_usage", settings, store, NOW)
+    assert run.status == "succeeded" and run.counters["done"] == 4, run.summary()
+    with pytest.raises(SettingsError, match="PARTNER_CENTER_REFRESH_TOKEN") as caught:
+        run_job("fetch_usage_records", settings, store, NOW)
+    assert "PARTNER_CENTER_TENANT_ID" not in str(caught.value)
+    (record,) = store.partition(tables.RUNS, "fetch_usage_records")  # the run's record says it too
+    assert record["status"] == "failed" and "PARTNER_CENTER_REFRESH_TOKEN" in record["errors"]

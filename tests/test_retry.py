@@ -1,13 +1,19 @@
-"""The one retry policy: every decision in numbers, and the table store retrying through it (issue 10)."""
+"""The one retry policy and its one loop: every decision in numbers, ``run`` with its gate, counters and deadline,
+and the table store retrying through it (issue 10)."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
 from shared import table_batch
-from shared.retry import Action, Outcome, RetryPolicy
+from shared.counters import Counters
+from shared.deadline import Deadline, DeadlineReached
+from shared.retry import DONE, Action, Outcome, RetryPolicy, ThrottleGate
 from shared.table_store import WRITE_RETRY
+from tests.fakes import FakeClock
 
 POLICY = RetryPolicy(random=lambda: 0.0)  # jitter factor 0.5: the backoff is half its ceiling
 
@@ -67,6 +73,73 @@ def test_table_writes_retry_only_dropped_connections():
     steps = decisions(WRITE_RETRY, Outcome(status=503), Outcome(error="ServiceResponseError"))
     assert steps[0].action is Action.FAIL  # statuses are the SDK pipeline's business
     assert steps[1].action is Action.RETRY
+
+
+class Answers:
+    """A ``send`` that answers the given outcomes in turn (the result is the try's number), counting its tries."""
+
+    def __init__(self, *outcomes):
+        self.outcomes = list(outcomes)
+        self.tries = 0
+
+    def __call__(self):
+        self.tries += 1
+        return self.tries, self.outcomes.pop(0)
+
+
+def test_run_sleeps_each_wait_and_counts_tries_retries_and_throttles_once(caplog):
+    clock, counters = FakeClock(), Counters()
+    send = Answers(Outcome(status=503), Outcome(status=429, retry_after=7.0), DONE)
+    with caplog.at_level(logging.WARNING):
+        final = POLICY.run(send, sleep=clock.sleep, counters=counters, describe=lambda: "GET /x (request_id=r1)")
+    assert (final.result, final.decision.action) == (3, Action.ACCEPT)
+    assert clock.sleeps == [0.5, 7.0]
+    assert (counters["calls"], counters["retries"], counters["throttled"]) == (3, 2, 1)
+    assert caplog.text.count("GET /x (request_id=r1) answered") == 2
+
+
+def test_run_hands_back_the_last_answer_when_the_policy_gives_up_or_the_data_is_not_ready():
+    failed = POLICY.run(Answers(Outcome(status=400)), sleep=FakeClock().sleep)
+    assert (failed.result, failed.outcome.status, failed.decision.action) == (1, 400, Action.FAIL)
+    waits = [Outcome(status=204, retry_after=1.0)] * 3
+    not_ready = POLICY.run(Answers(*waits), sleep=FakeClock().sleep)
+    assert not_ready.decision.action is Action.NOT_READY and not_ready.result == 3
+
+
+def test_a_401_refreshes_through_the_callback_and_is_sent_again_at_once():
+    refreshed, clock = [], FakeClock()
+    final = POLICY.run(Answers(Outcome(status=401), DONE), sleep=clock.sleep, on_refresh=lambda: refreshed.append(1))
+    assert final.decision.action is Action.ACCEPT and refreshed == [1] and clock.sleeps == []
+
+
+def test_a_wait_that_would_pass_the_deadline_is_not_slept():
+    clock = FakeClock()
+    deadline = Deadline.after(10, clock=clock)
+    send = Answers(Outcome(status=503, retry_after=30.0), DONE)
+    with pytest.raises(DeadlineReached, match="GET /x"):
+        POLICY.run(send, sleep=clock.sleep, deadline=deadline, describe=lambda: "GET /x")
+    assert clock.sleeps == [] and send.tries == 1
+
+
+def test_no_try_is_sent_once_the_deadline_has_passed():
+    clock = FakeClock()
+    deadline = Deadline.after(5, clock=clock)
+    clock.now += 5
+    send = Answers(DONE)
+    with pytest.raises(DeadlineReached):
+        POLICY.run(send, sleep=clock.sleep, deadline=deadline)
+    assert send.tries == 0
+
+
+def test_a_429_holds_the_gate_for_every_caller_and_a_hold_past_the_deadline_stops_instead():
+    clock = FakeClock()
+    gate = ThrottleGate(clock=clock, sleep=clock.sleep)
+    final = POLICY.run(Answers(Outcome(status=429, retry_after=20.0), DONE), sleep=clock.sleep, gate=gate)
+    assert final.decision.action is Action.ACCEPT and clock.sleeps == [20.0]  # waited once, by the gate
+    gate.hold(60)  # another thread's 429
+    with pytest.raises(DeadlineReached, match="429"):
+        POLICY.run(Answers(DONE), sleep=clock.sleep, gate=gate, deadline=Deadline.after(30, clock=clock))
+    assert clock.sleeps == [20.0]
 
 
 class DropsTransactions:

@@ -114,3 +114,41 @@ def test_missing_partner_center_settings_are_named_together_without_values():
     message = str(caught.value)
     assert "PARTNER_CENTER_TENANT_ID" in message and "PARTNER_CENTER_REFRESH_TOKEN" in message
     assert "PARTNER_CENTER_CLIENT_ID" not in message
+
+
+def test_the_graph_client_needs_no_refresh_token_and_names_what_it_does_need():
+    app_only = {"PARTNER_CENTER_TENANT_ID": "t", "PARTNER_CENTER_CLIENT_ID": "app", "PARTNER_CENTER_CLIENT_SECRET": "s"}
+    Settings.from_env(app_only).require_graph()
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PARTNER_CENTER_CLIENT_ID": "app", "PARTNER_CENTER_REFRESH_TOKEN": "r"}).require_graph()
+    message = str(caught.value)
+    assert "PARTNER_CENTER_TENANT_ID" in message and "PARTNER_CENTER_CLIENT_SECRET" in message
+    assert "REFRESH_TOKEN" not in message and "PARTNER_CENTER_CLIENT_ID" not in message
+
+
+def readme_rows() -> dict[str, str]:
+    """README's settings table: the row of each setting name."""
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    rows = {}
+    for line in lines[lines.index("## Settings") :]:
+        if line.startswith("| `"):
+            for name in _NAME.findall(line.split("|")[1]):
+                rows[name] = line
+        elif rows and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_the_readme_states_every_range_and_every_word_the_app_accepts():
+    rows = readme_rows()
+    for setting in SETTINGS:
+        if setting.bounds is not None:
+            assert f"({setting.bounds.text}" in rows[setting.name], setting.name
+        for word in setting.choices or ():
+            assert f"`{word}`" in rows[setting.name], setting.name
+
+
+@pytest.mark.parametrize(("value", "says"), [("2.5", "whole number"), ("73", "between 2 and 72")])
+def test_a_whole_number_setting_refuses_fractions_and_values_out_of_range(value, says):
+    with pytest.raises(SettingsError, match=says):
+        Settings.from_env({"UTILIZATION_LAG_HOURS": value})

@@ -12,8 +12,10 @@ import pytest
 from devhost.simulator import Fault, Simulator, WorldConfig
 from shared import jsonutil
 from shared.settings import Settings
+from shared.sync.context import DEADLINE_MARGIN_SECONDS as DEADLINE_MARGIN
 from shared.sync.utilization import windows_to_fetch
 from shared.table_store import TableStore
+from tests.fakes import FakeClock
 from tests.stores import drop_tables
 from tests.sync_support import run_job, sim_env, snapshot, watermarks
 
@@ -324,3 +326,31 @@ def test_records_without_instance_data_or_budget_amount_are_stored_not_quarantin
     assert records.counters["quarantined"] == 0
     budgets = [json.loads(r["raw"]).get("budget", {}) for r in store.partition("UsageRecords", "latest")]
     assert any("amount" not in b for b in budgets)
+
+
+# -- the run's deadline ---------------------------------------------------------------------------------------------
+
+
+def test_a_wait_that_would_pass_the_deadline_stops_the_run_cleanly_and_the_next_run_resumes(sim, azurite, store):
+    one_at_a_time = Settings.from_env({**sim_env(sim, azurite, store.prefix), "SYNC_CONCURRENCY": "1"})
+    sim.faults.add(Fault("429", path="/utilizations/azure", times=1, retry_after=120))
+    clock = FakeClock()
+    run = run_job(
+        "fetch_utilization", one_at_a_time, store, NOW, clock=clock, sleep=clock.sleep, timeout=DEADLINE_MARGIN + 60
+    )
+    assert not run.errors and run.counters["pending"] == len(legacy_subs(sim)), run.notes
+    assert any("deadline" in note and "429" in note for note in run.notes), run.notes
+    assert clock.sleeps == []  # the 120 s hold would have passed the deadline: not slept
+    assert sim.calls("/utilizations/azure") == 1  # and nothing more was started
+    rerun = run_job("fetch_utilization", one_at_a_time, store, NOW)
+    assert rerun.status == "succeeded" and rerun.counters["pending"] == 0
+
+
+def test_a_sequential_job_stopped_at_the_deadline_is_stalled_not_failed(sim, azurite, settings, store):
+    sim.faults.add(Fault("503", path="/customers/usagerecords", times=1, retry_after=90))
+    clock = FakeClock()
+    run = run_job(
+        "fetch_usage_records", settings, store, NOW, clock=clock, sleep=clock.sleep, timeout=DEADLINE_MARGIN + 60
+    )
+    assert run.status == "stalled" and not run.errors and run.notes[0].startswith("stalled: the run's deadline")
+    assert run_job("fetch_usage_records", settings, store, NOW).status == "succeeded"

@@ -1,17 +1,19 @@
 """Reading an export's blobs: plain HTTPS GET with the manifest's SAS, gzip decompressed here, one line at a time.
 
 The HTTP layer is told not to decode (``decode_content=False``): the bytes are gzip members (several, possibly,
-one after another), checked by their magic number and inflated by ``zlib`` as they arrive. A dropped connection
-resumes from the byte where it broke (``Range`` with ``If-Match`` on the blob's ETag), so a reset costs the rest
-of the blob, not the whole blob. Memory holds one chunk and one line, however large the export. The SAS token is
-a credential: it is never logged, and errors name the blob only.
+one after another), checked by their magic number and inflated by ``zlib`` as they arrive. Each line is handed to
+the caller's sink as soon as it is whole. One try of ``RetryPolicy.run`` reads a blob from where the last try
+broke off to its end: a dropped connection resumes from that byte (``Range`` with ``If-Match`` on the blob's
+ETag), so a reset costs the rest of the blob, not the whole blob, and a read stops at the run's deadline. Memory
+holds one chunk and one line, however large the export. The SAS token is a credential: it is never logged, and
+errors name the blob only.
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -20,14 +22,16 @@ import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from shared.graph.client import ExportExpired, GraphBillingClient, GraphError, Manifest
-from shared.retry import Action, Outcome
+from shared.retry import DONE, Final, Outcome, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 256 * 1024
 MAX_LINE_BYTES = 8 * 1024 * 1024  # a line longer than this is not a line item: the blob is not JSON Lines
-MAX_RESUMES = 5
+# A blob is read with the manifest's SAS, not a token: a 401 or 403 is never retried. Each drop counts a try, so a
+# blob resumes at most five times.
+BLOB_RETRY = RetryPolicy(not_ready_attempts=0, refresh_token_on_401=False)
 _DROPPED = (
     requests.ConnectionError,
     requests.Timeout,
@@ -90,94 +94,107 @@ def blob_url(manifest: Manifest, blob_name: str) -> str:
     return f"{manifest.root_directory}/{quote(blob_name, safe='/')}?{manifest.sas_token}"
 
 
-def read_lines(client: GraphBillingClient, manifest: Manifest) -> Iterator[BlobLine]:
-    """Every non-empty line of every blob of the export, in order, streamed."""
+LineSink = Callable[[BlobLine], None]
+
+
+def read_lines(client: GraphBillingClient, manifest: Manifest, into: LineSink) -> None:
+    """Hand every non-empty line of every blob of the export to ``into``, in order, streamed."""
     for blob in manifest.blobs:
-        yield from _blob_lines(client, manifest, blob.name)
+        _BlobReader(client, manifest, blob.name, into).read()
 
 
-def _open(
-    client: GraphBillingClient, url: str, blob: str, offset: int, etag: str | None
-) -> tuple[requests.Response, str | None]:
-    headers = {"Accept-Encoding": "identity", "x-ms-version": "2021-08-06"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        if etag:
-            headers["If-Match"] = etag
-    client.counters.add(calls=1)
-    try:
-        response = client.session.get(url, headers=headers, stream=True, timeout=client.timeout)
-    except _DROPPED as exc:
-        raise _Dropped(type(exc).__name__) from None
-    except requests.RequestException as exc:  # its text holds the URL, and so the SAS: only its type is kept
-        raise GraphError(
-            f"blob {blob} could not be requested ({type(exc).__name__})", code="BlobRequestFailed"
-        ) from None
-    expected = 206 if offset else 200
-    if response.status_code == expected:
-        return response, response.headers.get("ETag") or etag
-    status = response.status_code
-    code = response.headers.get("x-ms-error-code")
-    response.close()
-    if status == 403 or status == 410:
-        raise ExportExpired(
-            f"blob {blob} can no longer be read ({status} {code or ''}); the SAS has probably expired: export again",
-            status=status,
-            code=code,
+class _BlobReader:
+    """One blob: each try reads from the byte the last one reached to the end, its lines handed on as they come."""
+
+    def __init__(self, client: GraphBillingClient, manifest: Manifest, blob: str, into: LineSink) -> None:
+        self._client, self._blob, self._into = client, blob, into
+        self._url = blob_url(manifest, blob)
+        self._inflater = _Inflater(blob)
+        self._received = 0
+        self._etag: str | None = None
+        self._pending = b""
+        self._number = 0
+        self._refused: str | None = None  # the x-ms-error-code of the last refused try
+
+    def read(self) -> None:
+        """The whole blob, resumed after drops as the policy allows; GraphError (or ExportExpired) when it cannot."""
+        client = self._client
+        final = BLOB_RETRY.run(
+            self._try,
+            sleep=client.sleep,
+            deadline=client.deadline,
+            counters=client.counters,
+            describe=lambda: f"blob {self._blob} (at byte {self._received})",
         )
-    if status == 412:
-        raise GraphError(f"blob {blob} changed while it was read; export again", status=status, code=code)
-    if status in (429, 500, 502, 503, 504):
-        raise _Dropped(str(status))
-    raise GraphError(f"blob {blob} could not be read", status=status, code=code)
+        if final.result is None:
+            raise self._failure(final)
+        self._inflater.finish()
+        if self._pending:
+            self._line(self._pending)
 
-
-class _Dropped(Exception):
-    """The download broke off; resume from the last byte received."""
-
-
-def _blob_lines(client: GraphBillingClient, manifest: Manifest, blob: str) -> Iterator[BlobLine]:
-    url = blob_url(manifest, blob)
-    inflater = _Inflater(blob)
-    received = 0
-    etag: str | None = None
-    pending = b""
-    number = 0
-    resumes = 0
-    state = client.retry.start()
-    while True:
+    def _try(self) -> tuple[bool | None, Outcome]:
+        headers = {"Accept-Encoding": "identity", "x-ms-version": "2021-08-06"}
+        if self._received:
+            headers["Range"] = f"bytes={self._received}-"
+            if self._etag:
+                headers["If-Match"] = self._etag
+        client = self._client
         try:
-            response, etag = _open(client, url, blob, received, etag)
+            response = client.session.get(self._url, headers=headers, stream=True, timeout=client.timeout)
+        except _DROPPED as exc:
+            return None, Outcome.of_error(exc)
+        except requests.RequestException as exc:  # its text holds the URL, and so the SAS: only its type is kept
+            raise GraphError(
+                f"blob {self._blob} could not be requested ({type(exc).__name__})", code="BlobRequestFailed"
+            ) from None
+        if response.status_code != (206 if self._received else 200):
+            self._refused = response.headers.get("x-ms-error-code")
+            response.close()
+            return None, Outcome.of_response(response.status_code, response.headers)
+        self._etag = response.headers.get("ETag") or self._etag
+        deadline = client.deadline
+        try:
             with response:
                 for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
-                    received += len(chunk)
-                    pending += inflater.feed(chunk)
-                    *lines, pending = pending.split(b"\n")
-                    if len(pending) > MAX_LINE_BYTES:
-                        raise GraphError(f"blob {blob} holds a line over {MAX_LINE_BYTES} bytes", code="NotJsonLines")
-                    for line in lines:
-                        number += 1
-                        text = _text(line, blob, number)
-                        if text:
-                            yield BlobLine(text, blob, number)
-            break
-        except (*_DROPPED, _Dropped) as exc:
-            resumes += 1
-            decision = client.retry.decide(state, _outcome(exc))
-            if resumes > MAX_RESUMES or decision.action is not Action.RETRY:
-                raise GraphError(
-                    f"blob {blob} broke off {resumes} times (last: {_reason(exc)}); giving up for this run",
-                    code="BlobDownloadFailed",
-                ) from None
-            log.warning("blob %s broke off at byte %d (%s); resuming", blob, received, _reason(exc))
-            client.counters.add(retries=1)
-            client.sleep(decision.wait)
-    inflater.finish()
-    if pending:
-        number += 1
-        text = _text(pending, blob, number)
+                    if deadline is not None:
+                        deadline.check(f"blob {self._blob}")
+                    self._received += len(chunk)
+                    self._feed(chunk)
+        except _DROPPED as exc:
+            return None, Outcome.of_error(exc)
+        return True, DONE
+
+    def _feed(self, chunk: bytes) -> None:
+        *lines, self._pending = (self._pending + self._inflater.feed(chunk)).split(b"\n")
+        if len(self._pending) > MAX_LINE_BYTES:
+            raise GraphError(f"blob {self._blob} holds a line over {MAX_LINE_BYTES} bytes", code="NotJsonLines")
+        for line in lines:
+            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        self._number += 1
+        text = _text(line, self._blob, self._number)
         if text:
-            yield BlobLine(text, blob, number)
+            self._into(BlobLine(text, self._blob, self._number))
+
+    def _failure(self, final: Final[bool]) -> GraphError:
+        status, blob, code = final.outcome.status, self._blob, self._refused
+        if final.outcome.error is not None or status in BLOB_RETRY.retry_statuses:
+            return GraphError(
+                f"blob {blob} broke off {final.decision.attempt} times (last: {final.outcome.reason}); giving up "
+                "for this run",
+                code="BlobDownloadFailed",
+            )
+        if status in (403, 410):
+            return ExportExpired(
+                f"blob {blob} can no longer be read ({status} {code or ''}); the SAS has probably expired: export "
+                "again",
+                status=status,
+                code=code,
+            )
+        if status == 412:
+            return GraphError(f"blob {blob} changed while it was read; export again", status=status, code=code)
+        return GraphError(f"blob {blob} could not be read", status=status, code=code)
 
 
 def _text(line: bytes, blob: str, number: int) -> str:
@@ -187,13 +204,3 @@ def _text(line: bytes, blob: str, number: int) -> str:
         text = line.decode("utf-8", errors="replace")
         log.warning("blob %s line %d is not UTF-8 at byte %d; kept with replacement", blob, number, exc.start)
     return text.removeprefix("\ufeff").rstrip("\r").strip()
-
-
-def _reason(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, _Dropped) else type(exc).__name__
-
-
-def _outcome(exc: BaseException) -> Outcome:
-    if isinstance(exc, _Dropped) and str(exc).isdigit():
-        return Outcome(status=int(str(exc)))
-    return Outcome(error=type(exc).__name__)

@@ -1,14 +1,14 @@
 """The Microsoft Graph partner billing export: start an export, poll its operation, read its manifest.
 
 Plain HTTP on purpose: the export answers ``202`` with no body and the operation's address in ``Location``, which
-the generated Graph SDKs lose. Every call goes through the one ``RetryPolicy`` (429/5xx/dropped connections,
+the generated Graph SDKs lose. Every call goes through the one ``RetryPolicy.run`` (429/5xx/dropped connections,
 Retry-After first) and raises the one error hierarchy (``shared.errors.ServiceError``). Sleeping and the wait
-bound are injected and counted in requested seconds, so tests never wait and never race a clock.
+bounds (the export wait and the run's deadline) are injected and counted in requested seconds, so tests never
+wait and never race a clock.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -20,11 +20,10 @@ import requests
 
 from shared import jsonutil
 from shared.counters import Counters
+from shared.deadline import Deadline
 from shared.errors import ServiceError
 from shared.partner_center.auth import TokenProvider
 from shared.retry import Action, Outcome, RetryPolicy, parse_retry_after
-
-log = logging.getLogger(__name__)
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BILLING_PATH = "v1.0/reports/partners/billing/"
@@ -50,7 +49,8 @@ class NoData(GraphError):
 
 
 class StillRunning(GraphError):
-    """The export had not finished within this run's wait; the operation is kept for the next run."""
+    """The export had not finished within this run's wait (or before its deadline); the operation is kept for the
+    next run."""
 
 
 def field(obj: Mapping[str, Any], name: str, default: Any = None) -> Any:
@@ -139,6 +139,7 @@ class GraphBillingClient:
         timeout: tuple[float, float] = (10.0, 120.0),
         sleep: Callable[[float], None] = time.sleep,
         counters: Counters | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._root = self.base_url + "/" + BILLING_PATH
@@ -149,6 +150,7 @@ class GraphBillingClient:
         self.timeout = timeout
         self.sleep = sleep
         self.counters = counters if counters is not None else Counters()
+        self.deadline = deadline
 
     # -- the flow -------------------------------------------------------------------------------------------
 
@@ -189,14 +191,15 @@ class GraphBillingClient:
         return Poll(status or "unknown", retry_after=parse_retry_after(response.headers.get("Retry-After")))
 
     def wait(self, operation_url: str, *, max_wait: float) -> Manifest:
-        """Poll until the export finishes, sleeping as Graph asks; StillRunning once ``max_wait`` s would pass."""
+        """Poll until the export finishes, sleeping as Graph asks; StillRunning once ``max_wait`` s, or the
+        run's deadline, would pass."""
         waited = 0.0
         while True:
             result = self.poll(operation_url)
             if result.manifest is not None:
                 return result.manifest
             pause = DEFAULT_POLL_SECONDS if result.retry_after is None else max(1.0, result.retry_after)
-            if waited + pause > max_wait:
+            if waited + pause > max_wait or (self.deadline is not None and not self.deadline.allows(pause)):
                 raise StillRunning(
                     f"the billing export is still {result.status} after {waited:.0f} s; the next run goes on "
                     "polling the same operation",
@@ -234,60 +237,50 @@ class GraphBillingClient:
         return Manifest.parse(self._json(response, url))
 
     def _call(self, method: str, url: str, body: Any = None) -> requests.Response:
-        state = self.retry.start()
         path = self._path(url)
-        while True:
-            client_request_id = str(uuid.uuid4())
+        request_ids: list[str] = []  # a new client-request-id per try: Graph logs each try as its own request
+
+        def send() -> tuple[requests.Response | None, Outcome]:
+            request_ids.append(str(uuid.uuid4()))
             headers = {
                 "Accept": "application/json",
-                "client-request-id": client_request_id,
+                "client-request-id": request_ids[-1],
                 "return-client-request-id": "true",
                 "Authorization": "Bearer " + self._tokens.token(app_only=True),
             }
-            self.counters.add(calls=1)
-            response: requests.Response | None = None
             try:
                 response = self.session.request(method, url, json=body, headers=headers, timeout=self.timeout)
             except _TRANSIENT as exc:
-                outcome = Outcome.of_error(exc)
-            else:
-                outcome = Outcome.of_response(response.status_code, response.headers)
-            decision = self.retry.decide(state, outcome)
-            if decision.action is Action.ACCEPT and response is not None:
-                return response
-            if decision.action is Action.REFRESH_TOKEN:
-                self._tokens.invalidate(app_only=True)
-                continue
-            if decision.action is Action.RETRY:
-                self.counters.add(retries=1, throttled=1 if decision.throttled else 0)
-                log.warning(
-                    "Graph %s %s answered %s; retrying in %.1fs (attempt %d/%d, client-request-id=%s)",
-                    method,
-                    path,
-                    outcome.reason,
-                    decision.wait,
-                    decision.attempt + 1,
-                    self.retry.max_attempts,
-                    client_request_id,
-                )
-                self.sleep(decision.wait)
-                continue
-            if response is None:
-                raise GraphError(
-                    f"Graph {method} failed after {decision.attempt} attempts: {outcome.error}",
-                    path=path,
-                    request_id=client_request_id,
-                    correlation_id=self.correlation_id,
-                )
-            if response.status_code == 410:
-                raise ExportExpired(
-                    "the export's operation or manifest has expired (410 Gone); a new export is needed",
-                    status=410,
-                    path=path,
-                    request_id=response.headers.get("request-id") or client_request_id,
-                    correlation_id=self.correlation_id,
-                )
-            raise self._error(f"Graph {method} failed", url, response)
+                return None, Outcome.of_error(exc)
+            return response, Outcome.of_response(response.status_code, response.headers)
+
+        final = self.retry.run(
+            send,
+            sleep=self.sleep,
+            deadline=self.deadline,
+            counters=self.counters,
+            on_refresh=lambda: self._tokens.invalidate(app_only=True),
+            describe=lambda: f"Graph {method} {path} (client-request-id={request_ids[-1] if request_ids else '-'})",
+        )
+        response = final.result
+        if final.decision.action is Action.ACCEPT and response is not None:
+            return response
+        if response is None:
+            raise GraphError(
+                f"Graph {method} failed after {final.decision.attempt} attempts: {final.outcome.error}",
+                path=path,
+                request_id=request_ids[-1],
+                correlation_id=self.correlation_id,
+            )
+        if response.status_code == 410:
+            raise ExportExpired(
+                "the export's operation or manifest has expired (410 Gone); a new export is needed",
+                status=410,
+                path=path,
+                request_id=response.headers.get("request-id") or request_ids[-1],
+                correlation_id=self.correlation_id,
+            )
+        raise self._error(f"Graph {method} failed", url, response)
 
     def _json(self, response: requests.Response, url: str) -> Any:
         try:

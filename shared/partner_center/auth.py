@@ -16,8 +16,9 @@ from typing import Any, Protocol
 import requests
 
 from shared import jsonutil
+from shared.deadline import Deadline
 from shared.partner_center.errors import AuthenticationError, ReconsentRequired, RefreshTokenNotSaved
-from shared.retry import Action, Outcome, RetryPolicy
+from shared.retry import DONE, Outcome, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,8 @@ class _CachedToken:
 class TokenProvider:
     """Issues cached access tokens, refreshing shortly before expiry. Thread-safe.
 
-    ``scope`` is Partner Center's by default; the Graph billing client uses one for Graph (app-only).
+    ``scope`` is Partner Center's by default; the Graph billing client uses one for Graph (app-only). Token
+    requests wait for retries only until ``deadline``; a rotated refresh token is saved whatever the deadline.
     """
 
     def __init__(
@@ -115,8 +117,10 @@ class TokenProvider:
         expiry_margin: float = 300.0,
         timeout: float = 30.0,
         scope: str = PARTNER_CENTER_SCOPE,
+        deadline: Deadline | None = None,
     ) -> None:
         self._scope = scope
+        self._deadline = deadline
         self._token_url = f"{authority.rstrip('/')}/{tenant_id}/oauth2/v2.0/token"
         self._client_id = client_id
         self._client_secret = client_secret
@@ -171,26 +175,29 @@ class TokenProvider:
 
     def _save_rotated(self) -> None:
         """Write the rotated refresh token to the store, retrying; it stays in memory until written."""
-        state = self._retry.start()
-        while True:
+        failed: list[BaseException] = []
+
+        def save() -> tuple[bool | None, Outcome]:
             try:
                 self._store.save(str(self._unsaved))
             except Exception as exc:  # the store's own errors: Key Vault's HTTP errors, a dropped connection
+                failed[:] = [exc]
                 status = getattr(exc, "status_code", None)
-                decision = self._retry.decide(state, Outcome(status=status, error=None if status else "error"))
-                if decision.action is not Action.RETRY:
-                    raise RefreshTokenNotSaved(
-                        f"the rotated Partner Center refresh token could not be stored ({type(exc).__name__}, "
-                        f"status={status}) after {decision.attempt} attempts; it is kept in memory for this "
-                        "process and the previous token stays valid, but fix the store (Key Vault access or "
-                        "network) before this process ends",
-                        error="refresh_token_not_saved",
-                        status=status,
-                    ) from None
-                self._sleep(decision.wait)
-            else:
-                self._unsaved = None
-                return
+                return None, Outcome(status=status, error=None if status else type(exc).__name__)
+            return True, DONE
+
+        final = self._retry.run(save, sleep=self._sleep, describe=lambda: "saving the rotated refresh token")
+        if final.result is None:
+            status = final.outcome.status
+            raise RefreshTokenNotSaved(
+                f"the rotated Partner Center refresh token could not be stored ({type(failed[0]).__name__}, "
+                f"status={status}) after {final.decision.attempt} attempts; it is kept in memory for this "
+                "process and the previous token stays valid, but fix the store (Key Vault access or "
+                "network) before this process ends",
+                error="refresh_token_not_saved",
+                status=status,
+            )
+        self._unsaved = None
 
     def _post(self, form: dict[str, str]) -> dict[str, Any]:
         data = {
@@ -200,32 +207,23 @@ class TokenProvider:
             "scope": self._scope,
         }
         grant = form["grant_type"]
-        state = self._retry.start()
-        while True:
+
+        def post() -> tuple[requests.Response | None, Outcome]:
             try:
                 response = self._session.post(self._token_url, data=data, timeout=self._timeout)
             except requests.RequestException as exc:  # its text can echo the request: only its type is kept
-                outcome = Outcome.of_error(exc)
-                decision = self._retry.decide(state, outcome)
-                if decision.action is not Action.RETRY:
-                    raise AuthenticationError(
-                        f"token request ({grant}) failed after {decision.attempt} attempts: {outcome.error}",
-                        error="network",
-                    ) from None
-            else:
-                outcome = Outcome.of_response(response.status_code, response.headers)
-                decision = self._retry.decide(state, outcome)
-                if decision.action is not Action.RETRY:
-                    return self._token_or_error(response, grant)
-            log.warning(
-                "token request (%s) answered %s; retrying in %.1fs (attempt %d/%d)",
-                grant,
-                outcome.reason,
-                decision.wait,
-                decision.attempt + 1,
-                self._retry.max_attempts,
+                return None, Outcome.of_error(exc)
+            return response, Outcome.of_response(response.status_code, response.headers)
+
+        final = self._retry.run(
+            post, sleep=self._sleep, deadline=self._deadline, describe=lambda: f"token request ({grant})"
+        )
+        if final.result is None:
+            raise AuthenticationError(
+                f"token request ({grant}) failed after {final.decision.attempt} attempts: {final.outcome.error}",
+                error="network",
             )
-            self._sleep(decision.wait)
+        return self._token_or_error(final.result, grant)
 
     def _token_or_error(self, response: requests.Response, grant: str) -> dict[str, Any]:
         try:

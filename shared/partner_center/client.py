@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -16,11 +15,10 @@ from requests.adapters import HTTPAdapter
 
 from shared import jsonutil
 from shared.counters import Counters
+from shared.deadline import Deadline
 from shared.partner_center.auth import TokenProvider
 from shared.partner_center.errors import DataNotReady, PartnerCenterError
-from shared.retry import Action, Decision, Outcome, RetryPolicy, ThrottleGate
-
-log = logging.getLogger(__name__)
+from shared.retry import Action, Outcome, RetryPolicy, ThrottleGate
 
 _TRANSIENT_EXCEPTIONS = (
     requests.ConnectionError,
@@ -49,6 +47,7 @@ class PartnerCenterClient:
     """GETs Partner Center resources, yielding pages so callers never hold a whole result.
 
     What it did (calls, pages, retries, throttled, not_ready) it reports into ``counters``, which a run can own.
+    Every wait (Retry-After, 204, the 429 gate) ends before ``deadline`` or raises DeadlineReached.
     """
 
     def __init__(
@@ -65,6 +64,7 @@ class PartnerCenterClient:
         max_pages: int = 100_000,
         pool_size: int = 16,
         counters: Counters | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_root = self.base_url + "/v1/"
@@ -74,10 +74,10 @@ class PartnerCenterClient:
         self.correlation_id = correlation_id or str(uuid.uuid4())
         self._timeout = timeout
         self._sleep = sleep
-        self.sleep = sleep  # for the clients built beside this one (Graph billing) in the same run
         self.gate = ThrottleGate(clock=clock, sleep=sleep)
         self._max_pages = max_pages
         self.counters = counters if counters is not None else Counters()
+        self.deadline = deadline
 
     # -- the endpoints --------------------------------------------------------------------------------------
 
@@ -198,29 +198,27 @@ class PartnerCenterClient:
         url = self._url(path_or_url)
         request_id = str(uuid.uuid4())
         path = url.removeprefix(self.base_url)
-        state = self.retry.start()
-        while True:
-            self.gate.wait()
-            response, outcome = self._send(url, params, headers, app_only, request_id)
-            decision = self.retry.decide(state, outcome)
-            if decision.action is Action.ACCEPT and response is not None:
-                return self._parse(response, path, request_id), request_id
-            if decision.action is Action.REFRESH_TOKEN:
-                self._tokens.invalidate(app_only=app_only)
-                continue
-            if decision.action is Action.RETRY:
-                self._pause(decision, outcome, path, request_id)
-                continue
-            if decision.action is Action.NOT_READY:
-                raise DataNotReady(
-                    path=path,
-                    retry_after=outcome.retry_after,
-                    request_id=request_id,
-                    correlation_id=self.correlation_id,
-                )
-            if response is None:
-                raise self._error(f"GET failed after {decision.attempt} attempts: {outcome.error}", path, request_id)
-            raise self._from_response(response, path, request_id)
+        final = self.retry.run(
+            lambda: self._send(url, params, headers, app_only, request_id),
+            sleep=self._sleep,
+            deadline=self.deadline,
+            gate=self.gate,
+            counters=self.counters,
+            on_refresh=lambda: self._tokens.invalidate(app_only=app_only),
+            describe=lambda: (
+                f"Partner Center GET {path} (request_id={request_id}, correlation_id={self.correlation_id})"
+            ),
+        )
+        response, outcome = final.result, final.outcome
+        if final.decision.action is Action.ACCEPT and response is not None:
+            return self._parse(response, path, request_id), request_id
+        if final.decision.action is Action.NOT_READY:
+            raise DataNotReady(
+                path=path, retry_after=outcome.retry_after, request_id=request_id, correlation_id=self.correlation_id
+            )
+        if response is None:
+            raise self._error(f"GET failed after {final.decision.attempt} attempts: {outcome.error}", path, request_id)
+        raise self._from_response(response, path, request_id)
 
     def _send(
         self,
@@ -238,7 +236,6 @@ class PartnerCenterClient:
             **(headers or {}),
             "Authorization": "Bearer " + self._tokens.token(app_only=app_only),
         }
-        self.counters.add(calls=1)
         try:
             response = self._session.get(url, params=params, headers=send_headers, timeout=self._timeout)
         except _TRANSIENT_EXCEPTIONS as exc:
@@ -254,26 +251,6 @@ class PartnerCenterClient:
             raise self._error(
                 f"response is not JSON ({exc.__class__.__name__})", path, request_id, response.status_code
             ) from None
-
-    def _pause(self, decision: Decision, outcome: Outcome, path: str, request_id: str) -> None:
-        self.counters.add(retries=1)
-        wait = decision.wait
-        if decision.throttled:
-            self.counters.add(throttled=1)
-            self.gate.hold(wait)  # the gate, before the next send, does the waiting for every thread
-            wait = 0.0
-        log.warning(
-            "Partner Center GET %s answered %s; retrying in %.1fs (attempt %d/%d, request_id=%s, correlation_id=%s)",
-            path,
-            outcome.reason,
-            decision.wait,
-            decision.attempt + 1,
-            self.retry.max_attempts,
-            request_id,
-            self.correlation_id,
-        )
-        if wait > 0:
-            self._sleep(wait)
 
     def _error(self, message: str, path: str, request_id: str, status: int | None = None) -> PartnerCenterError:
         return PartnerCenterError(

@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.partner_center import PartnerCenterError
-from shared.settings import Settings
+from shared.sync.context import RunContext
 from shared.sync.inventory import load_subscriptions
-from shared.sync.runs import SyncRun
 from shared.sync.state import StateWriter, load_states, stalest_first
 from shared.sync.workers import for_each
-from shared.table_store import TableStore
 from shared.tables import Subscription, SubscriptionKind
 
 NO_RELATIONSHIP = "no relationship with this customer (403/20002)"
@@ -36,9 +34,7 @@ class Coverage:
 
 
 def sync_each_subscription(
-    store: TableStore,
-    settings: Settings,
-    run: SyncRun,
+    ctx: RunContext,
     *,
     coverage: Coverage,
     state_partition: str,
@@ -46,6 +42,7 @@ def sync_each_subscription(
     work: Work,
 ) -> None:
     """Run ``work`` for every covered subscription, stalest first; counts done and pending subscriptions."""
+    store, settings, run = ctx.store, ctx.settings, ctx.run
     subscriptions = []
     for sub in load_subscriptions(store, settings):
         if sub.kind in coverage.kinds:

@@ -24,6 +24,7 @@ from azure.data.tables import UpdateMode
 from shared.partner_center import PartnerCenterClient, PartnerCenterError
 from shared.records import BadRecord, require_id
 from shared.settings import Settings
+from shared.sync.context import RunContext
 from shared.sync.runs import SyncRun
 from shared.sync.state import StateWriter
 from shared.sync.workers import for_each
@@ -71,10 +72,9 @@ def _age(value: Any, now: datetime) -> timedelta | None:
         return None
 
 
-def refresh_if_due(
-    client: PartnerCenterClient, store: TableStore, settings: Settings, run: SyncRun, *, now: datetime
-) -> None:
+def refresh_if_due(ctx: RunContext) -> None:
     """Bring the inventory up to date as far as its budget share allows; a failure is the run's, not fatal."""
+    client, store, settings, run, now = ctx.partner_center, ctx.store, ctx.settings, ctx.run, ctx.now
     out_of_time = run.budget_share(REFRESH_BUDGET_SHARE)
     customers: Mapping[str, Mapping[str, Any]] = {row["RowKey"]: row for row in store.all_rows(CUSTOMERS)}
     meta = store.get(SYNC_STATE, INVENTORY_STATE, INVENTORY_META) or {}

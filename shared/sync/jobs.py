@@ -1,34 +1,27 @@
 """The timer functions, registered once: name, schedule setting, unit of work and sync callable.
 
 Everything that lists the timer functions reads ``JOBS``: each function folder's ``main`` (through
-``shared.sync.runner``), ``/api/health``, ``devhost up`` and ``trigger``, the tests and the benchmarks. A function
+``shared.sync.runner``), ``SETTINGS`` (each job's schedule setting and its default), ``/api/health``,
+``devhost up`` and ``trigger``, the tests and the benchmarks. A function
 folder of the same name holds the ``function.json`` whose schedule is ``%{schedule_setting}%``. Every sync
-callable has one signature. The sync modules are imported only when a job runs, so the HTTP function, which
-only needs the names, does not load the Partner Center client.
+callable has one signature, ``Sync``: it takes the run's ``RunContext`` (settings, store, run record, clock,
+deadline, clients built on demand). The sync modules are imported only when a job runs, so the HTTP function,
+which only needs the names, does not load the Partner Center client.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 from shared.tables import RATED_USAGE_STATE, USAGE_SUMMARY_STATE, UTILIZATION_STATE
 
 if TYPE_CHECKING:
-    from shared.partner_center import PartnerCenterClient
-    from shared.settings import Settings
-    from shared.sync.runs import SyncRun
-    from shared.table_store import TableStore
+    from shared.sync.context import RunContext
 
-
-class Sync(Protocol):
-    """What every job's sync callable looks like."""
-
-    def __call__(
-        self, client: PartnerCenterClient, store: TableStore, settings: Settings, run: SyncRun, *, now: datetime
-    ) -> None: ...
+Sync = Callable[["RunContext"], None]  # what every job's sync callable looks like
 
 
 @dataclass(frozen=True)
@@ -36,7 +29,8 @@ class Job:
     """One timer function."""
 
     name: str  # the function folder's name, the Runs partition
-    schedule_setting: str  # the app setting its function.json reads the NCRONTAB schedule from
+    schedule_setting: str  # the app setting its function.json reads the NCRONTAB schedule from (in SETTINGS)
+    schedule: str  # that setting's default
     unit: str  # what the run record's done and pending count
     sync_path: str  # "module:function" of its Sync callable
     progress: tuple[str, str] | None = None  # (SyncState partition, field): how far each subscription's data reaches
@@ -50,10 +44,17 @@ class Job:
 
 
 JOBS: tuple[Job, ...] = (
-    Job("fetch_usage_records", "USAGE_RECORDS_SCHEDULE", "customers", "shared.sync.usage_records:sync_usage_records"),
+    Job(
+        "fetch_usage_records",
+        "USAGE_RECORDS_SCHEDULE",
+        "0 15 * * * *",
+        "customers",
+        "shared.sync.usage_records:sync_usage_records",
+    ),
     Job(
         "fetch_usage_summary",
         "USAGE_SUMMARY_SCHEDULE",
+        "0 30 */6 * * *",
         "subscriptions",
         "shared.sync.usage_summary:sync_usage_summaries",
         (USAGE_SUMMARY_STATE, "lastSuccessAt"),
@@ -61,6 +62,7 @@ JOBS: tuple[Job, ...] = (
     Job(
         "fetch_utilization",
         "UTILIZATION_SCHEDULE",
+        "0 45 */3 * * *",
         "subscriptions",
         "shared.sync.utilization:sync_utilization",
         (UTILIZATION_STATE, "doneThrough"),
@@ -68,6 +70,7 @@ JOBS: tuple[Job, ...] = (
     Job(
         "fetch_rated_usage",
         "RATED_USAGE_SCHEDULE",
+        "0 20 5,17 * * *",
         "exports",
         "shared.sync.rated_usage:sync_rated_usage",
         snapshots=RATED_USAGE_STATE,

@@ -1,50 +1,31 @@
-"""Running a registered job: one correlation id, one set of counters the client reports into, one run record."""
+"""Running a registered job: one context (correlation id, counters, deadline, clients on demand), one run record."""
 
 from __future__ import annotations
 
 import logging
-import time
-import uuid
-from collections.abc import Callable
-from datetime import datetime, timezone
+from typing import Unpack
 
-from shared.counters import Counters
 from shared.settings import Settings
+from shared.sync.context import RunContext, Timing
 from shared.sync.jobs import Job, get
 from shared.sync.runs import SyncRun
 from shared.table_store import TableStore
-from shared.wiring import partner_center_client
 
 log = logging.getLogger(__name__)
 
 
 def run_job(
-    job: Job,
-    settings: Settings,
-    store: TableStore,
-    *,
-    budget_seconds: float | None,
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    job: Job, settings: Settings, store: TableStore, *, budget_seconds: float | None, **timing: Unpack[Timing]
 ) -> SyncRun:
-    """Run one job once; raises SyncFailed (holding the run) after its record is written when any unit failed."""
-    correlation_id = str(uuid.uuid4())
-    counters = Counters()
-    client = partner_center_client(settings, correlation_id=correlation_id, counters=counters, sleep=sleep)
-    run = SyncRun(
-        store,
-        job.name,
-        unit=job.unit,
-        correlation_id=correlation_id,
-        counters=counters,
-        now=now,
-        clock=clock,
-        budget_seconds=budget_seconds,
-    )
-    with run:
-        job.sync(client, store, settings, run, now=run.started_at)
-    return run
+    """Run one job once; raises SyncFailed (holding the run) after its record is written when any unit failed.
+
+    The run stops a margin before the host's function timeout (host.json's; ``timing`` may give another, or None
+    for none), whatever its budget.
+    """
+    ctx = RunContext.start(job, settings, store, budget_seconds=budget_seconds, **timing)
+    with ctx.run:
+        job.sync(ctx)
+    return ctx.run
 
 
 def run_timer(name: str, *, past_due: bool) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from shared import jsonutil
 from shared.counters import Counters
+from shared.deadline import DeadlineReached
 from shared.errors import ServiceError
 from shared.table_store import TableStore
 from shared.tables import QUARANTINE, RUNS, RunStatus, quarantine_row, run_row
@@ -73,7 +74,9 @@ class SyncRun:
     """Counters and outcome of one run, written to the ``Runs`` table at start and at the end.
 
     Used as a context manager: an exception escaping the body is recorded and re-raised; errors recorded
-    along the way make the exit raise ``SyncFailed`` after everything that succeeded was stored.
+    along the way make the exit raise ``SyncFailed`` after everything that succeeded was stored. Reaching the run's
+    deadline (``DeadlineReached``, escaping the body or met by a unit of work) is no error: the run stops starting
+    work, says so in its notes, and what it left is pending for the next run.
     ``done`` and ``pending`` count the job's ``unit`` (customers, subscriptions), named in the record.
     """
 
@@ -102,6 +105,7 @@ class SyncRun:
         self.notes: list[str] = []
         self.errors: list[RunError] = []
         self.status = RunStatus.RUNNING
+        self.deadline_reached = False
 
     # -- counters ------------------------------------------------------------------------------------------
 
@@ -110,8 +114,16 @@ class SyncRun:
         self.counters.add(rows=rows, done=done, pending=pending)
 
     def out_of_time(self) -> bool:
-        """True once the time budget is spent: start no new unit of work."""
-        return self._deadline is not None and self._clock() >= self._deadline
+        """True once the time budget is spent (or the deadline was met): start no new unit of work."""
+        return self.deadline_reached or (self._deadline is not None and self._clock() >= self._deadline)
+
+    def reached_deadline(self, subject: str, error: DeadlineReached) -> None:
+        """A unit of work stopped at the run's deadline: no failure; the run starts nothing more (said once)."""
+        log.info("%s: %s stopped at the deadline: %s", self.function, subject, error)
+        with self._lock:
+            first, self.deadline_reached = not self.deadline_reached, True
+            if first:
+                self.notes.append(f"stopped at the run's deadline (function timeout less a margin): {error}")
 
     def budget_share(self, share: float) -> Callable[[], bool]:
         """The clock of a step that may use ``share`` of the budget left now: True once that part is spent."""
@@ -163,8 +175,12 @@ class SyncRun:
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc is not None:
+    ) -> bool:
+        if isinstance(exc, DeadlineReached):
+            self.reached_deadline("run", exc)
+            if not self.counters["pending"]:
+                self.counters.add(pending=1)  # the unit it was working on
+        elif exc is not None:
             self.fail("run", exc)
         self.status = RunStatus.FAILED if self.errors else RunStatus.SUCCEEDED
         stalled = self.stalled_reason()
@@ -176,18 +192,17 @@ class SyncRun:
         except Exception:  # the run's own outcome matters more than its record
             log.exception("%s: could not write the run record", self.function)
         log.info(self.summary())
-        if exc is None and self.status != RunStatus.SUCCEEDED:
+        if (exc is None or isinstance(exc, DeadlineReached)) and self.status != RunStatus.SUCCEEDED:
             raise SyncFailed(self)
+        return isinstance(exc, DeadlineReached)  # a clean stop: the run is over, not broken
 
     def stalled_reason(self) -> str | None:
         """Why the run made no progress, when its budget ran out with work pending and nothing finished or stored."""
         pending, done, rows = self.counters["pending"], self.counters["done"], self.counters["rows"]
         if not (pending and not done and not rows and self.out_of_time()):
             return None
-        return (
-            f"stalled: the time budget ({self.budget_seconds:g} s) ran out with {pending} {self.unit} pending and "
-            f"none finished or stored"
-        )
+        spent = "the run's deadline" if self.deadline_reached else f"the time budget ({self.budget_seconds:g} s)"
+        return f"stalled: {spent} ran out with {pending} {self.unit} pending and none finished or stored"
 
     def counts(self) -> dict[str, int]:
         """Rows, pages, calls and the rest, as the run record stores them."""

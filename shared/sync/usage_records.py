@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
 
-from shared.partner_center import PartnerCenterClient
 from shared.records import BadRecord
-from shared.settings import Settings
-from shared.sync.runs import SyncRun
-from shared.table_store import TableStore
+from shared.sync.context import RunContext
 from shared.tables import LATEST, USAGE_RECORDS, customer_key, usage_record_rows
 
 log = logging.getLogger(__name__)
 
 
-def sync_usage_records(
-    client: PartnerCenterClient, store: TableStore, settings: Settings, run: SyncRun, *, now: datetime
-) -> None:
+def sync_usage_records(ctx: RunContext) -> None:
     """Store every page as it arrives: the latest row per customer and this billing month's snapshot.
 
     The billing month is the UTC month of the fetch: upstream shows only the current period, so the last run
     of a month leaves that month's final figures. Customers that drop out of the response lose their
     ``latest`` row once a run has read every page; their monthly snapshots stay. ``done`` counts customers.
     """
-    month = now.strftime("%Y-%m")
+    client, store, run = ctx.partner_center, ctx.store, ctx.run
+    month = ctx.now.strftime("%Y-%m")
     seen: set[str] = set()
     writer = store.writer(USAGE_RECORDS, on_refused=run.quarantine_refused)
     for page in client.usage_records():

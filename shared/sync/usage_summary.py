@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
-from shared.partner_center import PartnerCenterClient
 from shared.records import BadRecord
-from shared.settings import Settings
 from shared.sync import inventory
+from shared.sync.context import RunContext
 from shared.sync.each_subscription import Coverage, sync_each_subscription
-from shared.sync.runs import SyncRun
 from shared.sync.state import StateWriter
-from shared.table_store import TableStore
 from shared.tables import USAGE_SUMMARIES, USAGE_SUMMARY_STATE, Subscription, SubscriptionKind, usage_summary_rows
 
 COVERAGE = Coverage(kinds=frozenset({SubscriptionKind.LEGACY, SubscriptionKind.AZURE_PLAN}))
 
 
-def sync_usage_summaries(
-    client: PartnerCenterClient, store: TableStore, settings: Settings, run: SyncRun, *, now: datetime
-) -> None:
+def sync_usage_summaries(ctx: RunContext) -> None:
     """Fetch every legacy and Azure plan subscription's summary, stalest first, within the time budget."""
-    inventory.refresh_if_due(client, store, settings, run, now=now)
+    inventory.refresh_if_due(ctx)
+    client, store, run, now = ctx.partner_center, ctx.store, ctx.run, ctx.now
 
     def sync_one(sub: Subscription, state: Mapping[str, Any], saved: StateWriter) -> bool:
         record = client.usage_summary(sub.customer_id, sub.subscription_id)
@@ -40,9 +35,7 @@ def sync_usage_summaries(
         return True
 
     sync_each_subscription(
-        store,
-        settings,
-        run,
+        ctx,
         coverage=COVERAGE,
         state_partition=USAGE_SUMMARY_STATE,
         staleness_field="lastSuccessAt",

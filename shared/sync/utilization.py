@@ -17,10 +17,11 @@ from shared.partner_center import DataNotReady, PartnerCenterClient
 from shared.records import BadRecord
 from shared.settings import MAX_BACKFILL_DAYS, Settings
 from shared.sync import inventory
+from shared.sync.context import RunContext
 from shared.sync.each_subscription import Coverage, sync_each_subscription
 from shared.sync.runs import SyncRun
 from shared.sync.state import StateWriter
-from shared.table_store import BatchWriter, TableStore
+from shared.table_store import BatchWriter
 from shared.tables import UTILIZATION, UTILIZATION_STATE, Subscription, SubscriptionKind, utilization_row
 from shared.timeutil import floor_to, parse_time, utc_text
 
@@ -92,11 +93,10 @@ def fetch_window(
                 run.quarantine(source=source, raw=record, reason=str(exc))
 
 
-def sync_utilization(
-    client: PartnerCenterClient, store: TableStore, settings: Settings, run: SyncRun, *, now: datetime
-) -> None:
+def sync_utilization(ctx: RunContext) -> None:
     """Bring every legacy subscription's watermark as close to now as the data and the time budget allow."""
-    inventory.refresh_if_due(client, store, settings, run, now=now)
+    inventory.refresh_if_due(ctx)
+    client, store, settings, run, now = ctx.partner_center, ctx.store, ctx.settings, ctx.run, ctx.now
 
     def sync_one(sub: Subscription, state: Mapping[str, Any], watermarks: StateWriter) -> bool:
         done_through = parse_time(state["doneThrough"]) if state.get("doneThrough") else None
@@ -128,9 +128,7 @@ def sync_utilization(
         return finished
 
     sync_each_subscription(
-        store,
-        settings,
-        run,
+        ctx,
         coverage=COVERAGE,
         state_partition=UTILIZATION_STATE,
         staleness_field="doneThrough",

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from shared.deadline import DeadlineReached
 from shared.sync.runs import SyncRun
 
 T = TypeVar("T")
@@ -25,7 +26,8 @@ def for_each(
 
     ``work`` returns True when the item is fully done, False when some of it is left for the next run.
     An item reached after the time budget (``out_of_time``, default the run's) is spent is pending without
-    being touched. An exception is recorded against that item only; the others carry on.
+    being touched, and so is one whose work met the run's deadline. An exception is recorded against that item
+    only; the others carry on.
     """
     spent = out_of_time or run.out_of_time
     counts = {"done": 0, "pending": 0}
@@ -36,6 +38,8 @@ def for_each(
         if not spent():
             try:
                 finished = work(item)
+            except DeadlineReached as exc:  # not a failure: what it left is pending, and nothing more starts
+                run.reached_deadline(name(item), exc)
             except Exception as exc:  # one item's failure must not stop the others
                 run.fail(name(item), exc)
         with lock:
