@@ -62,16 +62,18 @@ def _curl_lines(port: int, key: str, customer_id: str, subscription_id: str, pla
 def _grant_the_reseller_portal(sim: Simulator) -> str:
     """Give the simulated reseller's portal its customers (by the reseller's MPN id); its scoped request."""
     from devhost.simulator.billing import reseller_of
-    from shared.access.grants import Grant, add_grant
+    from shared.access.grants import Grant, GrantKind, add_grant
     from shared.settings import Settings
     from shared.table_store import TableStore
 
     resellers = frozenset(r for c in sim.world.customers() if (r := reseller_of(sim.world, c)))
     app = sim.portal.apps["reseller-portal"]
     store = TableStore.from_settings(Settings.from_env())
-    add_grant(store, Grant(app.client_id, "resellers", resellers, "the simulated reseller's portal (devhost up)"))
+    note = "the simulated reseller's portal (devhost up)"
+    add_grant(store, Grant(app.tenant_id, app.client_id, GrantKind.RESELLERS, resellers, note))
+    partner = sim.portal.apps["partner-portal"]
     add_grant(
-        store, Grant(sim.portal.apps["partner-portal"].client_id, "all", note="the partner's portal (devhost up)")
+        store, Grant(partner.tenant_id, partner.client_id, GrantKind.ALL, note="the partner's portal (devhost up)")
     )
     token_url = f"{sim.authority}/{app.tenant_id}/oauth2/v2.0/token"
     form = f"-d grant_type=client_credentials -d client_id={app.client_id} -d client_secret={app.client_secret}"

@@ -5,7 +5,11 @@ Like Entra: RS256 JWTs (v2.0 shape: ``aud`` the API's client id, ``iss`` ``{auth
 ``jwks_uri`` of the tenant's OpenID discovery document), and a key rollover that publishes a new key (keeping
 the old one published, as Entra does, unless asked to drop it). A few portal applications are registered:
 a partner-wide portal, a reseller's portal, a customer's app, one without a grant, one without the app role,
-and one in another tenant, so every rule of the app's validation and grants runs for real.
+one in another tenant, and the reseller's portal again in that other tenant (a multi-tenant application: the
+same client id and secret, its own service principal there), so every rule of the app's validation and grants
+runs for real. ``delegated_claims`` are what a user's token for the API holds (``scp``, ``idtyp: user``), which
+the API must refuse. The simulator's server answers OpenID discovery for the partner's tenant
+(``devhost.simulator.consent``); ``discovery`` is the same document for any tenant.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class PortalIssuer:
 
     def __init__(self, seed: int, tenant_id: str, base_url: Any, lifetime_s: int = 3599) -> None:
         self.tenant_id = tenant_id
+        self._seed = seed
         self.other_tenant_id = stable_guid(seed, "other-tenant")
         self._base_url = base_url
         self.lifetime_s = lifetime_s
@@ -65,15 +70,21 @@ class PortalIssuer:
                 self._app(seed, "no-grant-app", tenant_id),
                 self._app(seed, "no-role-app", tenant_id, roles=()),
                 self._app(seed, "other-tenant-app", self.other_tenant_id),
+                self._app(seed, "reseller-portal", self.other_tenant_id, name="reseller-portal-other-tenant"),
             )
         }
         self._lock = threading.Lock()
         self._keys: list[tuple[str, rsa.RSAPrivateKey]] = []  # made on first use: most simulators never sign
 
     @staticmethod
-    def _app(seed: int, name: str, tenant: str, roles: tuple[str, ...] = (ROLE,)) -> PortalApp:
-        secret = "portal~" + hashlib.sha256(f"{seed}|{name}".encode()).hexdigest()[:32]
-        return PortalApp(name, stable_guid(seed, "portal", name), secret, tenant, stable_guid(seed, "sp", name), roles)
+    def _app(
+        seed: int, registration: str, tenant: str, roles: tuple[str, ...] = (ROLE,), *, name: str | None = None
+    ) -> PortalApp:
+        """An application; ``name`` differs from its ``registration`` when one multi-tenant app is in two tenants."""
+        name = name or registration
+        secret = "portal~" + hashlib.sha256(f"{seed}|{registration}".encode()).hexdigest()[:32]
+        client_id = stable_guid(seed, "portal", registration)
+        return PortalApp(name, client_id, secret, tenant, stable_guid(seed, "sp", name), roles)
 
     # ----- keys ---------------------------------------------------------------------------------------
 
@@ -114,10 +125,11 @@ class PortalIssuer:
         current_kid, current_key = self._current()
         return jwt.encode(dict(claims), key or current_key, algorithm="RS256", headers={"kid": kid or current_kid})
 
-    def claims(self, app: PortalApp, *, now: float | None = None) -> dict[str, Any]:
-        """The claims Entra puts in a client-credentials token of ``app`` for this API."""
+    def claims(self, app: PortalApp, *, now: float | None = None, idtyp: bool = False) -> dict[str, Any]:
+        """The claims Entra puts in a client-credentials token of ``app`` for this API (``idtyp``: with the
+        optional claim ``idtyp: app`` the API's registration may ask for)."""
         issued = int(now if now is not None else time.time())
-        return {
+        claims = {
             "aud": self.api_client_id,
             "iss": f"{self._base_url()}/{app.tenant_id}/v2.0",
             "iat": issued,
@@ -132,6 +144,28 @@ class PortalIssuer:
             "ver": "2.0",
             "uti": uuid.uuid4().hex[:22],
         }
+        return {**claims, "idtyp": "app"} if idtyp else claims
+
+    def delegated_claims(self, app: PortalApp, *, scp: bool = True, idtyp: bool = True) -> dict[str, Any]:
+        """The claims of a user's token that ``app`` got for this API (authorization code): the user's ``oid``,
+        ``scp`` and ``idtyp: user`` (each can be left out), and the app role when it was assigned to the user."""
+        user = stable_guid(self._seed, "user", app.name)
+        claims = {**self.claims(app), "oid": user, "sub": user, "name": "Simulated User", "preferred_username": "u@x"}
+        if scp:
+            claims["scp"] = "Usage.Read"
+        if idtyp:
+            claims["idtyp"] = "user"
+        return claims
+
+    def discovery(self, tenant: str) -> dict[str, Any]:
+        """A tenant's OpenID discovery document, as far as token validation reads it."""
+        base = self._base_url()
+        return {
+            "issuer": f"{base}/{tenant}/v2.0",
+            "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
+            "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }
 
     # ----- the token endpoint -------------------------------------------------------------------------------
 
@@ -143,8 +177,9 @@ class PortalIssuer:
         """Answer a client-credentials request for this API's scope."""
         if form.get("grant_type") != "client_credentials":
             return 400, aad_error("unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
-        app = next((a for a in self.apps.values() if a.client_id == form.get("client_id", "").lower()), None)
-        if app is None or app.tenant_id != tenant.lower():
+        client_id, tenant = form.get("client_id", "").lower(), tenant.lower()
+        app = next((a for a in self.apps.values() if (a.client_id, a.tenant_id) == (client_id, tenant)), None)
+        if app is None:
             return 400, aad_error("unauthorized_client", 700016, "Application was not found in the directory.")
         if form.get("client_secret") != app.client_secret:
             return 401, aad_error("invalid_client", 7000215, "Invalid client secret provided.")
