@@ -45,3 +45,11 @@ def digest(*parts: str, length: int = 20) -> str:
         h.update(part.encode("utf-8", "surrogatepass"))  # a lone surrogate still hashes, stably
         h.update(b"\x00")
     return h.hexdigest()[:length]
+
+
+def under(*parts: str) -> tuple[str, str]:
+    """The key range ``[low, high)`` of every key that starts with these parts and goes on (``{parts}|...``).
+
+    ``}`` is the character after the separator ``|``, and a part never holds a raw ``|``."""
+    prefix = make_key(*parts)
+    return prefix + SEPARATOR, prefix + "}"

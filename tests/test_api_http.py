@@ -188,8 +188,17 @@ def test_a_repeated_parameter_is_400(filled):
     assert response.status == 400 and "once" in response.json()["description"]
 
 
-def test_unknown_parameters_are_ignored_as_upstream_does(filled):
-    assert get(filled, "/api/v1/customers/usagerecords?x-unknown=1&code=key").status == 200
+def test_an_unknown_query_parameter_is_400_naming_it_and_what_the_route_takes(filled):
+    target = sub_path() + "/utilizations/azure?fromm=2026-11-01&start_time=2024-01-01T00:00:00Z"
+    response = get(filled, target)
+    assert response.status == 400
+    description = response.json()["description"]
+    assert "'fromm'" in description and "start_time" in description and "end_time" in description
+
+
+def test_the_function_key_and_format_are_accepted_on_every_route(filled):
+    assert get(filled, "/api/v1/customers/usagerecords?code=key&format=json").status == 200
+    assert get(filled, "/api/openapi.json?code=key").status == 200
 
 
 def test_data_answers_say_when_their_data_was_fetched_and_honour_if_modified_since(filled):

@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 
 from shared import jsonutil
 from shared.api.openapi import document
-from shared.api.router import ROUTES
+from shared.api.routes import ROUTES
 from shared.sync.jobs import JOB_NAMES
 from tests.api_data import (
     CUSTOMER,

@@ -32,7 +32,7 @@ def test_usage_records_are_a_collection_of_the_records_as_received(store):
     assert response.headers["Content-Type"].startswith("application/json")
     body = response.json()
     assert body["totalCount"] == 2
-    assert body["links"] == {"self": {"uri": "/customers/usagerecords", "method": "GET", "headers": []}}
+    assert body["links"] == {"self": {"uri": "customers/usagerecords", "method": "GET", "headers": []}}
     assert body["attributes"] == {"objectType": "Collection"}
     assert {item["id"] for item in body["items"]} == {CUSTOMER, SECOND_CUSTOMER}
 
@@ -54,7 +54,7 @@ def test_billing_month_serves_that_months_partition(store):
     write_usage_records(store, [usage_record(CUSTOMER), usage_record(SECOND_CUSTOMER)], month="2024-05")
     body = get(store, "/api/v1/customers/usagerecords?billing_month=2024-04").json()
     assert [item["id"] for item in body["items"]] == [CUSTOMER]
-    assert body["links"]["self"]["uri"] == "/customers/usagerecords?billing_month=2024-04"
+    assert body["links"]["self"]["uri"] == "customers/usagerecords?billing_month=2024-04"
 
 
 def test_a_month_with_nothing_stored_is_404(store):

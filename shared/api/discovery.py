@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from shared import jsonutil
-from shared.api import continuation, params, queries, rendering
-from shared.api.errors import CODE_NOT_COVERED, CODE_SUBSCRIPTION_NOT_FOUND, ApiError, no_relationship, not_found
+from shared.api import continuation, queries, rendering
+from shared.api.context import Content
+from shared.api.errors import CODE_NOT_COVERED, ApiError, no_relationship, unknown_customer, unknown_subscription
 from shared.table_store import TableStore, written_at
 from shared.tables import Relationship, SubscriptionKind, subscription_key
 
@@ -91,7 +91,7 @@ def subscription_attributes(row: Mapping[str, Any], relationship: str, stored: S
 def _customer_or_404(store: TableStore, customer_id: str) -> dict[str, Any]:
     row = queries.customer_row(store, customer_id)
     if row is None:
-        raise not_found(f"Customer {customer_id} is not known to this service.")
+        raise unknown_customer(customer_id)
     return row
 
 
@@ -104,59 +104,52 @@ def _readable_customer(store: TableStore, customer_id: str) -> tuple[dict[str, A
     return row, relationship
 
 
-Answer = tuple[bytes, datetime | None]  # the body, and when its newest row was written
-
-
 def customers(
     store: TableStore,
-    request_size: str | None,
+    size: int,
     token: str | None,
     keep: Callable[[Mapping[str, Any]], bool] | None = None,
-) -> tuple[bytes, dict[str, str], datetime | None]:
+) -> Content:
     """A page of the customers, as ``GET /v1/customers`` pages: ``size``, ``links.next`` with the token header."""
-    if token is None:
-        size, after = params.page_size(request_size), None
-    else:
+    after = None
+    if token is not None:
         size, after = continuation.decode_listing(token, LISTING)
     rows, more = queries.customers_page(store, after=after, size=size, keep=keep)
     raws = [with_attributes(row["raw"], customer_attributes(row)) for row in rows]
-    links: dict[str, Any] = {"self": rendering.link(f"customers?size={size}")}
-    headers = {}
-    if more:
-        next_token = continuation.encode_listing(LISTING, size, rows[-1]["RowKey"])
-        links["next"] = rendering.link("customers?seek_operation=Next", [(rendering.CONTINUATION_HEADER, next_token)])
-        headers[rendering.CONTINUATION_HEADER] = next_token
-    return rendering.collection(raws, links), headers, queries.newest(written_at(row) for row in rows)
+    next_token = continuation.encode_listing(LISTING, size, rows[-1]["RowKey"]) if more else None
+    links = rendering.page_links(LISTING, {"size": size}, token=token, next_token=next_token)
+    headers = {rendering.CONTINUATION_HEADER: next_token} if next_token else {}
+    written = queries.newest(written_at(row) for row in rows)
+    return Content(rendering.collection(raws, links), headers=headers, last_modified=written)
 
 
-def customer(store: TableStore, customer_id: str) -> Answer:
+def customer(store: TableStore, customer_id: str) -> Content:
     """One customer's record, with the billing months whose usage record is stored."""
     row = _customer_or_404(store, customer_id)
     attributes = customer_attributes(row, billing_months=queries.billing_months(store, customer_id))
-    return with_attributes(row["raw"], attributes).encode("utf-8"), written_at(row)
+    return Content(with_attributes(row["raw"], attributes).encode("utf-8"), last_modified=written_at(row))
 
 
-def subscriptions(store: TableStore, customer_id: str, keep: Callable[[str], bool] | None = None) -> Answer:
+def subscriptions(store: TableStore, customer_id: str, keep: Callable[[str], bool] | None = None) -> Content:
     """A customer's subscriptions (those ``keep`` accepts); 403/20002 for a customer without a relationship."""
     customer_row, relationship = _readable_customer(store, customer_id)
     rows = [row for row in queries.subscriptions_of(store, customer_id) if keep is None or keep(row["subscriptionId"])]
     stored = Stored.of(store, customer_id)
     raws = [with_attributes(sub["raw"], subscription_attributes(sub, relationship, stored)) for sub in rows]
-    body = rendering.collection(raws, {"self": rendering.link(rendering.customer_path(customer_id) + "/subscriptions")})
-    return body, queries.newest([written_at(customer_row), *(written_at(sub) for sub in rows)])
+    body = rendering.collection(
+        raws, rendering.page_links(rendering.customer_path(customer_id) + "/subscriptions", None)
+    )
+    return Content(body, last_modified=queries.newest([written_at(customer_row), *(written_at(sub) for sub in rows)]))
 
 
-def subscription(store: TableStore, customer_id: str, subscription_id: str) -> Answer:
+def subscription(store: TableStore, customer_id: str, subscription_id: str) -> Content:
     """One subscription's record with what this service stores for it."""
     _, relationship = _readable_customer(store, customer_id)
     row = queries.subscription_row(store, customer_id, subscription_id)
     if row is None:
-        raise not_found(
-            f"Subscription {subscription_id} is not known for customer {customer_id}.", CODE_SUBSCRIPTION_NOT_FOUND
-        )
+        raise unknown_subscription(customer_id, subscription_id)
     attributes = subscription_attributes(row, relationship, Stored.of(store, customer_id))
-    body = with_attributes(row["raw"], attributes).encode("utf-8")
-    return body, written_at(row)
+    return Content(with_attributes(row["raw"], attributes).encode("utf-8"), last_modified=written_at(row))
 
 
 def coverage_error(store: TableStore, customer_id: str, subscription_id: str, route: str) -> ApiError | None:

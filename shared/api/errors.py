@@ -11,12 +11,21 @@ from shared.api.messages import Response, json_response
 class ApiError(Exception):
     """A request the API answers with an error body ``{code, description}`` in Partner Center's shape."""
 
-    def __init__(self, status: int, code: int, description: str, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        description: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
         super().__init__(description)
         self.status = status
         self.code = code
         self.description = description
         self.headers = dict(headers or {})
+        self.correlation_id = correlation_id  # when the log holds more: in the body and MS-CorrelationId
 
 
 # Error codes. Partner Center's own where the meaning is the same, so a portal written against it reacts the
@@ -51,10 +60,42 @@ def not_found(description: str, code: int = CODE_NOT_FOUND) -> ApiError:
     return ApiError(404, code, description)
 
 
+def no_such_route() -> ApiError:
+    """404 for a path no route serves (and for a route the caller may not use: the same answer)."""
+    return not_found("No such resource. See /api/openapi.json for the routes this API serves.")
+
+
+def unknown_customer(customer_id: str) -> ApiError:
+    """404 for a customer this service does not know (and, to a scoped caller, one outside its grant)."""
+    return not_found(f"Customer {customer_id} is not known to this service.")
+
+
+def unknown_subscription(customer_id: str, subscription_id: str) -> ApiError:
+    """404 for a subscription a known customer does not have (or one outside the caller's grant)."""
+    return not_found(
+        f"Subscription {subscription_id} is not known for customer {customer_id}.", CODE_SUBSCRIPTION_NOT_FOUND
+    )
+
+
+def no_rated_usage(customer_id: str, entitlement_id: str | None = None) -> ApiError:
+    """404 for a customer or Azure subscription without stored rated usage (or outside the caller's grant)."""
+    subject = f"Azure subscription {entitlement_id} of customer {customer_id}" if entitlement_id else customer_id
+    return not_found(
+        f"No Azure plan rated usage is stored for {subject}. It appears after fetch_rated_usage stores an export "
+        "that holds it (usage shows about a day after it happens); legacy MS-AZR-0145P subscriptions are served "
+        "by the utilization route instead.",
+        CODE_NO_USAGE_DATA,
+    )
+
+
 def error_response(error: ApiError) -> Response:
     """The error body, never cached."""
-    payload = {"code": error.code, "description": error.description}
-    return json_response(error.status, payload, {"Cache-Control": "no-store", **error.headers})
+    payload: dict[str, object] = {"code": error.code, "description": error.description}
+    headers = {"Cache-Control": "no-store", **error.headers}
+    if error.correlation_id:
+        payload["correlationId"] = error.correlation_id
+        headers["MS-CorrelationId"] = error.correlation_id
+    return json_response(error.status, payload, headers)
 
 
 def internal_error_response(correlation_id: str | None = None) -> Response:

@@ -1,74 +1,44 @@
-"""The route handlers: each validates its input, reads the tables and returns what to render."""
+"""The route handlers: each reads the tables for its parsed parameters and returns a ``Content``.
+
+Parameters are declared in ``shared.api.routes`` and parsed by the router before a handler runs, so a handler
+reads ``ctx.path`` (ids, lower-cased) and ``ctx.query`` (typed values, or their defaults) and never the raw
+request.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from shared import jsonutil
-from shared.api import continuation, csv_format, discovery, params, queries, rated, rendering
-from shared.api.errors import CODE_NO_USAGE_DATA, CODE_SUBSCRIPTION_NOT_FOUND, not_found
+from shared.api import continuation, discovery, params, queries, rated, rendering
+from shared.api.context import Content, Context
+from shared.api.errors import CODE_NO_USAGE_DATA, not_found, unknown_customer, unknown_subscription
 from shared.api.health import health as health_report
-from shared.api.messages import Request
-from shared.api.openapi import document_bytes
-from shared.api.scope import Scope
-from shared.settings import Settings
-from shared.table_store import TableStore
 from shared.tables import LATEST, USAGE_SUMMARIES, UTILIZATION, period_key
 
 
-@dataclass(frozen=True)
-class Context:
-    """Everything a handler needs: the request, its path parameters and the app's parts."""
-
-    request: Request
-    path: Mapping[str, str]
-    store: TableStore
-    settings: Settings
-    now: datetime
-    scope: Scope = field(default_factory=Scope.everything)  # what the caller may read (partner-wide: everything)
+def _subscription_ids(ctx: Context) -> tuple[str, str]:
+    return ctx.path["customer_id"], ctx.path["subscription_id"]
 
 
-@dataclass
-class Content:
-    """A handler's answer: the JSON body, and the records again for CSV when the route offers CSV."""
-
-    json_body: bytes
-    status: int = 200
-    csv_raws: list[str] | None = None
-    csv_columns: tuple[str, ...] = ()
-    headers: dict[str, str] = field(default_factory=dict)
-    last_modified: datetime | None = None  # when the data served was last written (fetched), for Last-Modified
-
-
-def _ids(ctx: Context) -> tuple[str, str]:
-    return (
-        params.guid(ctx.path["customer_id"], "customer id"),
-        params.guid(ctx.path["subscription_id"], "subscription id"),
-    )
-
-
-def _why_nothing(store: TableStore, customer_id: str, subscription_id: str, route: str, data_table: str) -> None:
+def _why_nothing(ctx: Context, route: str, data_table: str) -> None:
     """Raise the answer for a subscription route that found nothing: no relationship (403), a subscription the
     route does not cover (404 naming the route that does), or a customer or subscription known neither to the
     inventory nor by data rows (404). Returns when the subscription is simply without data yet."""
+    store, (customer_id, subscription_id) = ctx.store, _subscription_ids(ctx)
     uncovered = discovery.coverage_error(store, customer_id, subscription_id, route)
     if uncovered:
         raise uncovered
     if queries.subscription_known(store, customer_id, subscription_id, data_table):
         return
     if not queries.customer_known(store, customer_id):
-        raise not_found(f"Customer {customer_id} is not known to this service.")
-    raise not_found(
-        f"Subscription {subscription_id} is not known for customer {customer_id}.", CODE_SUBSCRIPTION_NOT_FOUND
-    )
+        raise unknown_customer(customer_id)
+    raise unknown_subscription(customer_id, subscription_id)
 
 
 def usage_records(ctx: Context) -> Content:
     """Every customer's monthly usage record: ``latest``, or a stored billing month; each says its relationship."""
-    month_text = params.single(ctx.request, "billing_month")
-    month = None if month_text is None else params.billing_month(month_text)
+    month = ctx.query["billing_month"]
     stored = list(queries.usage_records(ctx.store, month or LATEST))
     if not ctx.scope.unrestricted:  # customer-level totals: only customers wholly in the grant
         ctx.scope.load_everyone()
@@ -80,20 +50,19 @@ def usage_records(ctx: Context) -> Content:
         discovery.with_attributes(raw, {"relationship": relationships.get(customer_id, "unknown")})
         for customer_id, raw, _ in stored
     ]
+    links = rendering.page_links("customers/usagerecords", {"billing_month": month})
     written = queries.newest(stamp for _, _, stamp in stored)
-    body = rendering.collection(raws, {"self": rendering.link(rendering.usage_records_uri(month))})
-    return Content(body, csv_raws=raws, csv_columns=csv_format.USAGE_RECORD_COLUMNS, last_modified=written)
+    return Content(rendering.collection(raws, links), csv_raws=raws, last_modified=written)
 
 
 def usage_summary(ctx: Context) -> Content:
     """A subscription's latest usage summary, or the stored one of a past billing period."""
-    customer_id, subscription_id = _ids(ctx)
-    start_text = params.single(ctx.request, "billing_start")
-    billing_start = None if start_text is None else params.billing_start(start_text)
+    customer_id, subscription_id = _subscription_ids(ctx)
+    billing_start = ctx.query["billing_start"]
     row_key = LATEST if billing_start is None else period_key(billing_start)
     found = queries.usage_summary(ctx.store, customer_id, subscription_id, row_key)
     if found is None:
-        _why_nothing(ctx.store, customer_id, subscription_id, "usage_summary", USAGE_SUMMARIES)
+        _why_nothing(ctx, "usage_summary", USAGE_SUMMARIES)
         if billing_start is None:
             raise not_found(
                 f"No usage summary is stored yet for subscription {subscription_id} of customer {customer_id}; "
@@ -106,93 +75,72 @@ def usage_summary(ctx: Context) -> Content:
             CODE_NO_USAGE_DATA,
         )
     raw, written = found
-    return Content(
-        raw.encode("utf-8"), csv_raws=[raw], csv_columns=csv_format.USAGE_SUMMARY_COLUMNS, last_modified=written
-    )
+    return Content(raw.encode("utf-8"), csv_raws=[raw], last_modified=written)
 
 
-def _first_page_query(ctx: Context, customer_id: str, subscription_id: str) -> continuation.UtilizationQuery:
+def _first_page_query(ctx: Context) -> continuation.UtilizationQuery:
     """The range of a first page: by default the current UTC month to date; an empty range holds no records."""
-    request = ctx.request
-    start_text = params.single(request, "start_time")
-    end_text = params.single(request, "end_time")
+    customer_id, subscription_id = _subscription_ids(ctx)
     today = ctx.now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = today.replace(day=1) if start_text is None else params.utc_time(start_text, "start_time")
-    end = today + timedelta(days=1) if end_text is None else params.utc_time(end_text, "end_time")
+    start = ctx.query["start_time"] or today.replace(day=1)
+    end = ctx.query["end_time"] or today + timedelta(days=1)
     return continuation.UtilizationQuery(
         customer_id=customer_id,
         subscription_id=subscription_id,
         start_key=params.time_key(start),
         end_key=params.time_key(end),
-        size=params.page_size(params.single(request, "size")),
-        show_details=params.boolean(params.single(request, "show_details"), "show_details", True),
+        size=ctx.query["size"],
+        show_details=ctx.query["show_details"],
     )
-
-
-def _continuation_token(request: Request) -> str | None:
-    """The token of a next-page call: ``seek_operation=Next`` with the header, or the query parameter (which wins).
-
-    A next-page call without a token names no page: 404, like a token that is not one of this subscription's.
-    """
-    seek = params.choice(params.single(request, "seek_operation"), "seek_operation", ("next",))
-    in_query = params.single(request, "continuation_token")
-    in_header = (request.header(rendering.CONTINUATION_HEADER) or "").strip() or None
-    token = in_query or (in_header if seek else None)
-    if seek and token is None:
-        raise not_found(
-            "seek_operation=Next continues from the MS-ContinuationToken header of the previous page; without it "
-            "there is no page to serve. Start from page 1 with start_time and end_time."
-        )
-    return token
 
 
 def utilization(ctx: Context) -> Content:
     """A page of a subscription's stored Azure utilization, selected by usage start time."""
-    customer_id, subscription_id = _ids(ctx)
-    granularity = params.choice(params.single(ctx.request, "granularity"), "granularity", ("daily", "hourly"))
+    customer_id, subscription_id = _subscription_ids(ctx)
+    granularity = ctx.query["granularity"]
     if granularity and granularity != ctx.settings.utilization_granularity:
         raise not_found(
             f"This service stores {ctx.settings.utilization_granularity} utilization records; "
             f"granularity={granularity} is not available."
         )
-    token = _continuation_token(ctx.request)
+    token = ctx.continuation
     if token is None:
-        query = _first_page_query(ctx, customer_id, subscription_id)
+        query = _first_page_query(ctx)
     else:
         query = continuation.decode(token, customer_id=customer_id, subscription_id=subscription_id)
     page = queries.utilization_page(ctx.store, query)
     if not page.rows and query.after is None:
         # Only an empty first page costs these reads: a page with rows is its own answer.
-        _why_nothing(ctx.store, customer_id, subscription_id, "utilization", UTILIZATION)
+        _why_nothing(ctx, "utilization", UTILIZATION)
     raws = [raw for _, raw in page.rows]
     if not query.show_details:
         raws = [rendering.without_instance_data(raw) for raw in raws]
-    path = rendering.utilization_path(customer_id, subscription_id)
-    if token is None:
-        self_query = {
-            "start_time": query.start_key,
-            "end_time": query.end_key,
-            "size": str(query.size),
-            "show_details": "true" if query.show_details else "false",
-        }
-        if granularity:
-            self_query["granularity"] = granularity
-        links = {"self": rendering.link(rendering.utilization_self_uri(customer_id, subscription_id, self_query))}
-    else:
-        links = {"self": rendering.link(path + "?seek_operation=Next", [(rendering.CONTINUATION_HEADER, token)])}
-    headers = {}
-    if page.more:
-        next_token = continuation.encode(query, page.rows[-1][0])
-        links["next"] = rendering.utilization_next(customer_id, subscription_id, next_token)
-        headers[rendering.CONTINUATION_HEADER] = next_token
+    self_query = {
+        "start_time": query.start_key,
+        "end_time": query.end_key,
+        "size": query.size,
+        "show_details": query.show_details,
+        "granularity": granularity,
+    }
+    next_token = continuation.encode(query, page.rows[-1][0]) if page.more else None
+    path = rendering.subscription_path(customer_id, subscription_id) + "/utilizations/azure"
+    return paged(raws, path, self_query, token, next_token, page.written)
+
+
+def paged(
+    raws: list[str],
+    path: str,
+    self_query: dict[str, object] | None,
+    token: str | None,
+    next_token: str | None,
+    last_modified: datetime | None,
+    csv_raws: list[str] | None = None,
+) -> Content:
+    """A page of records: the collection with its links, the next token also as a response header (for CSV)."""
+    links = rendering.page_links(path, self_query, token=token, next_token=next_token)
+    headers = {rendering.CONTINUATION_HEADER: next_token} if next_token else {}
     body = rendering.collection(raws, links)
-    return Content(
-        body,
-        csv_raws=raws,
-        csv_columns=csv_format.UTILIZATION_COLUMNS,
-        headers=headers,
-        last_modified=page.written,
-    )
+    return Content(body, csv_raws=raws if csv_raws is None else csv_raws, headers=headers, last_modified=last_modified)
 
 
 def customers(ctx: Context) -> Content:
@@ -201,70 +149,56 @@ def customers(ctx: Context) -> Content:
     if not ctx.scope.unrestricted:
         ctx.scope.load_everyone()
         keep = ctx.scope.keep_customer_row
-    body, headers, written = discovery.customers(
-        ctx.store, params.single(ctx.request, "size"), _continuation_token(ctx.request), keep
-    )
-    return Content(body, headers=headers, last_modified=written)
+    return discovery.customers(ctx.store, ctx.query["size"], ctx.continuation, keep)
 
 
 def customer(ctx: Context) -> Content:
     """One customer."""
-    body, written = discovery.customer(ctx.store, params.guid(ctx.path["customer_id"], "customer id"))
-    return Content(body, last_modified=written)
+    return discovery.customer(ctx.store, ctx.path["customer_id"])
 
 
 def customer_subscriptions(ctx: Context) -> Content:
-    """A customer's subscriptions."""
-    customer_id = params.guid(ctx.path["customer_id"], "customer id")
+    """A customer's subscriptions (those in the caller's grant)."""
+    customer_id = ctx.path["customer_id"]
     keep = None if ctx.scope.unrestricted else lambda sid: ctx.scope.subscription_visible(customer_id, sid)
-    body, written = discovery.subscriptions(ctx.store, customer_id, keep)
-    return Content(body, last_modified=written)
+    return discovery.subscriptions(ctx.store, customer_id, keep)
 
 
 def subscription(ctx: Context) -> Content:
     """One subscription."""
-    customer_id, subscription_id = _ids(ctx)
-    body, written = discovery.subscription(ctx.store, customer_id, subscription_id)
-    return Content(body, last_modified=written)
-
-
-def _customer_and_entitlement(ctx: Context) -> tuple[str, str]:
-    return (
-        params.guid(ctx.path["customer_id"], "customer id"),
-        params.guid(ctx.path["entitlement_id"], "Azure subscription (entitlement) id"),
-    )
+    return discovery.subscription(ctx.store, *_subscription_ids(ctx))
 
 
 def customer_daily_cost(ctx: Context) -> Content:
     """A customer's Azure plan cost per day."""
-    customer_id = params.guid(ctx.path["customer_id"], "customer id")
-    days = rated.day_range(ctx.request, ctx.now)
-    body, raws, written = rated.customer_daily_cost(ctx.store, customer_id, days)
-    return Content(body, csv_raws=raws, csv_columns=rated.DAILY_COLUMNS, last_modified=written)
+    days = rated.day_range(ctx.query["from"], ctx.query["to"], ctx.now)
+    return rated.customer_daily_cost(ctx.store, ctx.path["customer_id"], days)
 
 
 def azure_entitlements(ctx: Context) -> Content:
-    """A customer's Azure subscriptions with stored rated usage."""
-    customer_id = params.guid(ctx.path["customer_id"], "customer id")
+    """A customer's Azure subscriptions with stored rated usage (those in the caller's grant)."""
+    customer_id = ctx.path["customer_id"]
     keep = None if ctx.scope.unrestricted else lambda eid: ctx.scope.entitlement_visible(customer_id, eid)
-    body, written = rated.entitlements(ctx.store, customer_id, keep)
-    return Content(body, last_modified=written)
+    return rated.entitlements(ctx.store, customer_id, keep)
 
 
 def entitlement_daily_cost(ctx: Context) -> Content:
     """One Azure subscription's cost per day."""
-    customer_id, entitlement_id = _customer_and_entitlement(ctx)
-    days = rated.day_range(ctx.request, ctx.now)
-    body, raws, written = rated.entitlement_daily_cost(ctx.store, customer_id, entitlement_id, days)
-    return Content(body, csv_raws=raws, csv_columns=rated.DAILY_COLUMNS, last_modified=written)
+    days = rated.day_range(ctx.query["from"], ctx.query["to"], ctx.now)
+    return rated.entitlement_daily_cost(ctx.store, ctx.path["customer_id"], ctx.path["entitlement_id"], days)
 
 
 def line_items(ctx: Context) -> Content:
     """A page of one Azure subscription's line items."""
-    customer_id, entitlement_id = _customer_and_entitlement(ctx)
-    token = _continuation_token(ctx.request)
-    body, raws, headers, written = rated.line_items(ctx.store, ctx.request, customer_id, entitlement_id, ctx.now, token)
-    return Content(body, csv_raws=raws, csv_columns=rated.LINE_ITEM_COLUMNS, headers=headers, last_modified=written)
+    customer_id, entitlement_id = ctx.path["customer_id"], ctx.path["entitlement_id"]
+    if ctx.continuation is None:
+        first = rated.day_range(ctx.query["from"], ctx.query["to"], ctx.now), ctx.query["size"]
+        page = rated.line_items(ctx.store, customer_id, entitlement_id, first)
+    else:
+        query = continuation.decode_line_items(ctx.continuation, customer_id=customer_id, entitlement_id=entitlement_id)
+        page = rated.line_items(ctx.store, customer_id, entitlement_id, query)
+    self_query = {"from": page.query.first, "to": page.query.last, "size": page.query.size}
+    return paged(page.texts, page.path, self_query, ctx.continuation, page.next_token, page.written, page.csv_raws)
 
 
 def health(ctx: Context) -> Content:
@@ -275,7 +209,6 @@ def health(ctx: Context) -> Content:
 
 def openapi(ctx: Context) -> Content:
     """The OpenAPI document of this API."""
+    from shared.api.openapi import document_bytes  # the document is generated from the routes, which name us
+
     return Content(document_bytes())
-
-
-Handler = Callable[[Context], Content]

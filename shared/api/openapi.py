@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import jsonutil, shapes
-from shared.api.params import MAX_PAGE_SIZE
+from shared.api import params
+from shared.api.params import GUID_PATTERN, Param
 from shared.sync.jobs import JOB_NAMES
 
-GUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+if TYPE_CHECKING:
+    from shared.api.routes import Route
+
+__all__ = ["GUID_PATTERN", "document", "document_bytes"]
+
 
 DESCRIPTION = """\
 Azure usage of a Cloud Solution Provider's customers, cached from Partner Center by timer functions and served
@@ -33,24 +38,31 @@ Differences from Partner Center:
 - `granularity` must be the one the cache stores (app setting `UTILIZATION_GRANULARITY`, `daily` by default);
   the other value is a 404. `show_details=false` drops `instanceData` from the records (the remaining JSON is
   re-written from decimals, digits unchanged); `show_details=true` serves what was stored.
-- Next pages: `links.next` is Partner Center's (`...?seek_operation=Next` with the `MS-ContinuationToken`
-  header). Clients that cannot send headers may pass the token as the `continuation_token` query parameter,
-  also sent back in the `MS-ContinuationToken` response header. A token carries the original query
-  (start, end, size, show_details); other query parameters of a next-page call are ignored, except `format`.
+- Links have one form on every route: relative to `/api/v1/` (as Partner Center's `links.next`). Page 1's
+  `self` is the path with the query that produced it, defaults filled in; a next page's `self`, and every
+  `links.next`, is `...?seek_operation=Next` with the `MS-ContinuationToken` header. Clients that cannot send
+  headers may pass the token as the `continuation_token` query parameter, also sent back in the
+  `MS-ContinuationToken` response header. A token carries the original query (range, size, options); other
+  query parameters of a next-page call are not used, except `format`.
+- A query parameter an operation does not declare is a 400 naming it (a misspelt `fromm` is never silently
+  ignored); `code` (the function key) and `format` are accepted everywhere.
   Tokens are not signed (they grant nothing the query parameters do not) but strictly validated: a token this
   API did not write for the request names no page (404).
 - `usagerecords?billing_month=YYYY-MM` serves the snapshot stored for a past month (UTC month of the fetch);
   `usagesummary?billing_start=YYYY-MM-DD` a stored past billing period.
 - `Accept: text/csv` or `?format=csv` returns the same records as CSV: a fixed header per route, the same on
   every page (nested fields as dotted columns, a nested object as its JSON, a missing field empty).
-- Every 200 has a strong `ETag`; `If-None-Match` with it answers 304.
+- Every 200 has a strong `ETag`; `If-None-Match` with it answers 304. `Vary` names every request header an
+  answer depends on (`Accept` where CSV is offered; `Origin` and `Authorization` under `/api/scoped/`).
 - Unknown customers or subscriptions (in neither the inventory nor the data) are 404.
 
 Scoped access (API_ACCESS_MODE `token` or `both`): the same routes under `/api/scoped/` (server `/api/scoped`)
 answer an Entra ID access token (`Authorization: Bearer`, client credentials for this API's app ID URI, app role
 `Usage.Read`) instead of the function key, and each caller reads only its grant: ids outside it answer exactly
-like unknown ones, lists leave them out. 401 (code 900401) for any token that is not valid, 403 (900403) for a
-caller without a grant.
+like unknown ones, lists leave them out. Each operation's `x-access` names its access class (`public`,
+`partner`: the function key only, `listing`: rows filtered per caller, `customer`, `customer_totals`,
+`subscription`, `azure_subscription`). 401 (code 900401) for a token that is not valid, 403 (900403) for a caller
+without a grant.
 
 Error codes: 20003 subscription not found and 3000 no usage data (as Partner Center); 900400 invalid input,
 900404 not found, 900405 method not allowed, 900500 internal error (with a correlation id). A missing or
@@ -66,36 +78,13 @@ def _nullable(schema_type: str) -> dict[str, Any]:
     return {"type": [schema_type, "null"]}
 
 
+def _maybe(description: str) -> dict[str, Any]:
+    """A string or null, with what it means."""
+    return {"type": ["string", "null"], "description": description}
+
+
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
-
-
-def _data_responses(schema: str, description: str, *, csv: bool = True) -> dict[str, Any]:
-    content: dict[str, Any] = {"application/json": {"schema": _ref(schema)}}
-    if csv:
-        content["text/csv"] = {"schema": {"type": "string"}}
-    return {
-        "200": {
-            "description": description,
-            "headers": {
-                "ETag": {"$ref": "#/components/headers/ETag"},
-                "Last-Modified": {"$ref": "#/components/headers/LastModified"},
-                "MS-ContinuationToken": {"$ref": "#/components/headers/ContinuationToken"},
-            },
-            "content": content,
-        },
-        "304": {"$ref": "#/components/responses/NotModified"},
-        "400": {"$ref": "#/components/responses/BadRequest"},
-        "401": {"$ref": "#/components/responses/Unauthorized"},
-        "403": {"$ref": "#/components/responses/NoRelationship"},
-        "404": {"$ref": "#/components/responses/NotFound"},
-        "405": {"$ref": "#/components/responses/MethodNotAllowed"},
-        "500": {"$ref": "#/components/responses/InternalError"},
-    }
-
-
-def _params(*names: str) -> list[dict[str, str]]:
-    return [{"$ref": f"#/components/parameters/{name}"} for name in names]
 
 
 def _collection(item: str) -> dict[str, Any]:
@@ -163,6 +152,14 @@ _RUN = {
     "additionalProperties": True,
 }
 
+# Which export a figure comes from: Graph's manifest eTag (a new value is new data) and when Graph made it.
+_SNAPSHOT_VERSION = {
+    "snapshotETag": _maybe(
+        "the export's manifest eTag (a new value is new data); on a stored period, the export that last changed it"
+    ),
+    "snapshotCreatedAt": _maybe("when Graph created that export"),
+}
+
 _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -220,7 +217,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "relationship": {"type": "string", "description": "`ok`, or `forbidden` (Partner Center 403/20002)"},
             "errorCode": {"type": "string"},
-            "subscriptionsListedAt": {**_nullable("string"), "description": "when its subscriptions were listed"},
+            "subscriptionsListedAt": _maybe("when its subscriptions were listed"),
             "billingMonths": {
                 "type": "array",
                 "items": {"type": "string"},
@@ -244,9 +241,7 @@ _SCHEMAS: dict[str, Any] = {
             "kind": {"type": "string", "description": "`legacy` (MS-AZR-0145P), `azure_plan`, or `other`"},
             "relationship": {"type": "string"},
             "usageSummary": _coverage(billingPeriods={"type": "array", "items": {"type": "string"}}),
-            "utilization": _coverage(
-                storedThrough={**_nullable("string"), "description": "end of the last window fully stored"}
-            ),
+            "utilization": _coverage(storedThrough=_maybe("end of the last window fully stored")),
             "ratedUsage": {
                 **_coverage(),
                 "description": "Azure plan: cost per day and line items of its Azure subscriptions (Graph billing "
@@ -264,10 +259,9 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "billingPeriod": {"type": "string", "description": "`current` or `last` (unbilled)"},
             "currencyCode": {"type": "string"},
-            "snapshotETag": {**_nullable("string"), "description": "the manifest eTag: a new value is new data"},
-            "snapshotCreatedAt": {**_nullable("string"), "description": "when Graph created the export"},
-            "ingestedAt": {**_nullable("string"), "description": "when this service stored it"},
-            "checkedAt": {**_nullable("string"), "description": "when this service last asked for a new one"},
+            **_SNAPSHOT_VERSION,
+            "ingestedAt": _maybe("when this service stored it"),
+            "checkedAt": _maybe("when this service last asked for a new one"),
             "ageSeconds": _nullable("number"),
         },
         "additionalProperties": True,
@@ -303,9 +297,8 @@ _SCHEMAS: dict[str, Any] = {
             "currencyCode": {"type": "string"},
             "lineCount": {"type": ["integer", "null"]},
             "billingPreTaxTotal": _ref("Money"),
-            "storedAt": {**_nullable("string"), "description": "when this data last changed here"},
-            "snapshotETag": {**_nullable("string"), "description": "eTag of the export that last changed it"},
-            "snapshotCreatedAt": _nullable("string"),
+            "storedAt": _maybe("when this data last changed here"),
+            **_SNAPSHOT_VERSION,
         },
         "additionalProperties": True,
     },
@@ -318,8 +311,8 @@ _SCHEMAS: dict[str, Any] = {
             "customerName": _nullable("string"),
             "entitlementId": {"type": "string", "description": "the Azure subscription (entitlement) id"},
             "entitlementDescription": _nullable("string"),
-            "subscriptionId": {**_nullable("string"), "description": "the Azure plan's Partner Center subscription"},
-            "tier2MpnId": {**_nullable("string"), "description": "the indirect reseller of record"},
+            "subscriptionId": _maybe("the Azure plan's Partner Center subscription"),
+            "tier2MpnId": _maybe("the indirect reseller of record"),
             "from": {"type": "string", "format": "date"},
             "to": {"type": "string", "format": "date"},
             "totalCount": {"type": "integer"},
@@ -390,6 +383,7 @@ _SCHEMAS: dict[str, Any] = {
         },
         "additionalProperties": False,
     },
+    "OpenApiDocument": {"type": "object", "description": "An OpenAPI 3.1 document"},
     "Health": {
         "type": "object",
         "required": ["status", "checkedAt", "maxAgeHours", "functions"],
@@ -413,351 +407,161 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
-def _parameter(name: str, where: str, description: str, **schema: Any) -> dict[str, Any]:
-    """One parameter; its schema is a string unless ``type`` says otherwise, path parameters are required."""
-    parameter = {"name": name, "in": where, "description": description, "schema": {"type": "string", **schema}}
-    return {**parameter, "required": True} if where == "path" else parameter
-
-
-_PARAMETERS: dict[str, Any] = {
-    "customerId": _parameter("customer_id", "path", "Customer tenant id (GUID, any case).", pattern=GUID_PATTERN),
-    "subscriptionId": _parameter("subscription_id", "path", "Subscription id (GUID, any case).", pattern=GUID_PATTERN),
-    "format": _parameter(
-        "format",
-        "query",
-        "`csv` or `json`; overrides the Accept header (`text/csv` there also gives CSV).",
-        enum=["json", "csv"],
-    ),
-    "ifNoneMatch": _parameter("If-None-Match", "header", "An ETag from an earlier 200: an unchanged body answers 304."),
-    "ifModifiedSince": _parameter(
-        "If-Modified-Since",
-        "header",
-        "An HTTP date (a Last-Modified from an earlier 200): data not fetched since answers 304. Ignored with "
-        "If-None-Match.",
-    ),
-    "billingMonth": _parameter(
-        "billing_month",
-        "query",
-        "Serve the snapshot stored for this month (UTC month of the fetch) instead of the latest.",
-        pattern="^[0-9]{4}-(0[1-9]|1[0-2])$",
-    ),
-    "billingStart": {
-        **_parameter(
-            "billing_start",
-            "query",
-            "Serve the stored summary of the billing period starting on this date (`YYYY-MM-DD`, or an "
-            "ISO 8601 timestamp whose date part, as written, is used).",
-        ),
-        "schema": {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]},
+_HEADER_PARAMETERS: dict[str, Any] = {
+    "ifNoneMatch": {
+        "name": "If-None-Match",
+        "in": "header",
+        "description": "An ETag from an earlier 200: an unchanged body answers 304.",
+        "schema": {"type": "string"},
     },
-    "startTime": _parameter(
-        "start_time",
-        "query",
-        "Usage start, inclusive: ISO 8601 with offset or Z. Default: the first day of the current UTC month. "
-        "Not used on next-page calls (the token holds the range).",
-        format="date-time",
-    ),
-    "endTime": _parameter(
-        "end_time",
-        "query",
-        "Usage start, exclusive: ISO 8601 with offset or Z. Default: the end of the current UTC day. A range "
-        "whose end is not after its start holds no records.",
-        format="date-time",
-    ),
-    "size": _parameter(
-        "size",
-        "query",
-        f"Records per page, default and maximum {MAX_PAGE_SIZE}.",
-        type="integer",
-        minimum=1,
-        maximum=MAX_PAGE_SIZE,
-    ),
-    "granularity": _parameter(
-        "granularity",
-        "query",
-        "Must be the granularity the cache stores (`UTILIZATION_GRANULARITY`, default daily).",
-        enum=["daily", "hourly"],
-    ),
-    "showDetails": _parameter(
-        "show_details", "query", "Default true; false drops `instanceData` from the records.", type="boolean"
-    ),
-    "seekOperation": _parameter(
-        "seek_operation",
-        "query",
-        "`Next` on next-page calls (with the MS-ContinuationToken header).",
-        enum=["Next"],
-    ),
-    "continuationTokenHeader": _parameter(
-        "MS-ContinuationToken", "header", "The token from `links.next` (used with seek_operation=Next)."
-    ),
-    "entitlementId": _parameter(
-        "entitlement_id",
-        "path",
-        "The Azure subscription id (EntitlementId of the export; GUID, any case).",
-        pattern=GUID_PATTERN,
-    ),
-    "fromDay": _parameter(
-        "from",
-        "query",
-        "First usage day, inclusive (YYYY-MM-DD, UTC). Default: the first day of the `to` month (of today's when "
-        "`to` is absent).",
-        format="date",
-    ),
-    "toDay": _parameter(
-        "to",
-        "query",
-        "Last usage day, inclusive (YYYY-MM-DD, UTC). Default: today (UTC). A range whose end is before its start "
-        "holds nothing.",
-        format="date",
-    ),
-    "continuationTokenQuery": _parameter(
-        "continuation_token",
-        "query",
-        "The same token as a query parameter, for clients that cannot send headers.",
-        minLength=1,
-    ),
+    "ifModifiedSince": {
+        "name": "If-Modified-Since",
+        "in": "header",
+        "description": "An HTTP date (a Last-Modified from an earlier 200): data not fetched since answers 304. "
+        "Ignored with If-None-Match.",
+        "schema": {"type": "string"},
+    },
+    "continuationTokenHeader": {
+        "name": "MS-ContinuationToken",
+        "in": "header",
+        "description": "The token from `links.next` (used with seek_operation=Next).",
+        "schema": {"type": "string"},
+    },
 }
 
-_PATHS: dict[str, Any] = {
-    "/v1/customers": {
-        "get": {
-            "operationId": "getCustomers",
-            "summary": "The partner's customers (Customer collection), paged like Partner Center",
-            "parameters": _params(
-                "size",
-                "seekOperation",
-                "continuationTokenHeader",
-                "continuationTokenQuery",
-                "ifNoneMatch",
-                "ifModifiedSince",
-            ),
-            "responses": _data_responses("CustomerCollection", "One page; `links.next` when more follow", csv=False),
+
+def _param_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _route_parameters(route: Route) -> list[Param]:
+    """The declared parameters of a route, in the order the document lists them."""
+    paging = [params.SEEK_OPERATION, params.CONTINUATION_TOKEN] if route.paged else []
+    formats = params.FORMAT if route.csv_columns is not None else params.FORMAT_JSON
+    return [*route.path_params, *route.query, *paging, formats]
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    """One route's GET operation, from its declaration."""
+    refs = [_param_ref(p.reference) for p in _route_parameters(route)]
+    if route.paged:
+        refs.append(_param_ref("continuationTokenHeader"))
+    refs.append(_param_ref("ifNoneMatch"))
+    if route.conditional:
+        refs.append(_param_ref("ifModifiedSince"))
+    content: dict[str, Any] = {"application/json": {"schema": _ref(route.response)}}
+    if route.csv_columns is not None:
+        content["text/csv"] = {
+            "schema": {
+                "type": "string",
+                "description": "A header line, then one line per record, with exactly these columns: "
+                + ", ".join(route.csv_columns),
+            }
         }
-    },
-    "/v1/customers/{customer_id}": {
-        "get": {
-            "operationId": "getCustomer",
-            "summary": "One customer, with the billing months stored for it",
-            "parameters": _params("customerId", "ifNoneMatch", "ifModifiedSince"),
-            "responses": _data_responses("Customer", "The customer", csv=False),
-        }
-    },
-    "/v1/customers/{customer_id}/subscriptions": {
-        "get": {
-            "operationId": "getSubscriptions",
-            "summary": "A customer's subscriptions, each with its kind and the data stored for it",
-            "parameters": _params("customerId", "ifNoneMatch", "ifModifiedSince"),
-            "responses": _data_responses("SubscriptionCollection", "The subscriptions", csv=False),
-        }
-    },
-    "/v1/customers/{customer_id}/subscriptions/{subscription_id}": {
-        "get": {
-            "operationId": "getSubscription",
-            "summary": "One subscription, its kind and the data stored for it",
-            "parameters": _params("customerId", "subscriptionId", "ifNoneMatch", "ifModifiedSince"),
-            "responses": _data_responses("Subscription", "The subscription", csv=False),
-        }
-    },
-    "/v1/customers/usagerecords": {
-        "get": {
-            "operationId": "getUsageRecords",
-            "summary": "Every customer's monthly usage record (CustomerMonthlyUsageRecord collection)",
-            "parameters": _params("billingMonth", "format", "ifNoneMatch", "ifModifiedSince"),
-            "responses": _data_responses("UsageRecordCollection", "The latest (or a stored month's) records"),
-        }
-    },
-    "/v1/customers/{customer_id}/subscriptions/{subscription_id}/usagesummary": {
-        "get": {
-            "operationId": "getUsageSummary",
-            "summary": "A subscription's usage summary (SubscriptionUsageSummary)",
-            "parameters": _params(
-                "customerId", "subscriptionId", "billingStart", "format", "ifNoneMatch", "ifModifiedSince"
-            ),
-            "responses": _data_responses("SubscriptionUsageSummary", "The latest (or a stored period's) summary"),
-        }
-    },
-    "/v1/customers/{customer_id}/subscriptions/{subscription_id}/utilizations/azure": {
-        "get": {
-            "operationId": "getAzureUtilization",
-            "summary": "A page of a subscription's Azure utilization records, by usage time",
-            "parameters": _params(
-                "customerId",
-                "subscriptionId",
-                "startTime",
-                "endTime",
-                "size",
-                "granularity",
-                "showDetails",
-                "seekOperation",
-                "continuationTokenHeader",
-                "continuationTokenQuery",
-                "format",
-                "ifNoneMatch",
-                "ifModifiedSince",
-            ),
-            "responses": _data_responses("UtilizationCollection", "One page; `links.next` when more follow"),
-        }
-    },
-    "/v1/customers/{customer_id}/dailycost": {
-        "get": {
-            "operationId": "getCustomerDailyCost",
-            "summary": "A customer's Azure plan cost per day, over all its Azure subscriptions",
-            "parameters": _params("customerId", "fromDay", "toDay", "format", "ifNoneMatch", "ifModifiedSince"),
-            "responses": _data_responses("DailyCost", "Cost per day in the range"),
-        }
-    },
-    "/v1/customers/{customer_id}/azureentitlements": {
-        "get": {
-            "operationId": "getAzureEntitlements",
-            "summary": "A customer's Azure subscriptions with stored rated usage, and what is stored of each",
-            "parameters": _params("customerId", "ifNoneMatch", "ifModifiedSince"),
-            "responses": _data_responses("AzureEntitlementCollection", "The Azure subscriptions", csv=False),
-        }
-    },
-    "/v1/customers/{customer_id}/azureentitlements/{entitlement_id}/dailycost": {
-        "get": {
-            "operationId": "getAzureEntitlementDailyCost",
-            "summary": "One Azure subscription's cost per day",
-            "parameters": _params(
-                "customerId", "entitlementId", "fromDay", "toDay", "format", "ifNoneMatch", "ifModifiedSince"
-            ),
-            "responses": _data_responses("DailyCost", "Cost per day in the range"),
-        }
-    },
-    "/v1/customers/{customer_id}/azureentitlements/{entitlement_id}/lineitems": {
-        "get": {
-            "operationId": "getAzureEntitlementLineItems",
-            "summary": "A page of one Azure subscription's rated usage line items, by usage day",
-            "parameters": _params(
-                "customerId",
-                "entitlementId",
-                "fromDay",
-                "toDay",
-                "size",
-                "seekOperation",
-                "continuationTokenHeader",
-                "continuationTokenQuery",
-                "format",
-                "ifNoneMatch",
-                "ifModifiedSince",
-            ),
+    headers = {"ETag": {"$ref": "#/components/headers/ETag"}}
+    if route.conditional:
+        headers["Last-Modified"] = {"$ref": "#/components/headers/LastModified"}
+    if route.paged:
+        headers["MS-ContinuationToken"] = {"$ref": "#/components/headers/ContinuationToken"}
+    responses: dict[str, Any] = {
+        "200": {"description": route.summary, "headers": headers, "content": content},
+        "304": {"$ref": "#/components/responses/NotModified"},
+        "400": {"$ref": "#/components/responses/BadRequest"},
+        "401": {"$ref": "#/components/responses/Unauthorized"},
+        "403": {"$ref": "#/components/responses/Forbidden"},
+        "404": {"$ref": "#/components/responses/NotFound"},
+        "405": {"$ref": "#/components/responses/MethodNotAllowed"},
+        "500": {"$ref": "#/components/responses/InternalError"},
+        **route.responses,
+    }
+    return {
+        "operationId": "get" + "".join(part.title() for part in route.name.split("_")),
+        "summary": route.summary,
+        "x-access": str(route.access),
+        "parameters": refs,
+        "responses": dict(sorted(responses.items())),
+    }
+
+
+def _document() -> dict[str, Any]:
+    from shared.api.routes import ROUTES  # the routes name the handlers, one of which serves this document
+
+    used = {p.reference: p.openapi() for route in ROUTES for p in _route_parameters(route)}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Partner Center usage cache", "version": "1.0.0", "description": DESCRIPTION},
+        "servers": [
+            {"url": "/api", "description": "the function key (partner-wide)"},
+            {"url": "/api/scoped", "description": "Entra ID access tokens, each caller within its grant"},
+        ],
+        "security": [{"functionKeyHeader": []}, {"functionKeyQuery": []}, {"entraIdToken": []}],
+        "paths": {"/" + route.path: {"get": _operation(route)} for route in ROUTES},
+        "components": {
+            "securitySchemes": {
+                "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+                "entraIdToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "Under /api/scoped/ only: an Entra ID access token for this API (RS256)",
+                },
+            },
+            "schemas": {**_SCHEMAS, **{name: schema for route in ROUTES for name, schema in route.schemas.items()}},
+            "parameters": {**dict(sorted(used.items())), **_HEADER_PARAMETERS},
+            "headers": {
+                "ETag": {"description": "Strong validator of the body", "schema": {"type": "string"}},
+                "LastModified": {
+                    "description": "When the data served was last fetched from Partner Center (its newest row's write)",
+                    "schema": {"type": "string"},
+                },
+                "ContinuationToken": {
+                    "description": "Token of the next page (paged routes, when one follows)",
+                    "schema": {"type": "string"},
+                },
+            },
             "responses": {
-                **_data_responses("LineItemCollection", "One page; `links.next` when more follow"),
-                "409": _error(
-                    "A newer snapshot was stored after page 1 (code 900410): start again from page 1, so no two "
-                    "pages come from different snapshots"
+                "NotModified": {
+                    "description": "The body is unchanged since the ETag given in If-None-Match; no body",
+                    "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
+                },
+                "BadRequest": _error("A parameter is missing, malformed, repeated, empty or not one the route takes"),
+                "Unauthorized": {
+                    "description": "Missing or wrong function key (an empty body, from the Functions host), or under "
+                    "/api/scoped/ a token this API does not accept (code 900401; WWW-Authenticate says why)",
+                    "content": {"application/json": {"schema": _ref("Error")}},
+                },
+                "Forbidden": _error(
+                    "The partner has no relationship with the customer (code 20002, as Partner Center): nothing of "
+                    "it can be read; or, under /api/scoped/, the caller has no grant (code 900403)"
                 ),
-            },
-        }
-    },
-    "/health": {
-        "get": {
-            "operationId": "getHealth",
-            "summary": "Last run of each timer function; 503 when one never ran, failed or is stale",
-            "parameters": _params("ifNoneMatch"),
-            "responses": {
-                "200": {
-                    "description": "Every function's last finished run succeeded within HEALTH_MAX_AGE_HOURS",
-                    "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
-                    "content": {"application/json": {"schema": _ref("Health")}},
+                "NotFound": _error(
+                    "Unknown route, customer or subscription, no stored data for the request, or a subscription the "
+                    "route does not cover (code 900409, the description names the route that does); under "
+                    "/api/scoped/ also anything outside the caller's grant, with the very same answer"
+                ),
+                "MethodNotAllowed": {
+                    "description": "Only GET is served",
+                    "headers": {"Allow": {"schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": _ref("Error")}},
                 },
-                "304": {"$ref": "#/components/responses/NotModified"},
-                "400": {"$ref": "#/components/responses/BadRequest"},
-                "401": {"$ref": "#/components/responses/Unauthorized"},
-                "405": {"$ref": "#/components/responses/MethodNotAllowed"},
-                "500": {"$ref": "#/components/responses/InternalError"},
-                "503": {
-                    "description": "At least one function is unhealthy; `reasons` say why",
-                    "content": {"application/json": {"schema": _ref("Health")}},
-                },
+                "InternalError": _error("Unexpected failure; the body holds only a correlation id"),
             },
-        }
-    },
-    "/openapi.json": {
-        "get": {
-            "operationId": "getOpenApi",
-            "summary": "This document",
-            "parameters": _params("ifNoneMatch"),
-            "responses": {
-                "200": {
-                    "description": "The OpenAPI document",
-                    "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
-                "304": {"$ref": "#/components/responses/NotModified"},
-                "400": {"$ref": "#/components/responses/BadRequest"},
-                "401": {"$ref": "#/components/responses/Unauthorized"},
-                "405": {"$ref": "#/components/responses/MethodNotAllowed"},
-            },
-        }
-    },
-}
+        },
+    }
 
-_DOCUMENT: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {"title": "Partner Center usage cache", "version": "1.0.0", "description": DESCRIPTION},
-    "servers": [
-        {"url": "/api", "description": "the function key (partner-wide)"},
-        {"url": "/api/scoped", "description": "Entra ID access tokens, each caller within its grant"},
-    ],
-    "security": [{"functionKeyHeader": []}, {"functionKeyQuery": []}, {"entraIdToken": []}],
-    "paths": _PATHS,
-    "components": {
-        "securitySchemes": {
-            "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
-            "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
-            "entraIdToken": {
-                "type": "http",
-                "scheme": "bearer",
-                "bearerFormat": "JWT",
-                "description": "Under /api/scoped/ only: an Entra ID access token for this API (RS256)",
-            },
-        },
-        "schemas": _SCHEMAS,
-        "parameters": _PARAMETERS,
-        "headers": {
-            "ETag": {"description": "Strong validator of the body", "schema": {"type": "string"}},
-            "LastModified": {
-                "description": "When the data served was last fetched from Partner Center (its newest row's write)",
-                "schema": {"type": "string"},
-            },
-            "ContinuationToken": {
-                "description": "Token of the next page (utilization and customers, when one follows)",
-                "schema": {"type": "string"},
-            },
-        },
-        "responses": {
-            "NotModified": {
-                "description": "The body is unchanged since the ETag given in If-None-Match; no body",
-                "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
-            },
-            "BadRequest": _error("A parameter is missing or malformed"),
-            "Unauthorized": {"description": "Missing or wrong function key (x-functions-key header or code)"},
-            "NotFound": _error(
-                "Unknown route, customer or subscription, no stored data for the request, or a subscription the "
-                "route does not cover (code 900409, the description names the route that does)"
-            ),
-            "NoRelationship": _error(
-                "The partner has no relationship with the customer (code 20002, as Partner Center): nothing of it "
-                "can be read"
-            ),
-            "MethodNotAllowed": {
-                "description": "Only GET is served",
-                "headers": {"Allow": {"schema": {"type": "string"}}},
-                "content": {"application/json": {"schema": _ref("Error")}},
-            },
-            "InternalError": _error("Unexpected failure; the body holds only a correlation id"),
-        },
-    },
-}
+
+@functools.cache
+def _built() -> dict[str, Any]:
+    return _document()
 
 
 def document() -> dict[str, Any]:
     """A copy of the document (callers may change theirs)."""
-    return copy.deepcopy(_DOCUMENT)
+    return copy.deepcopy(_built())
 
 
 @functools.cache
 def document_bytes() -> bytes:
     """The document as served (built once per process)."""
-    return jsonutil.dumps(_DOCUMENT).encode("utf-8")
+    return jsonutil.dumps(_built()).encode("utf-8")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
@@ -144,3 +147,138 @@ def accepts_csv(accept: str | None) -> bool:
         elif media in ("application/json", "text/json"):
             best_json = max(best_json, quality)
     return best_csv > 0 and best_csv > best_json
+
+
+# -- declared parameters --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter of a route: how it is parsed, and how the OpenAPI document describes it.
+
+    The router parses every declared query parameter before the handler runs (a malformed value is a 400
+    naming it) and refuses any query parameter a route does not declare; the OpenAPI document's parameters are
+    generated from the same declarations (component name: the camel-case name, unless given).
+    """
+
+    name: str
+    description: str
+    schema: Mapping[str, Any]
+    parse: Callable[[str], Any] = str
+    where: str = field(default="query", kw_only=True)  # query or path
+    default: Any = field(default=None, kw_only=True)  # the value a handler sees when the parameter is absent
+    component: str = field(default="", kw_only=True)
+
+    @property
+    def reference(self) -> str:
+        """Its name under the OpenAPI document's components/parameters."""
+        head, *rest = self.name.split("_")
+        return self.component or head + "".join(part.title() for part in rest)
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI parameter object."""
+        parameter: dict[str, Any] = {
+            "name": self.name,
+            "in": self.where,
+            "description": self.description,
+            "schema": dict(self.schema),
+        }
+        return {**parameter, "required": True} if self.where == "path" else parameter
+
+
+GUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_GUID_SCHEMA = {"type": "string", "pattern": GUID_PATTERN}
+
+
+def _id(name: str, what: str, description: str) -> Param:
+    return Param(name, description, _GUID_SCHEMA, lambda value: guid(value, what), where="path")
+
+
+def _day(name: str) -> Callable[[str], date]:
+    def parse(value: str) -> date:
+        try:
+            if len(value) != 10:
+                raise ValueError
+            return date.fromisoformat(value)
+        except ValueError:
+            raise bad_request(f"Parameter '{name}' {_preview(value)} is not a date written YYYY-MM-DD.") from None
+
+    return parse
+
+
+def _one_of(name: str, words: tuple[str, ...]) -> Callable[[str], str | None]:
+    return lambda value: choice(value, name, words)
+
+
+CUSTOMER_ID = _id("customer_id", "customer id", "Customer tenant id (GUID, any case).")
+SUBSCRIPTION_ID = _id("subscription_id", "subscription id", "Subscription id (GUID, any case).")
+ENTITLEMENT_ID = _id(
+    "entitlement_id",
+    "Azure subscription (entitlement) id",
+    "The Azure subscription id (EntitlementId of the export; GUID, any case).",
+)
+PATH_PARAMS: Mapping[str, Param] = {p.name: p for p in (CUSTOMER_ID, SUBSCRIPTION_ID, ENTITLEMENT_ID)}
+
+_SIZE_TEXT = f"Records per page, default and maximum {MAX_PAGE_SIZE} (a next-page call keeps page 1's)."
+SIZE = Param(
+    "size", _SIZE_TEXT, {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, page_size, default=MAX_PAGE_SIZE
+)
+BILLING_MONTH = Param(
+    "billing_month",
+    "Serve the snapshot stored for this month (UTC month of the fetch) instead of the latest.",
+    {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+    billing_month,
+)
+BILLING_START = Param(
+    "billing_start",
+    "Serve the stored summary of the billing period starting on this date (`YYYY-MM-DD`, or an ISO 8601 timestamp "
+    "whose date part, as written, is used).",
+    {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]},
+    billing_start,
+)
+_TIME = {"type": "string", "format": "date-time"}
+START_TIME = Param(
+    "start_time",
+    "Usage start, inclusive: ISO 8601 with offset or Z. Default: the first day of the current UTC month. Not used "
+    "on next-page calls (the token holds the range).",
+    _TIME,
+    lambda value: utc_time(value, "start_time"),
+)
+END_TIME = Param(
+    "end_time",
+    "Usage start, exclusive: ISO 8601 with offset or Z. Default: the end of the current UTC day. A range whose end "
+    "is not after its start holds no records.",
+    _TIME,
+    lambda value: utc_time(value, "end_time"),
+)
+GRANULARITY = Param(
+    "granularity",
+    "Must be the granularity the cache stores (`UTILIZATION_GRANULARITY`, default daily).",
+    {"type": "string", "enum": ["daily", "hourly"]},
+    _one_of("granularity", ("daily", "hourly")),
+)
+_DETAILS_TEXT = "Default true; false drops `instanceData` from the records."
+SHOW_DETAILS = Param(
+    "show_details", _DETAILS_TEXT, {"type": "boolean"}, lambda v: boolean(v, "show_details", True), default=True
+)
+_DAY = {"type": "string", "format": "date"}
+FROM_DAY = Param(
+    "from",
+    "First usage day, inclusive (YYYY-MM-DD, UTC). Default: the first day of the `to` month (of today's when `to` "
+    "is absent).",
+    _DAY,
+    _day("from"),
+)
+_TO_TEXT = "Last usage day, inclusive (YYYY-MM-DD, UTC). Default: today. A range ending before it starts holds nothing."
+TO_DAY = Param("to", _TO_TEXT, _DAY, _day("to"))
+_FORMAT_TEXT = "`csv` or `json`; overrides the Accept header (`text/csv` there gives CSV too)."
+FORMAT = Param("format", _FORMAT_TEXT, {"type": "string", "enum": ["json", "csv"]}, _one_of("format", ("json", "csv")))
+_JSON_TEXT = "`json`, the only format of this operation (it offers no CSV)."
+FORMAT_JSON = Param("format", _JSON_TEXT, {"type": "string", "enum": ["json"]}, FORMAT.parse, component="formatJson")
+_SEEK_TEXT = "`Next` on next-page calls (with the MS-ContinuationToken header)."
+SEEK_OPERATION = Param(
+    "seek_operation", _SEEK_TEXT, {"type": "string", "enum": ["Next"]}, _one_of("seek_operation", ("next",))
+)
+_CONTINUATION_TEXT = "The token of `links.next` as a query parameter, for clients that cannot send headers."
+CONTINUATION_TOKEN = Param("continuation_token", _CONTINUATION_TEXT, {"type": "string", "minLength": 1})
+FUNCTION_KEY = "code"  # the Functions host's own query parameter for the function key: accepted on every route

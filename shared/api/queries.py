@@ -8,12 +8,16 @@ from datetime import datetime
 from typing import Any
 
 from shared.api.continuation import UtilizationQuery
-from shared.keys import make_key
+from shared.keys import make_key, under
 from shared.table_store import TableStore, written_at
 from shared.tables import (
     CUSTOMER_PARTITION,
     CUSTOMERS,
     LATEST,
+    RATED_CUSTOMER_DAYS,
+    RATED_LINES,
+    RATED_SLICES,
+    RATED_USAGE_STATE,
     RUNS,
     SUBSCRIPTIONS,
     SYNC_STATE,
@@ -24,6 +28,7 @@ from shared.tables import (
     RunStatus,
     customer_key,
     period_start,
+    rated_lines_partition,
     subscription_key,
 )
 
@@ -57,19 +62,35 @@ class UtilizationPage:
 
 def utilization_page(store: TableStore, query: UtilizationQuery) -> UtilizationPage:
     """Up to ``query.size`` rows in usage-time order (``bounded_page``)."""
-    parameters: dict[str, Any] = {
-        "pk": subscription_key(query.customer_id, query.subscription_id),
-        "end": query.end_key,
-    }
-    if query.after is None:
-        query_filter = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
-        parameters["start"] = query.start_key
-    else:
-        query_filter = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @end"
-        parameters["after"] = query.after
-    entities, more = bounded_page(store, UTILIZATION, query_filter, parameters, size=query.size, select=_RAW)
+    partition = subscription_key(query.customer_id, query.subscription_id)
+    entities, more = key_range_page(
+        store, UTILIZATION, partition, query.start_key, query.end_key, after=query.after, size=query.size, select=_RAW
+    )
     rows = [(entity["RowKey"], entity["raw"]) for entity in entities]
     return UtilizationPage(rows, more, newest(written_at(entity) for entity in entities))
+
+
+def key_range_page(
+    store: TableStore,
+    table: str,
+    partition: str,
+    low: str,
+    high: str,
+    *,
+    after: str | None,
+    size: int,
+    select: list[str] | None = None,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """A page of one partition's RowKeys in ``[low, high)``, after ``after`` when continuing (``bounded_page``)."""
+    parameters = {"pk": partition, "hi": high}
+    if after is None:
+        query_filter = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        parameters["lo"] = low
+    else:
+        query_filter = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @hi"
+        parameters["after"] = after
+    return bounded_page(store, table, query_filter, parameters, size=size, select=select, keep=keep)
 
 
 def bounded_page(
@@ -185,9 +206,9 @@ def billing_months(store: TableStore, customer_id: str) -> list[str]:
 
 
 def _of_customer(customer_id: str) -> dict[str, str]:
-    """Key bounds of every subscription key of a customer (``{customer}|...``; a part never holds a raw ``|``)."""
-    prefix = customer_key(customer_id) + "|"
-    return {"low": prefix, "high": prefix[:-1] + "}"}  # "}" is the character after "|"
+    """Key bounds of every subscription key of a customer (``{customer}|...``)."""
+    low, high = under(customer_id.lower())
+    return {"low": low, "high": high}
 
 
 def billing_periods(store: TableStore, customer_id: str) -> dict[str, list[str]]:
@@ -215,3 +236,40 @@ def utilization_through(store: TableStore, customer_id: str) -> dict[str, str]:
         select=["RowKey", "doneThrough"],
     )
     return {row["RowKey"]: row["doneThrough"] for row in rows if row.get("doneThrough")}
+
+
+# -- Azure plan rated usage --------------------------------------------------------------------------------------
+
+
+def rated_pointers(store: TableStore, customer_id: str, entitlement_id: str | None = None) -> list[dict[str, Any]]:
+    """The pointer rows (RatedSlices) of a customer, or of one of its Azure subscriptions: one query, whatever the
+    range of days asked for."""
+    rows = store.partition(RATED_SLICES, customer_key(customer_id))
+    return [row for row in rows if entitlement_id is None or row.get("entitlementId") == entitlement_id]
+
+
+def rated_customer_periods(store: TableStore, customer_id: str) -> list[dict[str, Any]]:
+    """A customer's totals per period and currency (RatedCustomerDays), every period."""
+    return list(store.partition(RATED_CUSTOMER_DAYS, customer_key(customer_id)))
+
+
+def export_streams(store: TableStore) -> list[dict[str, Any]]:
+    """The state row of every rated-usage export stream (billing period and currency)."""
+    return list(store.partition(SYNC_STATE, RATED_USAGE_STATE))
+
+
+def rated_lines_page(
+    store: TableStore,
+    customer_id: str,
+    entitlement_id: str,
+    first_day: str,
+    end_day: str,
+    *,
+    after: str | None,
+    size: int,
+    keep: Callable[[Mapping[str, Any]], bool],
+) -> tuple[list[dict[str, Any]], bool]:
+    """A page of an Azure subscription's line rows with usage days in ``[first_day, end_day)`` that ``keep``
+    accepts (the versions the pointers name), in key order, and whether more follow."""
+    partition = rated_lines_partition(customer_id, entitlement_id)
+    return key_range_page(store, RATED_LINES, partition, first_day, end_day, after=after, size=size, keep=keep)

@@ -25,20 +25,11 @@ from decimal import Decimal
 from typing import Any
 
 from shared import jsonutil
-from shared.api import continuation, params, queries, rendering
-from shared.api.errors import CODE_NO_USAGE_DATA, ApiError, bad_request, not_found
-from shared.api.messages import Request
+from shared.api import continuation, queries, rendering
+from shared.api.context import Content
+from shared.api.errors import ApiError, no_rated_usage
 from shared.table_store import TableStore
-from shared.tables import (
-    RATED_CUSTOMER_DAYS,
-    RATED_LINES,
-    RATED_SLICES,
-    RATED_USAGE_STATE,
-    SYNC_STATE,
-    customer_key,
-    rated_lines_partition,
-    slice_days,
-)
+from shared.tables import slice_days
 
 CODE_SNAPSHOT_REPLACED = 900410
 LINE_ITEM_COLUMNS = (
@@ -90,37 +81,19 @@ class DayRange:
         return self.first.isoformat() <= day <= self.last.isoformat()
 
 
-def _day(value: str, name: str) -> date:
-    try:
-        if len(value) != 10:
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        raise bad_request(f"Parameter '{name}' {value[:40]!r} is not a date written YYYY-MM-DD.") from None
-
-
-def day_range(request: Request, now: datetime) -> DayRange:
-    """``from`` and ``to`` (inclusive, YYYY-MM-DD); by default the current UTC month to today.
+def day_range(first: date | None, last: date | None, now: datetime) -> DayRange:
+    """``from`` and ``to`` (inclusive); by default the current UTC month to today, or the month of ``to``.
 
     A range whose end is before its start holds nothing (an empty answer, as the utilization route). No range is
     too long: a read costs one query of the customer's pointer rows, whatever the range.
     """
     today = now.astimezone(timezone.utc).date()
-    first_text, last_text = params.single(request, "from"), params.single(request, "to")
-    first = today.replace(day=1) if first_text is None else _day(first_text, "from")
-    last = today if last_text is None else _day(last_text, "to")
-    if first_text is None and last_text is not None:
-        first = last.replace(day=1)
-    return DayRange(first, last)
+    end = today if last is None else last
+    start = end.replace(day=1) if first is None else first
+    return DayRange(start, end)
 
 
 # -- reads ---------------------------------------------------------------------------------------------------
-
-
-def _pointers(store: TableStore, customer_id: str, entitlement_id: str | None = None) -> list[dict[str, Any]]:
-    """The pointer rows of a customer (or of one of its Azure subscriptions): one query, whatever the range."""
-    rows = store.partition(RATED_SLICES, customer_key(customer_id))
-    return [row for row in rows if entitlement_id is None or row.get("entitlementId") == entitlement_id]
 
 
 def _touching(rows: Iterable[dict[str, Any]], days: DayRange) -> list[dict[str, Any]]:
@@ -128,14 +101,17 @@ def _touching(rows: Iterable[dict[str, Any]], days: DayRange) -> list[dict[str, 
     return [row for row in rows if days.touches(row.get("period"))]
 
 
+SNAPSHOT_FIELDS = ("billingPeriod", "currencyCode", "snapshotETag", "snapshotCreatedAt", "ingestedAt", "checkedAt")
+
+
 def snapshots(store: TableStore, currencies: Iterable[str]) -> list[dict[str, Any]]:
     """The export streams of these currencies: which snapshot is stored and when it was last checked."""
     wanted = {c.upper() for c in currencies}
-    fields = ("billingPeriod", "currencyCode", "snapshotETag", "snapshotCreatedAt", "ingestedAt", "checkedAt")
-    out = []
-    for row in store.partition(SYNC_STATE, RATED_USAGE_STATE):
-        if str(row.get("currencyCode", "")).upper() in wanted:
-            out.append({name: row.get(name) for name in fields})
+    out = [
+        {name: row.get(name) for name in SNAPSHOT_FIELDS}
+        for row in queries.export_streams(store)
+        if str(row.get("currencyCode", "")).upper() in wanted
+    ]
     return sorted(out, key=lambda s: (str(s["currencyCode"]), str(s["billingPeriod"])))
 
 
@@ -160,19 +136,10 @@ def _names(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def nothing_stored(customer_id: str, entitlement_id: str | None = None) -> ApiError:
-    """The 404 of a customer or Azure subscription without stored rated usage."""
-    subject = f"Azure subscription {entitlement_id} of customer {customer_id}" if entitlement_id else customer_id
-    return not_found(
-        f"No Azure plan rated usage is stored for {subject}. It appears after fetch_rated_usage stores an export "
-        "that holds it (usage shows about a day after it happens); legacy MS-AZR-0145P subscriptions are served "
-        "by the utilization route instead.",
-        CODE_NO_USAGE_DATA,
-    )
-
-
-def _answer(body: dict[str, Any]) -> bytes:
-    return jsonutil.dumps(body).encode("utf-8")
+def _content(body: dict[str, Any], items: list[dict[str, Any]] | None, rows: Iterable[Mapping[str, Any]]) -> Content:
+    """The answer: the JSON body, its items again for CSV, and when the newest of its rows was stored."""
+    csv_raws = None if items is None else [jsonutil.dumps(item) for item in items]
+    return Content(jsonutil.dumps(body).encode("utf-8"), csv_raws=csv_raws, last_modified=_stored(rows))
 
 
 def _daily_item(day: str, currency: str, view: Mapping[str, Any], subscriptions: int | None = None) -> dict[str, Any]:
@@ -192,59 +159,64 @@ def _daily_item(day: str, currency: str, view: Mapping[str, Any], subscriptions:
     return item
 
 
-def entitlement_daily_cost(
-    store: TableStore, customer_id: str, entitlement_id: str, days: DayRange
-) -> tuple[bytes, list[str], datetime | None]:
-    """One Azure subscription's cost per day (JSON), its items' JSON for CSV, and when it was stored."""
-    pointers = _pointers(store, customer_id, entitlement_id)
-    rows = [row for row in _touching(pointers, days) if slice_days(row)]
+def _by_period(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(rows, key=lambda r: (str(r["period"]), str(r["currencyCode"])))
+
+
+def _days(rows: Iterable[Mapping[str, Any]], days: DayRange, *, counted: bool = False) -> list[dict[str, Any]]:
+    """The daily items of the rows' days in the range, by day and currency."""
+    items = [
+        _daily_item(day, str(row["currencyCode"]), view, int(view.get("subscriptions", 0)) if counted else None)
+        for row in rows
+        for day, view in slice_days(row).items()
+        if days.holds(day)
+    ]
+    return sorted(items, key=lambda i: (i["usageDate"], i["currencyCode"]))
+
+
+def _range(days: DayRange) -> dict[str, str]:
+    return {"from": days.first.isoformat(), "to": days.last.isoformat()}
+
+
+def entitlement_daily_cost(store: TableStore, customer_id: str, entitlement_id: str, days: DayRange) -> Content:
+    """One Azure subscription's cost per day."""
+    pointers = queries.rated_pointers(store, customer_id, entitlement_id)
+    rows = _by_period(row for row in _touching(pointers, days) if slice_days(row))
     if not rows and not pointers:
-        raise nothing_stored(customer_id, entitlement_id)
-    items = []
-    for row in sorted(rows, key=lambda r: (str(r["period"]), str(r["currencyCode"]))):
-        for day, view in slice_days(row).items():
-            if days.holds(day):
-                items.append(_daily_item(day, str(row["currencyCode"]), view))
-    items.sort(key=lambda i: (i["usageDate"], i["currencyCode"]))
+        raise no_rated_usage(customer_id, entitlement_id)
+    items = _days(rows, days)
     path = f"{rendering.customer_path(customer_id)}/azureentitlements/{entitlement_id}"
     body = {
         "customerId": customer_id,
         **(_names(rows[0]) if rows else {"entitlementId": entitlement_id}),
         "customerName": rows[0].get("customerName") if rows else None,
-        "from": days.first.isoformat(),
-        "to": days.last.isoformat(),
+        **_range(days),
         "totalCount": len(items),
         "items": items,
         "periods": [_period_view(row) for row in rows],
         "snapshots": snapshots(store, {str(row["currencyCode"]) for row in rows}),
-        "links": _links(path, days),
+        "links": {
+            "self": rendering.link(rendering.query_uri(path + "/dailycost", _range(days))),
+            "lineItems": rendering.link(rendering.query_uri(path + "/lineitems", _range(days))),
+        },
         "attributes": {"objectType": "DailyCost"},
     }
-    return _answer(body), [jsonutil.dumps(i) for i in items], _stored(rows)
+    return _content(body, items, rows)
 
 
-def customer_daily_cost(
-    store: TableStore, customer_id: str, days: DayRange
-) -> tuple[bytes, list[str], datetime | None]:
+def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange) -> Content:
     """A customer's cost per day over all its Azure subscriptions."""
-    rows = [
-        row for row in store.partition(RATED_CUSTOMER_DAYS, customer_key(customer_id)) if days.touches(row["period"])
-    ]
-    pointers = _pointers(store, customer_id)
+    rows = _by_period(row for row in queries.rated_customer_periods(store, customer_id) if days.touches(row["period"]))
+    pointers = queries.rated_pointers(store, customer_id)
     if not rows and not pointers:
-        raise nothing_stored(customer_id)
-    items = []
-    for row in rows:
-        for day, view in slice_days(row).items():
-            if days.holds(day):
-                items.append(_daily_item(day, str(row["currencyCode"]), view, int(view.get("subscriptions", 0))))
-    items.sort(key=lambda i: (i["usageDate"], i["currencyCode"]))
+        raise no_rated_usage(customer_id)
+    items = _days(rows, days, counted=True)
     names = {str(row.get("customerName")) for row in _touching(pointers, days)}
+    path = rendering.customer_path(customer_id)
     body = {
         "customerId": customer_id,
         "customerName": sorted(names)[0] if names else None,
-        "from": days.first.isoformat(),
-        "to": days.last.isoformat(),
+        **_range(days),
         "totalCount": len(items),
         "items": items,
         "periods": [
@@ -255,29 +227,27 @@ def customer_daily_cost(
                 "storedAt": row.get("storedAt"),
                 "snapshotETag": row.get("snapshotETag"),
             }
-            for row in sorted(rows, key=lambda r: (str(r["period"]), str(r["currencyCode"])))
+            for row in rows
         ],
         "snapshots": snapshots(store, {str(row["currencyCode"]) for row in rows}),
         "links": {
-            "self": rendering.link(_query(f"{rendering.customer_path(customer_id)}/dailycost", days)),
-            "azureEntitlements": rendering.link(f"{rendering.customer_path(customer_id)}/azureentitlements"),
+            "self": rendering.link(rendering.query_uri(path + "/dailycost", _range(days))),
+            "azureEntitlements": rendering.link(path + "/azureentitlements"),
         },
         "attributes": {"objectType": "DailyCost"},
     }
-    return _answer(body), [jsonutil.dumps(i) for i in items], _stored(rows)
+    return _content(body, items, rows)
 
 
-def entitlements(
-    store: TableStore, customer_id: str, keep: Callable[[str], bool] | None = None
-) -> tuple[bytes, datetime | None]:
+def entitlements(store: TableStore, customer_id: str, keep: Callable[[str], bool] | None = None) -> Content:
     """The customer's Azure subscriptions with rated usage (those ``keep`` accepts), each with its stored periods."""
     rows = [
         row
-        for row in _pointers(store, customer_id)
+        for row in queries.rated_pointers(store, customer_id)
         if slice_days(row) and (keep is None or keep(str(row["entitlementId"])))
     ]
     if not rows:
-        raise nothing_stored(customer_id)
+        raise no_rated_usage(customer_id)
     by_entitlement: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_entitlement.setdefault(str(row["entitlementId"]), []).append(row)
@@ -290,9 +260,7 @@ def entitlements(
                 **_names(newest),
                 "customerId": customer_id,
                 "customerName": newest.get("customerName"),
-                "periods": [
-                    _period_view(r) for r in sorted(group, key=lambda r: (str(r["period"]), str(r["currencyCode"])))
-                ],
+                "periods": [_period_view(r) for r in _by_period(group)],
                 "links": {
                     "dailyCost": rendering.link(path + "/dailycost"),
                     "lineItems": rendering.link(path + "/lineitems"),
@@ -303,21 +271,10 @@ def entitlements(
         "totalCount": len(items),
         "items": items,
         "snapshots": snapshots(store, {str(row["currencyCode"]) for row in rows}),
-        "links": {"self": rendering.link(f"{rendering.customer_path(customer_id)}/azureentitlements")},
+        "links": rendering.page_links(f"{rendering.customer_path(customer_id)}/azureentitlements", None),
         "attributes": {"objectType": "Collection"},
     }
-    return _answer(body), _stored(rows)
-
-
-def _query(path: str, days: DayRange) -> str:
-    return f"{path}?from={days.first.isoformat()}&to={days.last.isoformat()}"
-
-
-def _links(path: str, days: DayRange) -> dict[str, Any]:
-    return {
-        "self": rendering.link(_query(path + "/dailycost", days)),
-        "lineItems": rendering.link(_query(path + "/lineitems", days)),
-    }
+    return _content(body, None, rows)
 
 
 def _stored(rows: Iterable[Mapping[str, Any]]) -> datetime | None:
@@ -336,84 +293,75 @@ def _stored(rows: Iterable[Mapping[str, Any]]) -> datetime | None:
 
 
 def _stamp(rows: Iterable[Mapping[str, Any]]) -> str:
+    """A digest of the pointers a page is served under: a new snapshot of any of them changes it."""
     digest = hashlib.sha256()
     for row in sorted(rows, key=lambda r: str(r["RowKey"])):
         digest.update(str(row["RowKey"]).encode() + b"\0" + str(row.get("days") or "").encode() + b"\0")
     return digest.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class LineItemPage:
+    """One page of line items: their texts as stored, the same with documented names for CSV, where it is."""
+
+    query: continuation.LineItemsQuery
+    texts: list[str]
+    csv_raws: list[str]
+    path: str
+    next_token: str | None
+    written: datetime | None
+
+
 def line_items(
-    store: TableStore, request: Request, customer_id: str, entitlement_id: str, now: datetime, token: str | None
-) -> tuple[bytes, list[str], dict[str, str], datetime | None]:
-    """A page of one Azure subscription's line items in a day range, in the versions its pointers name."""
-    if token is None:
-        days = day_range(request, now)
-        size = params.page_size(params.single(request, "size"))
-        pointers = _pointers(store, customer_id, entitlement_id)
+    store: TableStore, customer_id: str, entitlement_id: str, first: tuple[DayRange, int] | continuation.LineItemsQuery
+) -> LineItemPage:
+    """A page of one Azure subscription's line items in the versions its pointers name: page 1 of a day range and
+    size, or the page a continuation's query names (409 when those pointers changed since page 1)."""
+    pointers = queries.rated_pointers(store, customer_id, entitlement_id)
+    if isinstance(first, continuation.LineItemsQuery):
+        query = first
+        days = DayRange(date.fromisoformat(query.first), date.fromisoformat(query.last))
+        rows = _touching(pointers, days)
+    else:
+        days, size = first
         rows = _touching(pointers, days)
         query = continuation.LineItemsQuery(days.first.isoformat(), days.last.isoformat(), size, _stamp(rows))
-    else:
-        query = continuation.decode_line_items(token, customer_id=customer_id, entitlement_id=entitlement_id)
-        days = DayRange(date.fromisoformat(query.first), date.fromisoformat(query.last))
-        pointers = _pointers(store, customer_id, entitlement_id)
-        rows = _touching(pointers, days)
-        if _stamp(rows) != query.stamp:
-            raise ApiError(
-                409,
-                CODE_SNAPSHOT_REPLACED,
-                "A newer snapshot of this Azure subscription's rated usage was stored after page 1 was served; "
-                "pages of two snapshots would not add up, so start again from page 1.",
-            )
+    if query.after is not None and _stamp(rows) != query.stamp:
+        raise ApiError(
+            409,
+            CODE_SNAPSHOT_REPLACED,
+            "A newer snapshot of this Azure subscription's rated usage was stored after page 1 was served; "
+            "pages of two snapshots would not add up, so start again from page 1.",
+        )
     if not any(slice_days(row) for row in rows) and not pointers:
-        raise nothing_stored(customer_id, entitlement_id)
+        raise no_rated_usage(customer_id, entitlement_id)
     served = {
         (day, str(row["currencyCode"]).upper(), view.get("version"))
         for row in rows
         for day, view in slice_days(row).items()
         if days.holds(day)
     }
-    entities, more = _page(store, customer_id, entitlement_id, query, served)
+    entities, more = queries.rated_lines_page(
+        store,
+        customer_id,
+        entitlement_id,
+        query.first,
+        (days.last + timedelta(days=1)).isoformat(),
+        after=query.after,
+        size=query.size,
+        keep=lambda entity: _version_of(entity["RowKey"]) in served,  # not superseded, nor being written
+    )
     texts = [entity["line"] for entity in entities]
+    next_token = (
+        continuation.encode_line_items(customer_id, entitlement_id, query, entities[-1]["RowKey"]) if more else None
+    )
     path = f"{rendering.customer_path(customer_id)}/azureentitlements/{entitlement_id}/lineitems"
-    links: dict[str, Any] = {"self": rendering.link(f"{path}?from={query.first}&to={query.last}&size={query.size}")}
-    headers = {}
-    if more:
-        next_token = continuation.encode_line_items(customer_id, entitlement_id, query, entities[-1]["RowKey"])
-        links["next"] = rendering.link(path + "?seek_operation=Next", [(rendering.CONTINUATION_HEADER, next_token)])
-        headers[rendering.CONTINUATION_HEADER] = next_token
-    body = rendering.collection(texts, links)
-    return body, [_canonical(text) for text in texts], headers, _stored(rows)
+    return LineItemPage(query, texts, [_canonical(text) for text in texts], path, next_token, _stored(rows))
 
 
 def _version_of(row_key: str) -> tuple[str, str, str] | None:
     parts = row_key.split("|")
     return (parts[0], parts[1], parts[2]) if len(parts) == 4 else None
-
-
-def _page(
-    store: TableStore,
-    customer_id: str,
-    entitlement_id: str,
-    query: continuation.LineItemsQuery,
-    served: set[tuple[str, str, Any]],
-) -> tuple[list[dict[str, Any]], bool]:
-    """Up to ``size`` line rows of the served versions, in key order, and whether more follow."""
-    upper = (date.fromisoformat(query.last) + timedelta(days=1)).isoformat()
-    parameters = {"pk": rated_lines_partition(customer_id, entitlement_id), "hi": upper}
-    if query.after is None:
-        query_filter = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
-        parameters["lo"] = query.first
-    else:
-        query_filter = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @hi"
-        parameters["after"] = query.after
-    return queries.bounded_page(
-        store,
-        RATED_LINES,
-        query_filter,
-        parameters,
-        size=query.size,
-        keep=lambda entity: _version_of(entity["RowKey"]) in served,  # not superseded, nor being written
-    )
 
 
 def _canonical(text: str) -> str:

@@ -6,7 +6,7 @@ Only ``show_details=false`` parses a record, with Decimals, to drop ``instanceDa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -36,11 +36,6 @@ def without_instance_data(raw: str) -> str:
     return raw
 
 
-def usage_records_uri(month: str | None) -> str:
-    """The self link of usagerecords, as upstream writes it (leading slash, relative to v1)."""
-    return "/customers/usagerecords" + (f"?billing_month={month}" if month else "")
-
-
 def customer_path(customer_id: str) -> str:
     """``customers/{id}``, relative to ``/v1/``."""
     return f"customers/{quote(customer_id)}"
@@ -51,17 +46,27 @@ def subscription_path(customer_id: str, subscription_id: str) -> str:
     return f"{customer_path(customer_id)}/subscriptions/{quote(subscription_id)}"
 
 
-def utilization_path(customer_id: str, subscription_id: str) -> str:
-    """The utilization path relative to ``/v1/``."""
-    return subscription_path(customer_id, subscription_id) + "/utilizations/azure"
+def query_uri(path: str, query: Mapping[str, Any] | None = None) -> str:
+    """``path?query`` relative to ``/api/v1/``: values written as given (booleans as ``true``/``false``),
+    parameters without a value left out."""
+    pairs = [(name, _text(value)) for name, value in (query or {}).items() if value is not None]
+    return path + ("?" + urlencode(pairs) if pairs else "")
 
 
-def utilization_self_uri(customer_id: str, subscription_id: str, query: dict[str, str]) -> str:
-    """The self link of a first utilization page: the query as given."""
-    return "/" + utilization_path(customer_id, subscription_id) + ("?" + urlencode(query) if query else "")
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
-def utilization_next(customer_id: str, subscription_id: str, token: str) -> dict[str, Any]:
-    """``links.next`` exactly as upstream: relative uri with ``seek_operation=Next``, token in a header."""
-    uri = utilization_path(customer_id, subscription_id) + "?seek_operation=Next"
-    return link(uri, [(CONTINUATION_HEADER, token)])
+def page_links(
+    path: str, query: Mapping[str, Any] | None, *, token: str | None = None, next_token: str | None = None
+) -> dict[str, Any]:
+    """``self`` and ``next`` of a page, in one form for every route (relative to ``/api/v1/``, as Partner Center's
+    ``links.next``): page 1's self is ``path?query``; a later page's self, and every next link, is
+    ``path?seek_operation=Next`` with the token in the ``MS-ContinuationToken`` header."""
+    seek = path + "?seek_operation=Next"
+    links = {"self": link(seek, [(CONTINUATION_HEADER, token)]) if token else link(query_uri(path, query))}
+    if next_token:
+        links["next"] = link(seek, [(CONTINUATION_HEADER, next_token)])
+    return links

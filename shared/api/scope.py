@@ -14,32 +14,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from shared.access.grants import Grant
-from shared.api import rated
-from shared.api.errors import CODE_SUBSCRIPTION_NOT_FOUND, ApiError, not_found
-from shared.api.params import is_guid
+from shared.api.errors import no_such_route, unknown_customer, unknown_subscription
 from shared.table_store import TableStore
 from shared.tables import RATED_SLICES, SUBSCRIPTIONS, customer_key
 
-CUSTOMER_ROUTES = ("customer", "subscriptions")
-WHOLE_CUSTOMER_ROUTES = ("customer_daily_cost",)
-SUBSCRIPTION_ROUTES = ("subscription", "usage_summary", "utilization")
-ENTITLEMENT_ROUTES = ("entitlement_daily_cost", "line_items")
-PARTNER_ONLY_ROUTES = ("health",)
+if TYPE_CHECKING:
+    from shared.api.routes import Route
 
 
-def unknown_customer(customer_id: str) -> ApiError:
-    """The answer for a customer this service does not know (the same for one outside the grant)."""
-    return not_found(f"Customer {customer_id} is not known to this service.")
+class Access(StrEnum):
+    """A route's access class: what a scoped caller must be granted to read it. Every route declares one."""
+
+    PUBLIC = "public"  # anyone who reaches the function (the OpenAPI document)
+    PARTNER = "partner"  # the function key only: refused to every token, whatever its grant (health)
+    LISTING = "listing"  # a listing: the handler keeps the rows the caller may see; path ids are checked first
+    CUSTOMER = "customer"  # one customer the caller may see
+    CUSTOMER_TOTALS = "customer_totals"  # one customer's totals: every subscription of it must be in the grant
+    SUBSCRIPTION = "subscription"  # one Partner Center subscription
+    AZURE_SUBSCRIPTION = "azure_subscription"  # one Azure subscription under an Azure plan (rated usage)
 
 
-def unknown_subscription(customer_id: str, subscription_id: str) -> ApiError:
-    """The answer for an unknown subscription of a known customer."""
-    return not_found(
-        f"Subscription {subscription_id} is not known for customer {customer_id}.", CODE_SUBSCRIPTION_NOT_FOUND
-    )
+# The path parameters a route of each class must have, so the guard has the ids it checks.
+REQUIRED_PATH: Mapping[Access, frozenset[str]] = {
+    Access.PUBLIC: frozenset(),
+    Access.PARTNER: frozenset(),
+    Access.LISTING: frozenset(),
+    Access.CUSTOMER: frozenset({"customer_id"}),
+    Access.CUSTOMER_TOTALS: frozenset({"customer_id"}),
+    Access.SUBSCRIPTION: frozenset({"customer_id", "subscription_id"}),
+    Access.AZURE_SUBSCRIPTION: frozenset({"customer_id", "entitlement_id"}),
+}
 
 
 @dataclass
@@ -55,87 +63,105 @@ class _Owners:
 
 @dataclass
 class Scope:
-    """One request's view of the data."""
+    """One request's view of the data: the function key's (everything) or a token caller's grant."""
 
-    grant: Grant | None = None  # None: everything (the function key)
+    grant: Grant | None = None  # None: the function key
     store: TableStore | None = None
     _owners: dict[str, _Owners] = field(default_factory=dict)
     _everyone: dict[str, _Owners] | None = None
 
     @classmethod
     def everything(cls) -> Scope:
-        """Partner-wide access."""
+        """The function key: partner-wide access, partner-only routes included."""
         return cls()
 
     @property
+    def is_key(self) -> bool:
+        """True for the function key (the partner's own access), false for every token caller."""
+        return self.grant is None
+
+    @property
     def unrestricted(self) -> bool:
-        """True for partner-wide access."""
+        """True when every customer's data may be read (the key, or a token with an ``all`` grant)."""
         return self.grant is None or self.grant.kind == "all"
 
     # -- the rules ---------------------------------------------------------------------------------------------
 
-    def customer_visible(self, customer_id: str) -> bool:
-        """May the caller see that this customer exists (and read what of it is in its grant)?"""
-        if self.unrestricted:
-            return True
+    def _granted(self, customer_id: str, owner: str | None) -> bool:
+        """Is something of this customer, sold by ``owner`` (a reseller's MPN id, None: direct), in the grant?"""
         assert self.grant is not None
         if self.grant.kind == "customers":
             return customer_id.lower() in self.grant.values
-        return any(owner in self.grant.values for owner in self._of(customer_id).all())
+        return owner in self.grant.values
+
+    def _owners_of(self, customer_id: str) -> list[str | None]:
+        """The sellers of record of everything of a customer ([None] stands for 'the customer' under a customers
+        grant, whose test needs no table read)."""
+        assert self.grant is not None
+        return [None] if self.grant.kind == "customers" else self._of(customer_id).all()
+
+    def customer_visible(self, customer_id: str) -> bool:
+        """May the caller see that this customer exists (and read what of it is in its grant)?"""
+        return self.unrestricted or any(self._granted(customer_id, o) for o in self._owners_of(customer_id))
 
     def customer_whole(self, customer_id: str) -> bool:
         """May the caller read customer-level totals: is every subscription of the customer in its grant?"""
         if self.unrestricted:
             return True
-        assert self.grant is not None
-        if self.grant.kind == "customers":
-            return customer_id.lower() in self.grant.values
-        owners = self._of(customer_id).all()
-        return bool(owners) and all(owner in self.grant.values for owner in owners)
+        owners = self._owners_of(customer_id)
+        return bool(owners) and all(self._granted(customer_id, o) for o in owners)
 
     def subscription_visible(self, customer_id: str, subscription_id: str) -> bool:
         """May the caller read this Partner Center subscription?"""
         if self.unrestricted:
             return True
-        assert self.grant is not None
-        if self.grant.kind == "customers":
-            return customer_id.lower() in self.grant.values
-        return self._of(customer_id).subscriptions.get(subscription_id.lower()) in self.grant.values
+        return self._granted(customer_id, self._of(customer_id).subscriptions.get(subscription_id.lower()))
 
     def entitlement_visible(self, customer_id: str, entitlement_id: str) -> bool:
         """May the caller read this Azure subscription's rated usage?"""
         if self.unrestricted:
             return True
-        assert self.grant is not None
-        if self.grant.kind == "customers":
-            return customer_id.lower() in self.grant.values
-        return self._of(customer_id).entitlements.get(entitlement_id.lower()) in self.grant.values
+        return self._granted(customer_id, self._of(customer_id).entitlements.get(entitlement_id.lower()))
 
-    def guard(self, route: str, path: Mapping[str, str]) -> None:
-        """Raise for a path naming something outside the grant, exactly as if it did not exist."""
+    def guard(self, route: Route, path: Mapping[str, str]) -> None:
+        """Raise for a route or path outside the caller's access, exactly as if it did not exist.
+
+        ``path`` holds the route's ids, checked and lower-cased. Deny by default: an access class this method
+        does not know is refused.
+        """
+        access = route.access
+        if access is Access.PUBLIC:
+            return
+        if access is Access.PARTNER:
+            if not self.is_key:
+                raise no_such_route()  # before any grant is looked at: an ``all`` grant is not the key
+            return
         if self.unrestricted:
             return
-        if route in PARTNER_ONLY_ROUTES:
-            raise not_found("No such resource. See /api/openapi.json for the routes this API serves.")
-        customer_id = _guid(path.get("customer_id"))
-        if customer_id is None:
-            return  # the handler answers 400 for a malformed id
-        if route in CUSTOMER_ROUTES and not self.customer_visible(customer_id):
-            raise unknown_customer(customer_id)
-        if route in ("azure_entitlements", *WHOLE_CUSTOMER_ROUTES):
-            allowed = self.customer_whole if route in WHOLE_CUSTOMER_ROUTES else self.customer_visible
-            if not allowed(customer_id):
-                raise rated.nothing_stored(customer_id)
-        subscription_id = _guid(path.get("subscription_id"))
-        if route in SUBSCRIPTION_ROUTES and subscription_id is not None:
-            if not self.customer_visible(customer_id):
-                raise unknown_customer(customer_id)
-            if not self.subscription_visible(customer_id, subscription_id):
-                raise unknown_subscription(customer_id, subscription_id)
-        entitlement_id = _guid(path.get("entitlement_id"))
-        if route in ENTITLEMENT_ROUTES and entitlement_id is not None:
+        customer_id = path.get("customer_id")
+        if access is Access.LISTING:
+            if customer_id is not None and not self.customer_visible(customer_id):
+                raise route.unknown(path)
+        elif access is Access.CUSTOMER:
+            if customer_id is None or not self.customer_visible(customer_id):
+                raise route.unknown(path)
+        elif access is Access.CUSTOMER_TOTALS:
+            if customer_id is None or not self.customer_whole(customer_id):
+                raise route.unknown(path)
+        elif access is Access.SUBSCRIPTION:
+            subscription_id = path.get("subscription_id")
+            if customer_id is None or not self.customer_visible(customer_id):
+                raise unknown_customer(str(customer_id))
+            if subscription_id is None or not self.subscription_visible(customer_id, subscription_id):
+                raise unknown_subscription(customer_id, str(subscription_id))
+        elif access is Access.AZURE_SUBSCRIPTION:
+            entitlement_id = path.get("entitlement_id")
+            if customer_id is None or entitlement_id is None:
+                raise route.unknown(path)
             if not self.entitlement_visible(customer_id, entitlement_id):
-                raise rated.nothing_stored(customer_id, entitlement_id)
+                raise route.unknown(path)
+        else:
+            raise no_such_route()
 
     # -- what the tables say -------------------------------------------------------------------------------------
 
@@ -170,10 +196,6 @@ class Scope:
     def keep_customer_row(self, row: Mapping[str, Any]) -> bool:
         """A listing's filter: rows with ``customerId``."""
         return self.customer_visible(str(row.get("customerId", "")))
-
-
-def _guid(value: str | None) -> str | None:
-    return value.lower() if value is not None and is_guid(value) else None
 
 
 def _mpn(value: Any) -> str | None:
