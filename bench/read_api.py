@@ -55,7 +55,9 @@ def _median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def handler_vs_query(store: CountingStore, settings: Settings, path: str, query: dict[str, str], repeats: int) -> dict:
+def handler_vs_query(
+    store: CountingStore, settings: Settings, path: str, query: dict[str, str], repeats: int
+) -> dict[str, Any]:
     """Median time of the handler for one 1000-record page, and of the query it issues, interleaved."""
     request = Request.build("GET", path, query=query)
     table = store.table(tables.UTILIZATION)
@@ -103,7 +105,9 @@ def handler_vs_query(store: CountingStore, settings: Settings, path: str, query:
     }
 
 
-def requests_per_second(url: str, query: dict[str, str], *, concurrency: int, count: int, seconds: float) -> dict:
+def requests_per_second(
+    url: str, query: dict[str, str], *, concurrency: int, count: int, seconds: float
+) -> dict[str, Any]:
     """GET ``url`` from ``concurrency`` threads (one session each) until ``count`` answers or ``seconds`` pass."""
     lock = threading.Lock()
     state = {"sent": 0, "ok": 0, "failed": 0}

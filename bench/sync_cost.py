@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from bench.common import legacy_world, run_utilization_sync
 
 Progress = Callable[[str], None]
+
+
+class _SyncOptions(TypedDict):
+    """The keyword arguments of ``run_utilization_sync`` that every run of one world shares."""
+
+    connection_string: str
+    latency_ms: float
+    backfill_days: int
+    azurite_pid: int | None
 
 
 def _describe(result: dict[str, Any]) -> str:
@@ -43,7 +52,7 @@ def sync_cost(
     runs: list[dict[str, Any]] = []
     for size in sizes:
         config = legacy_world(size, days=days, records_per_day=records_per_day)
-        common = {
+        common: _SyncOptions = {
             "connection_string": connection_string,
             "latency_ms": latency_ms,
             "backfill_days": days,

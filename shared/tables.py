@@ -192,17 +192,6 @@ def rated_line_key(day: str, currency: str, version: str, index: int) -> str:
     return f"{rated_day_prefix(day, currency)}{version}|{index:06d}"
 
 
-def slice_days(row: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A RatedSlices (or RatedCustomerDays) row's ``days`` map: day -> version and totals ({} when absent or bad)."""
-    if row is None:
-        return {}
-    try:
-        days = jsonutil.loads(row.get("days") or "{}")
-    except ValueError:
-        return {}
-    return days if isinstance(days, dict) else {}
-
-
 def rated_stream_key(billing_period: str, currency: str) -> str:
     """The SyncState RowKey of one export stream (``current``/``last``, currency)."""
     return make_key(billing_period, currency.upper())
@@ -445,6 +434,11 @@ class RatedCustomerPeriod(_OfCustomer):
         """Its RowKey: ``{YYYY-MM}|{currency}``."""
         return rated_customer_key(self.period, self.currency)
 
+    @property
+    def billing_pre_tax_total(self) -> str:
+        """The exact sum of its days' totals."""
+        return exact_sum(view.billing_pre_tax_total for view in self.days.values())
+
     def row(self) -> dict[str, Any]:
         """Its RatedCustomerDays row (days in day order)."""
         days = dict(sorted(self.days.items()))
@@ -455,7 +449,7 @@ class RatedCustomerPeriod(_OfCustomer):
             "period": self.period,
             "currencyCode": self.currency,
             "days": jsonutil.dumps({day: view.as_json() for day, view in days.items()}),
-            "billingPreTaxTotal": exact_sum(view.billing_pre_tax_total for view in days.values()),
+            "billingPreTaxTotal": self.billing_pre_tax_total,
             "storedAt": self.stored_at,
             "snapshotETag": self.snapshot_etag,
         }

@@ -9,6 +9,8 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from devhost.azurite import Azurite, AzuriteBlob, running_azurite, running_azurite_blob
+from devhost.simulator import Simulator, WorldConfig
+from tests.rated_support import NOW
 from tests.stores import CountingStore, drop_tables
 
 
@@ -24,6 +26,15 @@ def azurite_blob() -> Iterator[AzuriteBlob]:
     """Azurite's blob service (the simulated Graph billing export's files), in memory, for the whole session."""
     with running_azurite_blob() as emulator:
         yield emulator
+
+
+@pytest.fixture
+def billing_sim(azurite_blob: AzuriteBlob) -> Iterator[Simulator]:
+    """The simulator with the Graph billing export (its blobs in Azurite): four customers, one forbidden, at
+    ``rated_support.NOW``."""
+    world = WorldConfig(now=NOW, customers=4, forbidden_customers=1)
+    with Simulator(world=world, blob_connection_string=azurite_blob.connection_string) as simulator:
+        yield simulator
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shared.partner_center.auth import TokenProvider
+
 BOM = b"\xef\xbb\xbf"
 
 
@@ -20,10 +22,12 @@ class FakeClock:
         self.now += seconds
 
 
-class StaticTokens:
-    """Stands in for TokenProvider in client tests that are not about tokens."""
+class StaticTokens(TokenProvider):
+    """Stands in for TokenProvider in client tests that are not about tokens: fixed tokens, no token endpoint."""
 
     def __init__(self) -> None:
+        # Never used: both public methods are overridden, so no token request is ever sent.
+        super().__init__(authority="http://tokens.invalid", tenant_id="t", client_id="c", client_secret="s")
         self.issued = 0
         self.invalidated = 0
 

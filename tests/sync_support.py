@@ -98,6 +98,6 @@ def snapshot(store: TableStore, tables: tuple[str, ...] = DATA_TABLES) -> dict[s
     return result
 
 
-def watermarks(store: TableStore) -> dict[str, str]:
-    """doneThrough per subscription key."""
+def watermarks(store: TableStore) -> dict[str, str | None]:
+    """doneThrough per subscription key (None where a subscription has none yet)."""
     return {r["RowKey"]: r.get("doneThrough") for r in store.partition(tables.SYNC_STATE, tables.UTILIZATION_STATE)}

@@ -11,22 +11,21 @@ import pytest
 from devhost.simulator.billing import entitlement_ids
 from devhost.simulator.billing import lines as world_lines
 from tests.api_data import get
-from tests.test_rated_usage import CURRENCIES, NOW, expected_totals, sim, sync
+from tests.rated_support import CURRENCIES, NOW, expected_totals, sync
 
 BASE = "/api/v1/customers"
-__all__ = ["sim"]  # the simulator fixture of test_rated_usage, shared
 
 
 @pytest.fixture
-def synced(sim, azurite, store):
-    run = sync(sim, azurite, store)
+def synced(billing_sim, azurite, store):
+    run = sync(billing_sim, azurite, store)
     assert run.status == "succeeded", run.summary()
-    customer = sim.world.customer(0)
-    plan = sim.world.subscription_ids(customer.id, "azure_plan")[0]
-    return customer.id, entitlement_ids(sim.world, plan, 1)[0], plan
+    customer = billing_sim.world.customer(0)
+    plan = billing_sim.world.subscription_ids(customer.id, "azure_plan")[0]
+    return customer.id, entitlement_ids(billing_sim.world, plan, 1)[0], plan
 
 
-def test_an_azure_subscriptions_daily_cost_is_its_lines_summed_with_its_freshness(sim, store, synced):
+def test_an_azure_subscriptions_daily_cost_is_its_lines_summed_with_its_freshness(billing_sim, store, synced):
     customer_id, entitlement_id, plan = synced
     response = get(
         store,
@@ -37,7 +36,7 @@ def test_an_azure_subscriptions_daily_cost_is_its_lines_summed_with_its_freshnes
     body = response.json()
     expected = {
         d: t
-        for (c, e, d), t in expected_totals(sim).items()
+        for (c, e, d), t in expected_totals(billing_sim).items()
         if e == entitlement_id and "2026-10-25" <= d <= "2026-11-19"
     }
     assert {i["usageDate"]: i["billingPreTaxTotal"] for i in body["items"]} == expected
@@ -56,11 +55,11 @@ def test_an_azure_subscriptions_daily_cost_is_its_lines_summed_with_its_freshnes
     assert again.status == 304
 
 
-def test_a_customers_daily_cost_sums_its_subscriptions_and_offers_csv(sim, store, synced):
-    customer_id = sim.world.customer(1).id  # two Azure subscriptions under its plan
+def test_a_customers_daily_cost_sums_its_subscriptions_and_offers_csv(billing_sim, store, synced):
+    customer_id = billing_sim.world.customer(1).id  # two Azure subscriptions under its plan
     body = get(store, f"{BASE}/{customer_id}/dailycost?from=2026-11-01&to=2026-11-30", now=NOW).json()
     expected: dict[str, Decimal] = {}
-    for (c, _e, d), total in expected_totals(sim).items():
+    for (c, _e, d), total in expected_totals(billing_sim).items():
         if c == customer_id and d.startswith("2026-11"):
             expected[d] = expected.get(d, Decimal(0)) + total
     assert {i["usageDate"]: i["billingPreTaxTotal"] for i in body["items"]} == expected
@@ -71,7 +70,7 @@ def test_a_customers_daily_cost_sums_its_subscriptions_and_offers_csv(sim, store
     assert Decimal(rows[0]["billingPreTaxTotal"]) == expected[rows[0]["usageDate"]]
 
 
-def test_line_items_page_through_every_line_of_the_range_once(sim, store, synced):
+def test_line_items_page_through_every_line_of_the_range_once(billing_sim, store, synced):
     customer_id, entitlement_id, _ = synced
     target = f"{BASE}/{customer_id}/azureentitlements/{entitlement_id}/lineitems?from=2026-11-01&to=2026-11-07&size=7"
     seen = []
@@ -92,7 +91,7 @@ def test_line_items_page_through_every_line_of_the_range_once(sim, store, synced
     expected = [
         ln
         for c in CURRENCIES.split(",")
-        for ln in world_lines(sim.world, "current", c, sim.graph.options)
+        for ln in world_lines(billing_sim.world, "current", c, billing_sim.graph.options)
         if ln["EntitlementId"] == entitlement_id and ln["UsageDate"][:10] <= "2026-11-07"
     ]
     assert len(seen) == len(expected) and sorted(ln["BillingPreTaxTotal"] for ln in seen) == sorted(
@@ -103,7 +102,7 @@ def test_line_items_page_through_every_line_of_the_range_once(sim, store, synced
     assert header[:3] == ["UsageDate", "CustomerId", "CustomerName"] and "BillingPreTaxTotal" in header
 
 
-def test_a_page_after_a_new_snapshot_is_a_409_not_a_mix(sim, azurite, store, synced):
+def test_a_page_after_a_new_snapshot_is_a_409_not_a_mix(billing_sim, azurite, store, synced):
     customer_id, entitlement_id, _ = synced
     first = get(
         store,
@@ -111,8 +110,8 @@ def test_a_page_after_a_new_snapshot_is_a_409_not_a_mix(sim, azurite, store, syn
         now=NOW,
     )
     token = first.headers["MS-ContinuationToken"]
-    sim.graph.configure({"rerate": {"2026-11-04": "2"}})
-    sync(sim, azurite, store)
+    billing_sim.graph.configure({"rerate": {"2026-11-04": "2"}})
+    sync(billing_sim, azurite, store)
     second = get(
         store, f"{BASE}/{customer_id}/azureentitlements/{entitlement_id}/lineitems?continuation_token={token}", now=NOW
     )
@@ -127,13 +126,13 @@ def test_a_page_after_a_new_snapshot_is_a_409_not_a_mix(sim, azurite, store, syn
         "/{c}/azureentitlements/{e}/lineitems?size=0",
     ],
 )
-def test_bad_requests_are_400_with_a_message(sim, store, synced, target):
+def test_bad_requests_are_400_with_a_message(billing_sim, store, synced, target):
     customer_id, entitlement_id, _ = synced
     response = get(store, BASE + target.format(c=customer_id, e=entitlement_id), now=NOW)
     assert response.status == 400 and response.json()["description"]
 
 
-def test_a_range_ending_before_it_starts_holds_nothing_and_a_long_one_is_one_read(sim, store, synced):
+def test_a_range_ending_before_it_starts_holds_nothing_and_a_long_one_is_one_read(billing_sim, store, synced):
     customer_id, entitlement_id, _ = synced
     empty = get(store, f"{BASE}/{customer_id}/dailycost?from=2026-11-10&to=2026-11-01", now=NOW)
     assert empty.status == 200 and empty.json()["items"] == []
@@ -145,7 +144,7 @@ def test_a_range_ending_before_it_starts_holds_nothing_and_a_long_one_is_one_rea
     assert wide.status == 200 and {p["period"] for p in wide.json()["periods"]} == {"2026-10", "2026-11"}
 
 
-def test_unknown_ids_and_tokens_are_404(sim, store, synced):
+def test_unknown_ids_and_tokens_are_404(billing_sim, store, synced):
     customer_id, entitlement_id, _ = synced
     other = "00000000-0000-4000-8000-000000000001"
     for target in (
@@ -160,19 +159,19 @@ def test_unknown_ids_and_tokens_are_404(sim, store, synced):
     assert bad.status == 404
 
 
-def test_the_entitlements_listing_links_each_azure_subscription(sim, store, synced):
-    customer_id = sim.world.customer(1).id
+def test_the_entitlements_listing_links_each_azure_subscription(billing_sim, store, synced):
+    customer_id = billing_sim.world.customer(1).id
     body = get(store, f"{BASE}/{customer_id}/azureentitlements", now=NOW).json()
     assert body["totalCount"] == 2 and all(i["tier2MpnId"] for i in body["items"])
     link = body["items"][0]["links"]["dailyCost"]["uri"]
     assert get(store, "/api/v1/" + link, now=NOW).status == 200
 
 
-def test_the_utilization_route_of_an_azure_plan_points_to_the_daily_cost_routes(sim, azurite, store, synced):
+def test_the_utilization_route_of_an_azure_plan_points_to_the_daily_cost_routes(billing_sim, azurite, store, synced):
+    from tests.rated_support import settings_of
     from tests.sync_support import run_job
-    from tests.test_rated_usage import settings_of
 
-    run_job("fetch_usage_summary", settings_of(sim, azurite, store.prefix), store, NOW)  # lists the inventory
+    run_job("fetch_usage_summary", settings_of(billing_sim, azurite, store.prefix), store, NOW)  # lists the inventory
     customer_id, _, plan = synced
     response = get(store, f"{BASE}/{customer_id}/subscriptions/{plan}/utilizations/azure", now=NOW)
     assert response.status == 404 and "azureentitlements" in response.json()["description"]
@@ -180,7 +179,7 @@ def test_the_utilization_route_of_an_azure_plan_points_to_the_daily_cost_routes(
     assert sub["serviceAttributes"]["ratedUsage"]["covered"] is True
 
 
-def test_health_shows_each_export_streams_snapshot(sim, store, synced):
+def test_health_shows_each_export_streams_snapshot(billing_sim, store, synced):
     report = get(store, "/api/health", now=NOW).json()
     snapshots = report["functions"]["fetch_rated_usage"]["snapshots"]
     assert {(s["billingPeriod"], s["currencyCode"]) for s in snapshots} == {

@@ -291,7 +291,7 @@ def test_a_bad_usage_summary_is_quarantined_and_the_other_subscriptions_stored(h
 
 BAD_SUBSCRIPTIONS = {
     "no id": _json({"offerId": "MS-AZR-0145P"}),
-    "numeric id": _json(subscription(7)),
+    "numeric id": _json(subscription(7)),  # type: ignore[arg-type]  # deliberately not a string: the bad input
     "a JSON string": _json("subscription"),
     "numeric offer": _json(subscription("50000000-0000-0000-0000-000000000009", offerId=145)),
     "an unknown status": _json(subscription("50000000-0000-0000-0000-000000000009", status="Frozen")),

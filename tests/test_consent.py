@@ -18,7 +18,7 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -81,7 +81,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
             yield Setup(sim, vault, front, home, work)
 
 
-def browser(seen: list[str]) -> object:
+def browser(seen: list[str]) -> Callable[[str], None]:
     """The admin's browser: open the sign-in page, follow the redirect to the loopback listener."""
 
     def open_url(url: str) -> None:
@@ -109,7 +109,7 @@ def test_consent_stores_a_working_refresh_token_and_the_seeded_client_secret(
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    out, seen = io.StringIO(), []
+    out, seen = io.StringIO(), list[str]()
 
     run_consent(
         setup.options(seed_client_secret=True),

@@ -33,6 +33,13 @@ def run_readme_block(port: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
+def captured(pattern: str, text: str) -> str:
+    """The first group of ``pattern``'s first match in ``text``, which must match."""
+    match = re.search(pattern, text)
+    assert match is not None, (pattern, text)
+    return match.group(1)
+
+
 def test_the_readme_block_calls_every_route_a_portal_starts_with():
     block = readme_block()
     for route in (
@@ -62,6 +69,7 @@ def test_devhost_up_syncs_serves_answers_the_printed_curls_and_stops_cleanly(tmp
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 120
+        assert process.stdout is not None  # stdout=PIPE
         while time.monotonic() < deadline:
             line = process.stdout.readline()
             if not line:
@@ -81,14 +89,14 @@ def test_devhost_up_syncs_serves_answers_the_printed_curls_and_stops_cleanly(tmp
         assert len(curls) == 4
         assert any("/azureentitlements/" in curl and curl.endswith("/dailycost") for curl in curls)
         for curl in curls:
-            key = re.search(r'x-functions-key: ([^"]+)"', curl).group(1)
-            url = re.search(r'"?(http://127\.0\.0\.1:\d+/api/[^" ]+)"?$', curl).group(1)
+            key = captured(r'x-functions-key: ([^"]+)"', curl)
+            url = captured(r'"?(http://127\.0\.0\.1:\d+/api/[^" ]+)"?$', curl)
             response = requests.get(url, headers={"x-functions-key": key}, timeout=30)
             assert response.status_code == 200, (url, response.text)
             body = response.json()
             assert body.get("items") or body.get("totalCost") is not None, body
             assert requests.get(url, timeout=30).status_code == 401  # the key is required
-        port = re.search(r"serving +http://127\.0\.0\.1:(\d+)/api/", output).group(1)
+        port = captured(r"serving +http://127\.0\.0\.1:(\d+)/api/", output)
         readme = run_readme_block(port)
         assert readme.returncode == 0, (readme.stdout[-2000:], readme.stderr[-2000:])
         assert readme.stdout.count("HTTP/1.") == 1 and '"status":"healthy"' in readme.stdout

@@ -183,6 +183,14 @@ def test_token_retries_stop_at_the_policy_s_limit(httpserver):
     assert len(httpserver.log) == 6 and caught.value.status == 503
 
 
+class StoreUnavailable(RuntimeError):
+    """A store's HTTP error, as Key Vault's carry it: a ``status_code``."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
 class FailingStore(InMemoryRefreshTokenStore):
     """A refresh-token store whose writes fail ``failures`` times (None: always) with an HTTP status."""
 
@@ -195,9 +203,7 @@ class FailingStore(InMemoryRefreshTokenStore):
     def save(self, token):
         self.attempts += 1
         if self.failures is None or self.attempts <= self.failures:
-            error = RuntimeError("store unavailable")
-            error.status_code = self.status
-            raise error
+            raise StoreUnavailable("store unavailable", self.status)
         super().save(token)
 
 

@@ -193,7 +193,7 @@ def test_429_honours_retry_after_and_retries_with_the_same_request_id(httpserver
 
 
 def test_a_429_holds_back_the_next_call_of_every_worker(httpserver):
-    slept = []
+    slept: list[float] = []
     frozen = FakeClock()  # time stands still: a hold set by one call is still in force for the next
     client = PartnerCenterClient(
         base_url=httpserver.url_for("/").rstrip("/"), tokens=StaticTokens(), sleep=slept.append, clock=frozen
@@ -244,7 +244,7 @@ def test_a_retry_after_beyond_the_limit_fails_fast_instead_of_sleeping(httpserve
     with pytest.raises(PartnerCenterError) as caught:
         list(client.customers())
     assert clock.sleeps == [] and caught.value.status == 429
-    assert caught.value.code == "429" and "Rate limit" in caught.value.description
+    assert caught.value.code == "429" and "Rate limit" in (caught.value.description or "")
 
 
 def test_a_read_timeout_is_retried(httpserver, clock):

@@ -3,79 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from decimal import Decimal, localcontext
 from typing import Any
 
 import pytest
 from azure.data.tables import TableServiceClient
 
-from devhost.simulator import Simulator, WorldConfig
 from devhost.simulator.billing import lines as world_lines
-from devhost.simulator.billing import totals as world_totals
 from devhost.simulator.faults import Fault
 from shared import jsonutil, tables
 from shared.rated.ingest import EXACT
 from shared.settings import Settings, SettingsError
 from shared.sync import jobs, runner
 from shared.sync.context import DEADLINE_MARGIN_SECONDS
-from shared.sync.runs import SyncFailed, SyncRun
+from shared.sync.runs import SyncFailed
 from shared.table_store import TableStore
 from tests.fakes import FakeClock
+from tests.rated_support import CURRENCIES, NOW, expected_totals, rated_rows, settings_of, stored_totals, sync
 from tests.stores import drop_tables
 from tests.sync_support import run_job, sim_env
-
-NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
-RATED = (tables.RATED_SLICES, tables.RATED_CUSTOMER_DAYS, tables.RATED_LINES)
-CURRENCIES = "GBP,SEK"
-
-
-@pytest.fixture
-def sim(azurite_blob) -> Iterator[Simulator]:
-    world = WorldConfig(now=NOW, customers=4, forbidden_customers=1)
-    with Simulator(world=world, blob_connection_string=azurite_blob.connection_string) as simulator:
-        yield simulator
-
-
-def settings_of(sim: Simulator, azurite, prefix: str, **overrides: str) -> Settings:
-    return Settings.from_env(sim_env(sim, azurite, prefix, RATED_USAGE_CURRENCIES=CURRENCIES, **overrides))
-
-
-def rated_rows(store: TableStore) -> dict[str, list[dict[str, Any]]]:
-    """Every rated-usage row, without service metadata, in key order."""
-    return {
-        name: sorted((dict(r) for r in store.all_rows(name)), key=lambda r: (r["PartitionKey"], r["RowKey"]))
-        for name in RATED
-    }
-
-
-def sync(
-    sim: Simulator, azurite, store: TableStore, *, now: datetime = NOW, sleeps: list[float] | None = None
-) -> SyncRun:
-    settings = settings_of(sim, azurite, store.prefix)
-    recorded = sleeps if sleeps is not None else []
-    try:
-        return runner.run_job(
-            jobs.get("fetch_rated_usage"), settings, store, budget_seconds=None, now=lambda: now, sleep=recorded.append
-        )
-    except SyncFailed as failed:
-        return failed.run
-
-
-def expected_totals(sim: Simulator) -> dict[tuple[str, str, str], Decimal]:
-    found: dict[tuple[str, str, str], Decimal] = {}
-    for currency in CURRENCIES.split(","):
-        for period in ("current", "last"):
-            found.update(world_totals(sim.world, period, currency, sim.graph.options))
-    return found
-
-
-def stored_totals(store: TableStore) -> dict[tuple[str, str, str], str]:
-    found = {}
-    for row in store.all_rows(tables.RATED_SLICES):
-        for day, view in jsonutil.loads(row["days"]).items():
-            found[(row["customerId"], row["entitlementId"], day)] = view["billingPreTaxTotal"]
-    return found
 
 
 @pytest.fixture
@@ -86,11 +32,11 @@ def other_store(azurite) -> Iterator[TableStore]:
     drop_tables(table_store)
 
 
-def test_a_run_stores_every_line_and_totals_equal_their_lines_digit_for_digit(sim, azurite, store):
-    run = sync(sim, azurite, store)
+def test_a_run_stores_every_line_and_totals_equal_their_lines_digit_for_digit(billing_sim, azurite, store):
+    run = sync(billing_sim, azurite, store)
     assert run.status == "succeeded", run.summary()
     assert run.counters["done"] == 4  # current and last, two currencies
-    expected = expected_totals(sim)
+    expected = expected_totals(billing_sim)
     stored = stored_totals(store)
     assert set(stored) == {(c.lower(), e.lower(), d) for c, e, d in expected}
     for (customer, entitlement, day), total in expected.items():
@@ -100,7 +46,7 @@ def test_a_run_stores_every_line_and_totals_equal_their_lines_digit_for_digit(si
         line
         for c in CURRENCIES.split(",")
         for p in ("current", "last")
-        for line in world_lines(sim.world, p, c, sim.graph.options)
+        for line in world_lines(billing_sim.world, p, c, billing_sim.graph.options)
     ]
     assert len(lines) == len(world)  # identical-looking lines are both kept
     assert sorted(jsonutil.loads(r["line"])["BillingPreTaxTotal"] for r in lines) == sorted(
@@ -122,103 +68,106 @@ def test_a_run_stores_every_line_and_totals_equal_their_lines_digit_for_digit(si
 @pytest.mark.parametrize(
     ("inline", "status"), [(False, "succeeded"), (True, "completed"), (True, "succeeded"), (False, "completed")]
 )
-def test_both_success_shapes_and_statuses_store_the_same_rows(sim, azurite, store, other_store, inline, status):
-    sync(sim, azurite, other_store)
-    sim.graph.configure({"manifestInline": inline, "finalStatus": status})
-    run = sync(sim, azurite, store)
+def test_both_success_shapes_and_statuses_store_the_same_rows(billing_sim, azurite, store, other_store, inline, status):
+    sync(billing_sim, azurite, other_store)
+    billing_sim.graph.configure({"manifestInline": inline, "finalStatus": status})
+    run = sync(billing_sim, azurite, store)
     assert run.status == "succeeded", run.summary()
     assert rated_rows(store) == rated_rows(other_store)
 
 
 @pytest.mark.parametrize(("empty_as", "says"), [("5000", "(code 5000)"), ("blobCount0", ": 0 lines in 0 blobs")])
-def test_no_data_as_failure_5000_or_as_an_empty_manifest_is_a_success_without_rows(sim, azurite, store, empty_as, says):
-    sim.graph.configure({"emptyAs": empty_as})
-    settings = Settings.from_env(sim_env(sim, azurite, store.prefix, RATED_USAGE_CURRENCIES="JPY"))
+def test_no_data_as_failure_5000_or_as_an_empty_manifest_is_a_success_without_rows(
+    billing_sim, azurite, store, empty_as, says
+):
+    billing_sim.graph.configure({"emptyAs": empty_as})
+    settings = Settings.from_env(sim_env(billing_sim, azurite, store.prefix, RATED_USAGE_CURRENCIES="JPY"))
     run = run_job("fetch_rated_usage", settings, store, NOW)
     assert run.status == "succeeded", run.summary()
     assert run.counters["done"] == 2 and not list(store.all_rows(tables.RATED_SLICES))
     assert sum(says in note for note in run.notes) == 2, run.notes  # both streams (current, last) say why
 
 
-def test_retry_after_is_honoured_through_the_injected_sleep_and_410_starts_again(sim, azurite, store):
-    sim.graph.configure({"retryAfter": 7, "polls": 2, "expireOperations": 1})
+def test_retry_after_is_honoured_through_the_injected_sleep_and_410_starts_again(billing_sim, azurite, store):
+    billing_sim.graph.configure({"retryAfter": 7, "polls": 2, "expireOperations": 1})
     sleeps: list[float] = []
-    run = sync(sim, azurite, store, sleeps=sleeps)
+    run = sync(billing_sim, azurite, store, sleeps=sleeps)
     assert run.status == "succeeded", run.summary()
     assert sleeps.count(7.0) >= 2 * 4  # two running answers per export, four exports
-    assert sim.graph.exports_started == 5  # one 410 Gone: that stream exported again
+    assert billing_sim.graph.exports_started == 5  # one 410 Gone: that stream exported again
 
 
-def test_an_export_still_running_is_polled_again_by_the_next_run_not_started_again(sim, azurite, store):
-    sim.graph.configure({"retryAfter": 200, "polls": 3})
-    first = sync(sim, azurite, store)
+def test_an_export_still_running_is_polled_again_by_the_next_run_not_started_again(billing_sim, azurite, store):
+    billing_sim.graph.configure({"retryAfter": 200, "polls": 3})
+    first = sync(billing_sim, azurite, store)
     assert first.counters["pending"] == 4 and first.counters["done"] == 0 and not first.errors
-    started = sim.graph.exports_started
-    sim.graph.configure({"polls": 0})
-    second = sync(sim, azurite, store)
-    assert second.counters["done"] == 4 and sim.graph.exports_started == started
+    started = billing_sim.graph.exports_started
+    billing_sim.graph.configure({"polls": 0})
+    second = sync(billing_sim, azurite, store)
+    assert second.counters["done"] == 4 and billing_sim.graph.exports_started == started
 
 
-def test_faults_converge_to_the_rows_of_a_clean_run(sim, azurite, store, other_store):
-    sync(sim, azurite, other_store)
-    sim.faults.add(Fault("429", path="billing/operations", times=2, retry_after=3))
-    sim.faults.add(Fault("503", path="usage/unbilled/export", times=1))
-    sim.graph.configure({"cutBlobs": 2, "expiredSas": 1, "membersPerBlob": 3, "linesPerBlob": 40})
-    run = sync(sim, azurite, store)
+def test_faults_converge_to_the_rows_of_a_clean_run(billing_sim, azurite, store, other_store):
+    sync(billing_sim, azurite, other_store)
+    billing_sim.faults.add(Fault("429", path="billing/operations", times=2, retry_after=3))
+    billing_sim.faults.add(Fault("503", path="usage/unbilled/export", times=1))
+    billing_sim.graph.configure({"cutBlobs": 2, "expiredSas": 1, "membersPerBlob": 3, "linesPerBlob": 40})
+    run = sync(billing_sim, azurite, store)
     assert run.status == "succeeded", (run.summary(), run.errors)
     assert run.counters["retries"] >= 5
     assert rated_rows(store) == rated_rows(other_store)
 
 
-def test_an_unchanged_export_writes_no_data_rows(sim, azurite, store):
-    sync(sim, azurite, store)
+def test_an_unchanged_export_writes_no_data_rows(billing_sim, azurite, store):
+    sync(billing_sim, azurite, store)
     before = rated_rows(store)
-    second = sync(sim, azurite, store)  # the same eTag: nothing downloaded
+    second = sync(billing_sim, azurite, store)  # the same eTag: nothing downloaded
     assert second.counters["rows"] == 0 and "nothing downloaded" in " ".join(second.notes)
     for row in store.partition(tables.SYNC_STATE, tables.RATED_USAGE_STATE):  # forget the eTags: compare digests
         store.upsert_one(tables.SYNC_STATE, {**dict(row), "snapshotETag": "", "settledPeriod": ""})
-    third = sync(sim, azurite, store)
+    third = sync(billing_sim, azurite, store)
     assert third.status == "succeeded" and third.counters["rows"] == 0, third.notes
     assert rated_rows(store) == before
 
 
-def test_a_rerated_day_rewrites_only_that_days_slices(sim, azurite, store, other_store):
-    sync(sim, azurite, store)
+def test_a_rerated_day_rewrites_only_that_days_slices(billing_sim, azurite, store, other_store):
+    sync(billing_sim, azurite, store)
     old_keys = {r["RowKey"] for r in store.all_rows(tables.RATED_LINES)}
-    sim.graph.configure({"rerate": {"2026-11-05": "0.9"}})
-    run = sync(sim, azurite, store)
+    billing_sim.graph.configure({"rerate": {"2026-11-05": "0.9"}})
+    run = sync(billing_sim, azurite, store)
     assert run.status == "succeeded", run.summary()
     written = {r["RowKey"] for r in store.all_rows(tables.RATED_LINES)} - old_keys
     assert written and all(key.startswith("2026-11-05|") for key in written)
     day_lines = [
         ln
         for c in CURRENCIES.split(",")
-        for ln in world_lines(sim.world, "current", c, sim.graph.options)
+        for ln in world_lines(billing_sim.world, "current", c, billing_sim.graph.options)
         if ln["UsageDate"].startswith("2026-11-05")
     ]
     assert run.counters["rows"] == len(day_lines) + len(
         {(ln["CustomerId"], ln["EntitlementId"]) for ln in day_lines}
     ) + len({ln["CustomerId"] for ln in day_lines})
     assert stored_totals(store) == {
-        k: str(v) for k, v in {(c.lower(), e.lower(), d): t for (c, e, d), t in expected_totals(sim).items()}.items()
+        k: str(v)
+        for k, v in {(c.lower(), e.lower(), d): t for (c, e, d), t in expected_totals(billing_sim).items()}.items()
     }
     # The old version of the day stays readable for readers in flight, and goes at the first ingest after the grace.
     later = NOW.replace(hour=23)
     for row in store.partition(tables.SYNC_STATE, tables.RATED_USAGE_STATE):
         store.upsert_one(tables.SYNC_STATE, {**dict(row), "snapshotETag": ""})
-    sync(sim, azurite, store, now=later)
-    sync(sim, azurite, other_store, now=later)
+    sync(billing_sim, azurite, store, now=later)
+    sync(billing_sim, azurite, other_store, now=later)
     assert {r["RowKey"] for r in store.all_rows(tables.RATED_LINES)} == {
         r["RowKey"] for r in other_store.all_rows(tables.RATED_LINES)
     }
 
 
 def test_a_crash_mid_ingest_leaves_the_old_snapshot_served_and_the_rerun_converges(
-    sim, azurite, store, other_store, monkeypatch
+    billing_sim, azurite, store, other_store, monkeypatch
 ):
-    sync(sim, azurite, store)
+    sync(billing_sim, azurite, store)
     before = rated_rows(store)
-    sim.graph.configure({"rerate": {"2026-11-03": "1.5", "2026-11-10": "0.5"}})
+    billing_sim.graph.configure({"rerate": {"2026-11-03": "1.5", "2026-11-10": "0.5"}})
     real_submit = TableStore._submit
     calls = {"n": 0}
 
@@ -230,10 +179,10 @@ def test_a_crash_mid_ingest_leaves_the_old_snapshot_served_and_the_rerun_converg
         return real_submit(self, table, batch) if mode is None else real_submit(self, table, batch, mode)
 
     monkeypatch.setattr(TableStore, "_submit", crash_after_a_few)
-    crashed = sync(sim, azurite, store)
+    crashed = sync(billing_sim, azurite, store)
     monkeypatch.setattr(TableStore, "_submit", real_submit)
     assert crashed.status == "failed" and calls["n"] > 2
-    sync(sim, azurite, other_store)  # what a clean run stores for the re-rated world
+    sync(billing_sim, azurite, other_store)  # what a clean run stores for the re-rated world
     after = {(r["PartitionKey"], r["RowKey"]): r["days"] for r in rated_rows(store)[tables.RATED_SLICES]}
     old = {(r["PartitionKey"], r["RowKey"]): r["days"] for r in before[tables.RATED_SLICES]}
     new = {(r["PartitionKey"], r["RowKey"]): r["days"] for r in rated_rows(other_store)[tables.RATED_SLICES]}
@@ -246,7 +195,7 @@ def test_a_crash_mid_ingest_leaves_the_old_snapshot_served_and_the_rerun_converg
         for day, view in jsonutil.loads(days).items():
             prefix = f"{day}|{key[1].split('|')[2]}|{view['version']}|"
             assert sum(1 for rk in rows if rk.startswith(prefix)) == view["lines"]
-    rerun = sync(sim, azurite, store)
+    rerun = sync(billing_sim, azurite, store)
     assert rerun.status == "succeeded", rerun.summary()
     assert stored_totals(store) == stored_totals(other_store)
     assert {k: v["days"] for k, v in _by_key(store).items()} == {k: v["days"] for k, v in _by_key(other_store).items()}
@@ -256,10 +205,12 @@ def _by_key(store: TableStore) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["PartitionKey"], r["RowKey"]): r for r in store.all_rows(tables.RATED_SLICES)}
 
 
-def test_malformed_lines_are_quarantined_with_their_reason_and_the_rest_is_stored(sim, azurite, store, other_store):
-    sync(sim, azurite, other_store)
-    sim.graph.configure({"badLines": True})
-    run = sync(sim, azurite, store)
+def test_malformed_lines_are_quarantined_with_their_reason_and_the_rest_is_stored(
+    billing_sim, azurite, store, other_store
+):
+    sync(billing_sim, azurite, other_store)
+    billing_sim.graph.configure({"badLines": True})
+    run = sync(billing_sim, azurite, store)
     assert run.status == "succeeded", run.summary()
     quarantined = list(store.all_rows(tables.QUARANTINE))
     assert len(quarantined) == 4 * 4 and run.counters["quarantined"] == 16
@@ -299,10 +250,12 @@ def stream_operations(store: TableStore) -> dict[str, str | None]:
     return {r["RowKey"]: r.get("operationUrl") for r in store.partition(tables.SYNC_STATE, tables.RATED_USAGE_STATE)}
 
 
-def test_export_polling_stops_before_the_function_timeout_and_the_next_run_polls_the_same_exports(sim, azurite, store):
+def test_export_polling_stops_before_the_function_timeout_and_the_next_run_polls_the_same_exports(
+    billing_sim, azurite, store
+):
     # Exports that take an hour, a wait setting that allows it, and a clock that moves only when the run sleeps.
-    sim.graph.configure({"retryAfter": 200, "polls": 1000})
-    settings = settings_of(sim, azurite, store.prefix, RATED_USAGE_EXPORT_WAIT_SECONDS="3600")
+    billing_sim.graph.configure({"retryAfter": 200, "polls": 1000})
+    settings = settings_of(billing_sim, azurite, store.prefix, RATED_USAGE_EXPORT_WAIT_SECONDS="3600")
     clock = FakeClock()
     try:
         first = runner.run_job(
@@ -320,19 +273,19 @@ def test_export_polling_stops_before_the_function_timeout_and_the_next_run_polls
     assert first.status == "succeeded" and first.counters["pending"] == 4 and not first.errors, first.notes
     in_flight = stream_operations(store)
     assert len(in_flight) == 4 and all(in_flight.values())
-    started = sim.graph.exports_started
-    sim.graph.configure({"polls": 0})
-    second = sync(sim, azurite, store)
-    assert second.counters["done"] == 4 and sim.graph.exports_started == started  # the same exports, finished
+    started = billing_sim.graph.exports_started
+    billing_sim.graph.configure({"polls": 0})
+    second = sync(billing_sim, azurite, store)
+    assert second.counters["done"] == 4 and billing_sim.graph.exports_started == started  # the same exports, finished
 
 
 def test_an_ingest_stopped_at_the_deadline_leaves_whole_pointers_and_its_export_for_the_next_run(
-    sim, azurite, store, other_store
+    billing_sim, azurite, store, other_store
 ):
-    sync(sim, azurite, store)
+    sync(billing_sim, azurite, store)
     before = rated_rows(store)
-    sim.graph.configure({"rerate": {"2026-11-03": "1.5", "2026-11-10": "0.5"}})
-    settings = settings_of(sim, azurite, store.prefix)
+    billing_sim.graph.configure({"rerate": {"2026-11-03": "1.5", "2026-11-10": "0.5"}})
+    settings = settings_of(billing_sim, azurite, store.prefix)
 
     def clock() -> float:  # time, for this run, is rows written: the deadline comes in the middle of the ingest
         return float(store.stats.entities_written)
@@ -343,7 +296,7 @@ def test_an_ingest_stopped_at_the_deadline_leaves_whole_pointers_and_its_export_
     assert any("deadline" in note for note in stopped.notes), stopped.notes
     in_flight = {key: url for key, url in stream_operations(store).items() if url}
     assert in_flight  # the export whose ingest was stopped is still the stream's, to be polled again
-    sync(sim, azurite, other_store)  # what a clean run stores for the re-rated world
+    sync(billing_sim, azurite, other_store)  # what a clean run stores for the re-rated world
     after = {(r["PartitionKey"], r["RowKey"]): r["days"] for r in rated_rows(store)[tables.RATED_SLICES]}
     old = {(r["PartitionKey"], r["RowKey"]): r["days"] for r in before[tables.RATED_SLICES]}
     new = {(r["PartitionKey"], r["RowKey"]): r["days"] for r in rated_rows(other_store)[tables.RATED_SLICES]}
@@ -355,18 +308,18 @@ def test_an_ingest_stopped_at_the_deadline_leaves_whole_pointers_and_its_export_
         for day, view in jsonutil.loads(days).items():
             prefix = f"{day}|{key[1].split('|')[2]}|{view['version']}|"
             assert sum(1 for rk in rows if rk.startswith(prefix)) == view["lines"]
-    started = sim.graph.exports_started
-    rerun = sync(sim, azurite, store)
+    started = billing_sim.graph.exports_started
+    rerun = sync(billing_sim, azurite, store)
     assert rerun.status == "succeeded", rerun.summary()
-    assert sim.graph.exports_started == started + rerun.counters["done"] - len(in_flight)  # in flight: polled
+    assert billing_sim.graph.exports_started == started + rerun.counters["done"] - len(in_flight)  # in flight: polled
     assert stored_totals(store) == stored_totals(other_store)
     assert {k: v["days"] for k, v in _by_key(store).items()} == {k: v["days"] for k, v in _by_key(other_store).items()}
 
 
 def test_rated_usage_runs_with_the_graph_settings_alone_and_the_partner_center_jobs_say_what_they_miss(
-    sim, azurite, store
+    billing_sim, azurite, store
 ):
-    settings = settings_of(sim, azurite, store.prefix, PARTNER_CENTER_REFRESH_TOKEN="")
+    settings = settings_of(billing_sim, azurite, store.prefix, PARTNER_CENTER_REFRESH_TOKEN="")
     run = run_job("fetch_rated_usage", settings, store, NOW)
     assert run.status == "succeeded" and run.counters["done"] == 4, run.summary()
     with pytest.raises(SettingsError, match="PARTNER_CENTER_REFRESH_TOKEN") as caught:

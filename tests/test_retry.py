@@ -159,7 +159,7 @@ class DropsTransactions:
 
 @pytest.mark.parametrize("error", [ServiceRequestError("reset"), ServiceResponseError("reset")])
 def test_a_dropped_batch_is_sent_again_after_the_policy_s_wait_through_the_injected_sleep(store, error, monkeypatch):
-    slept = []
+    slept: list[float] = []
     store._sleep = slept.append
     sender = DropsTransactions(error, drops=1)
     monkeypatch.setattr(table_batch, "submit", sender)
@@ -170,7 +170,7 @@ def test_a_dropped_batch_is_sent_again_after_the_policy_s_wait_through_the_injec
 
 
 def test_a_batch_that_keeps_dropping_fails_after_the_policy_s_attempts(store, monkeypatch):
-    slept = []
+    slept: list[float] = []
     store._sleep = slept.append
     sender = DropsTransactions(ServiceResponseError("reset"), drops=10**6)
     monkeypatch.setattr(table_batch, "submit", sender)

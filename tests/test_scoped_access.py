@@ -21,8 +21,8 @@ from shared.api.scoped import TokenGate, handle_with_key, handle_with_token
 from shared.settings import Settings
 from shared.sync.jobs import JOB_NAMES
 from tests.api_data import request_for
+from tests.rated_support import NOW
 from tests.sync_support import run_job, sim_env
-from tests.test_rated_usage import NOW
 
 UNKNOWN = "00000000-0000-4000-8000-00000000abcd"
 

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -32,7 +34,7 @@ def day(n: int) -> datetime:
     return datetime(NOW.year, NOW.month, NOW.day, tzinfo=timezone.utc) - timedelta(days=n)
 
 
-def parse(response: requests.Response) -> object:
+def parse(response: requests.Response) -> Any:
     return json.loads(response.content.decode("utf-8-sig"), parse_float=Decimal)
 
 
@@ -56,7 +58,14 @@ class Api:
             self._tokens[kind] = response.json()["access_token"]
         return self._tokens[kind]
 
-    def get(self, path: str, *, kind: str = "user", headers: dict[str, str] | None = None, **params: object):
+    def get(
+        self, path: str, *, kind: str = "user", headers: dict[str, str] | None = None, **params: str | int
+    ) -> requests.Response:
+        return self.query(path, params, kind=kind, headers=headers)
+
+    def query(
+        self, path: str, params: Mapping[str, str | int], *, kind: str = "user", headers: dict[str, str] | None = None
+    ) -> requests.Response:
         hdrs = {"Authorization": f"Bearer {self.token(kind)}", **(headers or {})}
         return self.http.get(f"{self.sim.base_url}/v1/{path}", params=params or None, headers=hdrs, timeout=10)
 
@@ -64,15 +73,13 @@ class Api:
         headers = {h["key"]: h["value"] for h in link["headers"]}
         return self.get(link["uri"], kind=kind, headers=headers)
 
-    def utilization(self, cid: str, sid: str, start: datetime, end: datetime, **params: object):
-        return self.get(
+    def utilization(self, cid: str, sid: str, start: datetime, end: datetime, **params: str | int) -> requests.Response:
+        return self.query(
             f"customers/{cid}/subscriptions/{sid}/utilizations/azure",
-            start_time=iso(start),
-            end_time=iso(end),
-            **params,
+            {"start_time": iso(start), "end_time": iso(end), **params},
         )
 
-    def all_utilization(self, cid: str, sid: str, start: datetime, end: datetime, **params: object) -> list:
+    def all_utilization(self, cid: str, sid: str, start: datetime, end: datetime, **params: str | int) -> list:
         response = self.utilization(cid, sid, start, end, **params)
         items = []
         while True:
@@ -559,6 +566,7 @@ def test_cli_prints_credentials_and_stops_on_sigterm():
         cwd=ROOT,
     )
     try:
+        assert process.stdout is not None  # stdout=PIPE
         line = process.stdout.readline().split()
         assert line[:3] == ["simulator", "listening", "on"]
         fields = dict(part.split("=", 1) for part in line[4:])

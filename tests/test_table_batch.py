@@ -53,6 +53,11 @@ def _stored(table: TableClient, pk: str, rk: str) -> dict[str, Any]:
     return dict(table.get_entity(pk, rk))
 
 
+def _error_code(error: HttpResponseError) -> object:
+    """The code the SDK's ``_decode_error`` sets on an error, an attribute its types do not declare."""
+    return vars(error)["error_code"]
+
+
 # -- on Azurite -------------------------------------------------------------------------------------------------
 
 
@@ -90,7 +95,7 @@ def test_a_delete_of_a_missing_row_fails_the_transaction_with_404_and_its_index(
             [("delete", {"PartitionKey": "p", "RowKey": "here"}), ("delete", {"PartitionKey": "p", "RowKey": "gone"})],
         )
     assert caught.value.status_code == 404 and caught.value.index == 1
-    assert caught.value.error_code == "ResourceNotFound"
+    assert _error_code(caught.value) == "ResourceNotFound"
     assert _stored(table, "p", "here")["RowKey"] == "here"  # nothing of a failed transaction is applied
 
 
@@ -187,7 +192,7 @@ def test_a_refused_property_fails_the_transaction_naming_its_operation(table):
     with pytest.raises(TableTransactionError) as caught:
         submit(table, table_batch.operations_of(rows, UpdateMode.REPLACE))
     assert caught.value.status_code == 400 and caught.value.index == 3
-    assert caught.value.error_code == "PropertyValueTooLarge"
+    assert _error_code(caught.value) == "PropertyValueTooLarge"
     assert list(table.list_entities()) == []
 
 
@@ -244,7 +249,7 @@ def test_a_missing_table_fails_as_it_fails_in_the_sdk(azurite):
     with pytest.raises(HttpResponseError) as sdk:
         client.submit_transaction([("upsert", row, {"mode": UpdateMode.REPLACE})])
     assert type(ours.value) is type(sdk.value)
-    assert (ours.value.status_code, ours.value.error_code) == (sdk.value.status_code, sdk.value.error_code)
+    assert (ours.value.status_code, _error_code(ours.value)) == (sdk.value.status_code, _error_code(sdk.value))
 
 
 # -- the documented format, against the SDK's own body ----------------------------------------------------------------
@@ -425,7 +430,7 @@ def test_a_failed_part_is_a_transaction_error_with_its_status_code_and_index(sta
     with pytest.raises(TableTransactionError) as caught:
         submit(_client(recorder), [("upsert", {"PartitionKey": "p", "RowKey": str(i)}) for i in range(3)])
     error = caught.value
-    assert (error.status_code, error.index, error.error_code) == (status, 1, code)
+    assert (error.status_code, error.index, _error_code(error)) == (status, 1, code)
     assert "what went wrong" in error.message
 
 

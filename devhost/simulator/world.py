@@ -22,10 +22,13 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from devhost.simulator.billing import BillingOptions
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 UTC = timezone.utc
@@ -44,6 +47,8 @@ _MASK48 = (1 << 48) - 1
 _SCRAMBLE = 0x5DEECE66D  # odd: multiplying by it permutes 48-bit integers, so id tails do not look sequential
 _UNSCRAMBLE = pow(_SCRAMBLE, -1, 1 << 48)
 _CTX = Context(prec=40, rounding=ROUND_HALF_EVEN)
+# Money of the one story (rate card x quantities, sums of lines): exact, and an error rather than a rounding.
+_EXACT = Context(prec=200, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
 _Q22 = Decimal("1E-22")
 _Q2 = Decimal("0.01")
 _HOUR = timedelta(hours=1)
@@ -68,6 +73,11 @@ _CURRENCIES = (
     ("USD", "$", "en-US", Decimal("1"), "US West 2", "westus2"),
     ("DKK", "kr.", "da-DK", Decimal("0.1454"), "EU North", "northeurope"),
 )
+# pricing (USD) -> billing currency, as the export's PCToBCExchangeRate: 1 / (USD per unit), to 4 decimals
+_PC_TO_BC = {
+    code: Context(prec=28).divide(Decimal(1), usd).quantize(Decimal("0.0001"))
+    for code, _symbol, _locale, usd, _region, _location in _CURRENCIES
+}
 _LICENCE_OFFERS = (
     ("Office 365 E3", "Licenses"),
     ("Microsoft 365 Business Premium", "Licenses"),
@@ -114,6 +124,47 @@ _METERS = (
     _Meter("Data Ingestion", "Log Analytics", "", "1 GB", "Microsoft.OperationalInsights/workspaces", "law", 12),
 )
 METER_COUNT = len(_METERS)
+
+# Usage by UTC weekday, Monday first: weekends are quiet (legacy utilization and Azure plan lines alike).
+_WEEKDAY_SHAPE = tuple(Decimal(x) for x in ("1.00", "1.04", "1.06", "1.03", "0.94", "0.46", "0.40"))
+
+# ----- the Azure rate card (GET /v1/ratecards/azure) and the true prices of legacy usage -----------------
+# List prices in USD (the card in a currency is these x PCToBC rate x the price factor in force), each with
+# digits far below a cent from the seed. Roles of the meters on the card:
+EXCLUDED_METER = 0  # D2s v3: in the offer term's excludedMeterIds (no discount)
+TIERED_METER = 1  # LRS Data Stored: rates from 0, 100 and 500 (cumulative quantity of the calendar month)
+INCLUDED_METER = 2  # Data Transfer Out: the first 100 of a calendar month are free (includedQuantity)
+UNPRICED_METER = 3  # S0 DTUs: not on the card; the world charges it at its hidden price (no tiers, no discount)
+OFFER_DISCOUNT = Decimal("0.05")
+OFFER_TERM_NAME = "Azure in CSP"
+RATE_CARD_SINCE = date(2024, 5, 1)  # effectiveDate of the offer term and of unchanged prices
+_LIST_USD = tuple(Decimal(x) for x in ("0.096", "0.0208", "0.087", "0.4839", "0.1", "0.00036", "0.0528", "0.23"))
+_TIERS: dict[int, tuple[tuple[Decimal, Decimal], ...]] = {  # meter -> (threshold, multiplier of its price)
+    TIERED_METER: ((Decimal(0), Decimal(1)), (Decimal(100), Decimal("0.96")), (Decimal(500), Decimal("0.92"))),
+}
+_INCLUDED = {INCLUDED_METER: Decimal(100)}
+
+
+def weekday_shape(day: date) -> Decimal:
+    """The factor usage of a UTC day is scaled by (weekends lower)."""
+    return _WEEKDAY_SHAPE[day.weekday()]
+
+
+def pc_to_bc(currency: str) -> Decimal:
+    """PCToBCExchangeRate of a billing currency: USD (pricing) -> currency, e.g. 10.5042 for SEK."""
+    return _PC_TO_BC[currency]
+
+
+def _tiered_cost(start: Decimal, end: Decimal, included: Decimal, tiers: tuple[tuple[Decimal, Decimal], ...]) -> Decimal:
+    """Cost of the quantity from cumulative `start` to `end`: free below `included`, then each tier's rate from
+    its threshold on (thresholds count the cumulative quantity, included part too). Exact."""
+    cost = Decimal(0)
+    for i, (threshold, rate) in enumerate(tiers):
+        lo = max(threshold, included, start)
+        hi = min(tiers[i + 1][0], end) if i + 1 < len(tiers) else end
+        if hi > lo:
+            cost = _EXACT.add(cost, _EXACT.multiply(_EXACT.subtract(hi, lo), rate))
+    return cost
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,6 +228,7 @@ class Customer:
     location: str
     zero_usage: bool
     world: World = field(repr=False, compare=False)
+    pc_to_bc: Decimal  # PCToBCExchangeRate: USD (pricing) -> this customer's currency
 
     @property
     def raw(self) -> dict[str, Any]:
@@ -332,6 +384,12 @@ class World:
         self._n_split = (self._n - self._split_phase + k - 1) // k if k and self._n > self._split_phase else 0
         self._customer_cache = lru_cache(maxsize=8192)(self._make_customer)
         self._usage_cache = lru_cache(maxsize=4096)(self._make_usage_context)
+        self._legacy_month_cache = lru_cache(maxsize=4096)(self._legacy_month)
+        self._plan_cache = lru_cache(maxsize=4096)(self._plan_day_costs)
+        # (effective UTC date, factor) of every rate card price change, oldest first (admin: POST /_sim/ratecard)
+        self._price_changes: tuple[tuple[date, Decimal], ...] = ()
+        # The rated-usage options the Graph export uses (the simulator shares its own; None: the defaults).
+        self.billing_options: BillingOptions | None = None
 
     # ----- time -----------------------------------------------------------------------------------
 
@@ -378,6 +436,7 @@ class World:
             location=location,
             zero_usage=index % 5 == 3,
             world=self,
+            pc_to_bc=_PC_TO_BC[code],
         )
 
     def customer(self, index: int) -> Customer:
@@ -689,7 +748,8 @@ class World:
 
     def _quantity(self, ctx: _UsageContext, day_ord: int, j: int) -> tuple[Decimal, int]:
         r = _mix(ctx.seed64 ^ ((day_ord << 32) | j))
-        total = _CTX.divide(Decimal(1 + r % 2399), Decimal(_METERS[j % METER_COUNT].divisor))
+        shaped = _CTX.multiply(Decimal(1 + r % 2399), _WEEKDAY_SHAPE[(day_ord - 1) % 7])  # ordinal 1 is a Monday
+        total = _CTX.divide(shaped, Decimal(_METERS[j % METER_COUNT].divisor))
         return total.quantize(_Q22, context=_CTX), r
 
     def is_split(self, index: int) -> bool:

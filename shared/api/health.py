@@ -107,13 +107,11 @@ def snapshots(store: TableStore, job: Job, now: datetime) -> list[dict[str, Any]
     """The export streams of a job that has them: the snapshot stored, when, and when it was last checked."""
     if job.snapshots is None:
         return None
-    fields = ("billingPeriod", "currencyCode", "snapshotETag", "snapshotCreatedAt", "ingestedAt", "checkedAt")
     out = []
-    for row in store.partition(SYNC_STATE, job.snapshots):
-        view = {name: row.get(name) or None for name in fields}
-        ingested = _time(row.get("ingestedAt"))
-        view["ageSeconds"] = None if ingested is None else round((now - ingested).total_seconds(), 1)
-        out.append(view)
+    for stream in queries.export_streams(store, job.snapshots):
+        ingested = _time(stream.ingested_at)
+        age = None if ingested is None else round((now - ingested).total_seconds(), 1)
+        out.append({**stream.snapshot(), "ageSeconds": age})
     return out
 
 

@@ -78,6 +78,11 @@ def _nullable(schema_type: str) -> dict[str, Any]:
     return {"type": [schema_type, "null"]}
 
 
+def _open_object(description: str, **properties: Any) -> dict[str, Any]:
+    """An object schema that may grow members (clients keep what they do not know)."""
+    return {"type": "object", "description": description, "properties": properties, "additionalProperties": True}
+
+
 def _maybe(description: str) -> dict[str, Any]:
     """A string or null, with what it means."""
     return {"type": ["string", "null"], "description": description}
@@ -253,19 +258,15 @@ _SCHEMAS: dict[str, Any] = {
     "SubscriptionCollection": _collection("Subscription"),
     "UtilizationCollection": _collection("AzureUtilizationRecord"),
     "Run": _RUN,
-    "Snapshot": {
-        "type": "object",
-        "description": "One export stream of the Graph billing export and the snapshot of it this service stores.",
-        "properties": {
-            "billingPeriod": {"type": "string", "description": "`current` or `last` (unbilled)"},
-            "currencyCode": {"type": "string"},
-            **_SNAPSHOT_VERSION,
-            "ingestedAt": _maybe("when this service stored it"),
-            "checkedAt": _maybe("when this service last asked for a new one"),
-            "ageSeconds": _nullable("number"),
-        },
-        "additionalProperties": True,
-    },
+    "Snapshot": _open_object(
+        "One export stream of the Graph billing export and the snapshot of it this service stores.",
+        billingPeriod={"type": "string", "description": "`current` or `last` (unbilled)"},
+        currencyCode={"type": "string"},
+        **_SNAPSHOT_VERSION,
+        ingestedAt=_maybe("when this service stored it"),
+        checkedAt=_maybe("when this service last asked for a new one"),
+        ageSeconds=_nullable("number"),
+    ),
     "Money": {
         "type": "number",
         "description": "Exact: every digit of the sum of the lines (parse as a decimal, not a float)",
@@ -472,6 +473,7 @@ def _operation(route: Route) -> dict[str, Any]:
         "404": {"$ref": "#/components/responses/NotFound"},
         "405": {"$ref": "#/components/responses/MethodNotAllowed"},
         "500": {"$ref": "#/components/responses/InternalError"},
+        "503": {"$ref": "#/components/responses/TokenUncheckable"},
         **route.responses,
     }
     return {
@@ -546,6 +548,12 @@ def _document() -> dict[str, Any]:
                     "content": {"application/json": {"schema": _ref("Error")}},
                 },
                 "InternalError": _error("Unexpected failure; the body holds only a correlation id"),
+                "TokenUncheckable": {
+                    "description": "Under /api/scoped/ only: the token could not be checked now, because the issuer's "
+                    "signing keys cannot be read (code 900503); send it again after Retry-After seconds",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": _ref("Error")}},
+                },
             },
         },
     }

@@ -25,6 +25,9 @@ from shared.tables import (
     USAGE_SUMMARIES,
     UTILIZATION,
     UTILIZATION_STATE,
+    ExportStream,
+    RatedCustomerPeriod,
+    RatedPointer,
     RunStatus,
     customer_key,
     period_start,
@@ -241,21 +244,22 @@ def utilization_through(store: TableStore, customer_id: str) -> dict[str, str]:
 # -- Azure plan rated usage --------------------------------------------------------------------------------------
 
 
-def rated_pointers(store: TableStore, customer_id: str, entitlement_id: str | None = None) -> list[dict[str, Any]]:
-    """The pointer rows (RatedSlices) of a customer, or of one of its Azure subscriptions: one query, whatever the
-    range of days asked for."""
-    rows = store.partition(RATED_SLICES, customer_key(customer_id))
-    return [row for row in rows if entitlement_id is None or row.get("entitlementId") == entitlement_id]
+def rated_pointers(store: TableStore, customer_id: str, entitlement_id: str | None = None) -> list[RatedPointer]:
+    """The pointers (RatedSlices) of a customer, or of one of its Azure subscriptions: one query, whatever the range
+    of days asked for."""
+    pointers = [RatedPointer.of_row(row) for row in store.partition(RATED_SLICES, customer_key(customer_id))]
+    return [p for p in pointers if entitlement_id is None or p.entitlement_id == entitlement_id]
 
 
-def rated_customer_periods(store: TableStore, customer_id: str) -> list[dict[str, Any]]:
+def rated_customer_periods(store: TableStore, customer_id: str) -> list[RatedCustomerPeriod]:
     """A customer's totals per period and currency (RatedCustomerDays), every period."""
-    return list(store.partition(RATED_CUSTOMER_DAYS, customer_key(customer_id)))
+    return [RatedCustomerPeriod.of_row(row) for row in store.partition(RATED_CUSTOMER_DAYS, customer_key(customer_id))]
 
 
-def export_streams(store: TableStore) -> list[dict[str, Any]]:
-    """The state row of every rated-usage export stream (billing period and currency)."""
-    return list(store.partition(SYNC_STATE, RATED_USAGE_STATE))
+def export_streams(store: TableStore, partition: str = RATED_USAGE_STATE) -> list[ExportStream]:
+    """Every export stream of a SyncState partition (the rated usage's by default): the snapshot stored, the export
+    in flight."""
+    return [ExportStream.of_row(row) for row in store.partition(SYNC_STATE, partition)]
 
 
 def rated_lines_page(

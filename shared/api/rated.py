@@ -18,18 +18,18 @@ under and names no page once a newer snapshot replaced them (409, start again).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from shared import jsonutil
 from shared.api import continuation, queries, rendering
 from shared.api.context import Content
 from shared.api.errors import ApiError, no_rated_usage
 from shared.table_store import TableStore
-from shared.tables import slice_days
+from shared.tables import RatedCustomerPeriod, RatedPointer
 
 CODE_SNAPSHOT_REPLACED = 900410
 LINE_ITEM_COLUMNS = (
@@ -95,80 +95,75 @@ def day_range(first: date | None, last: date | None, now: datetime) -> DayRange:
 
 # -- reads ---------------------------------------------------------------------------------------------------
 
-
-def _touching(rows: Iterable[dict[str, Any]], days: DayRange) -> list[dict[str, Any]]:
-    """The rows of the months a range touches."""
-    return [row for row in rows if days.touches(row.get("period"))]
+Period = TypeVar("Period", RatedPointer, RatedCustomerPeriod)
 
 
-SNAPSHOT_FIELDS = ("billingPeriod", "currencyCode", "snapshotETag", "snapshotCreatedAt", "ingestedAt", "checkedAt")
+def _touching(rows: Iterable[Period], days: DayRange) -> list[Period]:
+    """The rows of the months a range touches, by period and currency."""
+    return sorted((row for row in rows if days.touches(row.period)), key=lambda r: (r.period, r.currency))
 
 
 def snapshots(store: TableStore, currencies: Iterable[str]) -> list[dict[str, Any]]:
     """The export streams of these currencies: which snapshot is stored and when it was last checked."""
     wanted = {c.upper() for c in currencies}
-    out = [
-        {name: row.get(name) for name in SNAPSHOT_FIELDS}
-        for row in queries.export_streams(store)
-        if str(row.get("currencyCode", "")).upper() in wanted
-    ]
+    out = [stream.snapshot() for stream in queries.export_streams(store) if stream.currency in wanted]
     return sorted(out, key=lambda s: (str(s["currencyCode"]), str(s["billingPeriod"])))
 
 
-def _period_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def _period_view(pointer: RatedPointer) -> dict[str, Any]:
     return {
-        "period": row.get("period"),
-        "currencyCode": row.get("currencyCode"),
-        "lineCount": row.get("lineCount"),
-        "billingPreTaxTotal": Decimal(str(row.get("billingPreTaxTotal") or "0")),
-        "storedAt": row.get("storedAt"),
-        "snapshotETag": row.get("snapshotETag"),
-        "snapshotCreatedAt": row.get("snapshotCreatedAt"),
+        "period": pointer.period,
+        "currencyCode": pointer.currency,
+        "lineCount": pointer.line_count,
+        "billingPreTaxTotal": Decimal(pointer.billing_pre_tax_total),
+        "storedAt": pointer.stored_at,
+        "snapshotETag": pointer.snapshot_etag,
+        "snapshotCreatedAt": pointer.snapshot_created_at,
     }
 
 
-def _names(row: Mapping[str, Any]) -> dict[str, Any]:
+def _names(pointer: RatedPointer) -> dict[str, Any]:
     return {
-        "entitlementId": row.get("entitlementId"),
-        "entitlementDescription": row.get("entitlementDescription"),
-        "subscriptionId": row.get("subscriptionId"),
-        "tier2MpnId": row.get("tier2MpnId") or None,
+        "entitlementId": pointer.entitlement_id,
+        "entitlementDescription": pointer.entitlement_description,
+        "subscriptionId": pointer.subscription_id,
+        "tier2MpnId": pointer.tier2_mpn_id or None,
     }
 
 
-def _content(body: dict[str, Any], items: list[dict[str, Any]] | None, rows: Iterable[Mapping[str, Any]]) -> Content:
+def _content(
+    body: dict[str, Any], items: list[dict[str, Any]] | None, rows: Iterable[RatedPointer | RatedCustomerPeriod]
+) -> Content:
     """The answer: the JSON body, its items again for CSV, and when the newest of its rows was stored."""
     csv_raws = None if items is None else [jsonutil.dumps(item) for item in items]
     return Content(jsonutil.dumps(body).encode("utf-8"), csv_raws=csv_raws, last_modified=_stored(rows))
 
 
-def _daily_item(day: str, currency: str, view: Mapping[str, Any], subscriptions: int | None = None) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "usageDate": day,
-        "currencyCode": currency,
-        "billingPreTaxTotal": Decimal(str(view.get("billingPreTaxTotal", "0"))),
-        "lineCount": view.get("lines"),
-    }
-    if subscriptions is not None:
-        item["subscriptionCount"] = subscriptions
-    pricing = view.get("pricingPreTaxTotal")
-    if isinstance(pricing, dict):
-        item["pricingPreTaxTotals"] = [
-            {"currencyCode": code or None, "amount": Decimal(str(amount))} for code, amount in pricing.items()
-        ]
-    return item
+def _item(day: str, currency: str, total: str, lines: int) -> dict[str, Any]:
+    return {"usageDate": day, "currencyCode": currency, "billingPreTaxTotal": Decimal(total), "lineCount": lines}
 
 
-def _by_period(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return sorted(rows, key=lambda r: (str(r["period"]), str(r["currencyCode"])))
+def _entitlement_days(pointers: Iterable[RatedPointer], days: DayRange) -> list[dict[str, Any]]:
+    """An Azure subscription's daily items in the range, with the pricing-currency totals."""
+    items = []
+    for pointer in pointers:
+        for day, view in pointer.days.items():
+            if days.holds(day):
+                item = _item(day, pointer.currency, view.billing_pre_tax_total, view.lines)
+                item["pricingPreTaxTotals"] = [
+                    {"currencyCode": code or None, "amount": Decimal(amount)}
+                    for code, amount in view.pricing_pre_tax_total.items()
+                ]
+                items.append(item)
+    return sorted(items, key=lambda i: (i["usageDate"], i["currencyCode"]))
 
 
-def _days(rows: Iterable[Mapping[str, Any]], days: DayRange, *, counted: bool = False) -> list[dict[str, Any]]:
-    """The daily items of the rows' days in the range, by day and currency."""
+def _customer_days(periods: Iterable[RatedCustomerPeriod], days: DayRange) -> list[dict[str, Any]]:
+    """A customer's daily items in the range, with the count of its Azure subscriptions charged that day."""
     items = [
-        _daily_item(day, str(row["currencyCode"]), view, int(view.get("subscriptions", 0)) if counted else None)
-        for row in rows
-        for day, view in slice_days(row).items()
+        {**_item(day, period.currency, view.billing_pre_tax_total, view.lines), "subscriptionCount": view.subscriptions}
+        for period in periods
+        for day, view in period.days.items()
         if days.holds(day)
     ]
     return sorted(items, key=lambda i: (i["usageDate"], i["currencyCode"]))
@@ -181,20 +176,20 @@ def _range(days: DayRange) -> dict[str, str]:
 def entitlement_daily_cost(store: TableStore, customer_id: str, entitlement_id: str, days: DayRange) -> Content:
     """One Azure subscription's cost per day."""
     pointers = queries.rated_pointers(store, customer_id, entitlement_id)
-    rows = _by_period(row for row in _touching(pointers, days) if slice_days(row))
+    rows = [pointer for pointer in _touching(pointers, days) if pointer.days]
     if not rows and not pointers:
         raise no_rated_usage(customer_id, entitlement_id)
-    items = _days(rows, days)
+    items = _entitlement_days(rows, days)
     path = f"{rendering.customer_path(customer_id)}/azureentitlements/{entitlement_id}"
     body = {
         "customerId": customer_id,
         **(_names(rows[0]) if rows else {"entitlementId": entitlement_id}),
-        "customerName": rows[0].get("customerName") if rows else None,
+        "customerName": rows[0].customer_name if rows else None,
         **_range(days),
         "totalCount": len(items),
         "items": items,
         "periods": [_period_view(row) for row in rows],
-        "snapshots": snapshots(store, {str(row["currencyCode"]) for row in rows}),
+        "snapshots": snapshots(store, {row.currency for row in rows}),
         "links": {
             "self": rendering.link(rendering.query_uri(path + "/dailycost", _range(days))),
             "lineItems": rendering.link(rendering.query_uri(path + "/lineitems", _range(days))),
@@ -206,12 +201,12 @@ def entitlement_daily_cost(store: TableStore, customer_id: str, entitlement_id: 
 
 def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange) -> Content:
     """A customer's cost per day over all its Azure subscriptions."""
-    rows = _by_period(row for row in queries.rated_customer_periods(store, customer_id) if days.touches(row["period"]))
+    rows = _touching(queries.rated_customer_periods(store, customer_id), days)
     pointers = queries.rated_pointers(store, customer_id)
     if not rows and not pointers:
         raise no_rated_usage(customer_id)
-    items = _days(rows, days, counted=True)
-    names = {str(row.get("customerName")) for row in _touching(pointers, days)}
+    items = _customer_days(rows, days)
+    names = {str(pointer.customer_name) for pointer in _touching(pointers, days)}
     path = rendering.customer_path(customer_id)
     body = {
         "customerId": customer_id,
@@ -221,15 +216,15 @@ def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange) -> 
         "items": items,
         "periods": [
             {
-                "period": row.get("period"),
-                "currencyCode": row.get("currencyCode"),
-                "billingPreTaxTotal": Decimal(str(row.get("billingPreTaxTotal") or "0")),
-                "storedAt": row.get("storedAt"),
-                "snapshotETag": row.get("snapshotETag"),
+                "period": row.period,
+                "currencyCode": row.currency,
+                "billingPreTaxTotal": Decimal(row.billing_pre_tax_total),
+                "storedAt": row.stored_at,
+                "snapshotETag": row.snapshot_etag,
             }
             for row in rows
         ],
-        "snapshots": snapshots(store, {str(row["currencyCode"]) for row in rows}),
+        "snapshots": snapshots(store, {row.currency for row in rows}),
         "links": {
             "self": rendering.link(rendering.query_uri(path + "/dailycost", _range(days))),
             "azureEntitlements": rendering.link(path + "/azureentitlements"),
@@ -242,25 +237,25 @@ def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange) -> 
 def entitlements(store: TableStore, customer_id: str, keep: Callable[[str], bool] | None = None) -> Content:
     """The customer's Azure subscriptions with rated usage (those ``keep`` accepts), each with its stored periods."""
     rows = [
-        row
-        for row in queries.rated_pointers(store, customer_id)
-        if slice_days(row) and (keep is None or keep(str(row["entitlementId"])))
+        pointer
+        for pointer in queries.rated_pointers(store, customer_id)
+        if pointer.days and (keep is None or keep(pointer.entitlement_id))
     ]
     if not rows:
         raise no_rated_usage(customer_id)
-    by_entitlement: dict[str, list[dict[str, Any]]] = {}
+    by_entitlement: dict[str, list[RatedPointer]] = {}
     for row in rows:
-        by_entitlement.setdefault(str(row["entitlementId"]), []).append(row)
+        by_entitlement.setdefault(row.entitlement_id, []).append(row)
     items = []
     for entitlement_id, group in sorted(by_entitlement.items()):
-        newest = max(group, key=lambda r: str(r["period"]))
+        newest = max(group, key=lambda r: r.period)
         path = f"{rendering.customer_path(customer_id)}/azureentitlements/{entitlement_id}"
         items.append(
             {
                 **_names(newest),
                 "customerId": customer_id,
-                "customerName": newest.get("customerName"),
-                "periods": [_period_view(r) for r in _by_period(group)],
+                "customerName": newest.customer_name,
+                "periods": [_period_view(r) for r in sorted(group, key=lambda r: (r.period, r.currency))],
                 "links": {
                     "dailyCost": rendering.link(path + "/dailycost"),
                     "lineItems": rendering.link(path + "/lineitems"),
@@ -270,20 +265,19 @@ def entitlements(store: TableStore, customer_id: str, keep: Callable[[str], bool
     body = {
         "totalCount": len(items),
         "items": items,
-        "snapshots": snapshots(store, {str(row["currencyCode"]) for row in rows}),
+        "snapshots": snapshots(store, {row.currency for row in rows}),
         "links": rendering.page_links(f"{rendering.customer_path(customer_id)}/azureentitlements", None),
         "attributes": {"objectType": "Collection"},
     }
     return _content(body, None, rows)
 
 
-def _stored(rows: Iterable[Mapping[str, Any]]) -> datetime | None:
+def _stored(rows: Iterable[RatedPointer | RatedCustomerPeriod]) -> datetime | None:
     stamps = []
     for row in rows:
-        text = row.get("storedAt")
-        if isinstance(text, str) and text:
+        if row.stored_at:
             try:
-                stamps.append(datetime.fromisoformat(text.replace("Z", "+00:00")))
+                stamps.append(datetime.fromisoformat(row.stored_at.replace("Z", "+00:00")))
             except ValueError:
                 continue
     return max(stamps) if stamps else None
@@ -292,11 +286,12 @@ def _stored(rows: Iterable[Mapping[str, Any]]) -> datetime | None:
 # -- line items ------------------------------------------------------------------------------------------------
 
 
-def _stamp(rows: Iterable[Mapping[str, Any]]) -> str:
-    """A digest of the pointers a page is served under: a new snapshot of any of them changes it."""
+def _stamp(pointers: Iterable[RatedPointer]) -> str:
+    """A digest of the versions a page is served under: a new snapshot of any of them changes it."""
     digest = hashlib.sha256()
-    for row in sorted(rows, key=lambda r: str(r["RowKey"])):
-        digest.update(str(row["RowKey"]).encode() + b"\0" + str(row.get("days") or "").encode() + b"\0")
+    for pointer in sorted(pointers, key=lambda p: p.row_key):
+        versions = ",".join(f"{day}={view.version}" for day, view in sorted(pointer.days.items()))
+        digest.update(f"{pointer.row_key}\0{versions}\0".encode())
     return digest.hexdigest()[:16]
 
 
@@ -333,12 +328,12 @@ def line_items(
             "A newer snapshot of this Azure subscription's rated usage was stored after page 1 was served; "
             "pages of two snapshots would not add up, so start again from page 1.",
         )
-    if not any(slice_days(row) for row in rows) and not pointers:
+    if not any(pointer.days for pointer in rows) and not pointers:
         raise no_rated_usage(customer_id, entitlement_id)
     served = {
-        (day, str(row["currencyCode"]).upper(), view.get("version"))
-        for row in rows
-        for day, view in slice_days(row).items()
+        (day, pointer.currency.upper(), view.version)
+        for pointer in rows
+        for day, view in pointer.days.items()
         if days.holds(day)
     }
     entities, more = queries.rated_lines_page(
