@@ -42,7 +42,9 @@ bench: install
 bench-quick: install
 	$(BIN)/python -m bench --mode quick
 
-check-infra:
+# Offline checks of infra/, the workflow, the deployment package and the runbook; the settings check imports
+# shared/settings.py, so it needs the app's .venv as well as its own .venv-infra.
+check-infra: $(PY_STAMP)
 	bash scripts/check_infra.sh
 
 clean:

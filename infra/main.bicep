@@ -1,6 +1,9 @@
-// Entry point for `azd provision`: one resource group holding the Partner Center usage sync
-// (a Python function app on Flex Consumption), its storage, Key Vault and monitoring.
-targetScope = 'subscription'
+// Entry point for `azd provision`: the Partner Center usage sync (a Python function app on Flex Consumption),
+// its storage, Key Vault and monitoring, deployed into one resource group that exists already
+// (AZURE_RESOURCE_GROUP). Resource-group scope keeps every right a deployment needs inside that group: the CI
+// principal holds Contributor and a constrained Role Based Access Control Administrator there and nowhere else
+// (docs/deploy.md, step 12).
+targetScope = 'resourceGroup'
 
 // ---------------------------------------------------------------------------------------------
 // Environment (filled by azd from main.parameters.json)
@@ -25,7 +28,6 @@ param environmentName string
   'eastasia'
   'eastus'
   'eastus2'
-  'eastus2euap'
   'francecentral'
   'germanywestcentral'
   'italynorth'
@@ -56,10 +58,10 @@ param environmentName string
 })
 param location string
 
-@description('Optional. Object id of the developer running azd; gets the data roles so local tools work. Empty assigns nothing.')
+@description('Optional. Object id of whoever runs azd (azd fills it in); gets the data roles below when principalDataRoles is true. Empty assigns nothing.')
 param principalId string = ''
 
-@description('Optional. Type of principalId: User for a developer, ServicePrincipal when a pipeline identity runs azd.')
+@description('Optional. Type of principalId (azd fills it in): User for a developer, ServicePrincipal for a pipeline identity.')
 @allowed([
   'User'
   'Group'
@@ -67,22 +69,29 @@ param principalId string = ''
 ])
 param principalType string = 'User'
 
-@description('Optional. Whether principalId gets the data roles (tables, blobs, Key Vault secrets). A developer needs them for local tools; the CI pipeline sets false, so its service principal can deploy but never read usage data or secrets.')
+@description('Optional. Whether principalId gets data roles (Storage Table Data Contributor on the storage account, Key Vault Secrets Officer on the vault) for local tools in a development environment. Off by default: the runbook grants the deployer what a step needs for that step only (docs/deploy.md), and the CI pipeline never gets data access.')
 @allowed([
   'true'
   'false'
 ])
-param principalDataRoles string = 'true'
+param principalDataRoles string = 'false'
+
+@description('Optional. Whether this deployment writes the custom role definitions (the refresh-token writer). Writing a role definition needs Owner or User Access Administrator: the first `azd up`, by the deployer, does it; the CI principal may not, so the workflow passes false and the role is only referenced.')
+@allowed([
+  'true'
+  'false'
+])
+param manageRoleDefinitions string = 'true'
 
 // ---------------------------------------------------------------------------------------------
 // Resource names: each is derived from the environment unless given
 // ---------------------------------------------------------------------------------------------
 
-@description('Optional. Resource group name. Default: rg-<environmentName>.')
-param resourceGroupName string = ''
-
-@description('Optional. User-assigned managed identity name.')
+@description('Optional. User-assigned managed identity the app runs as (storage, tables, queues, Key Vault, telemetry).')
 param identityName string = ''
+
+@description('Optional. User-assigned managed identity that writes and reads the deployment package, and nothing else.')
+param deploymentIdentityName string = ''
 
 @description('Optional. Function app name (global DNS name under azurewebsites.net).')
 param functionAppName string = ''
@@ -90,10 +99,13 @@ param functionAppName string = ''
 @description('Optional. Flex Consumption plan name.')
 param appServicePlanName string = ''
 
-@description('Optional. Storage account name (3-24 lowercase letters and digits, globally unique).')
+@description('Optional. Storage account of the host and the usage data (3-24 lowercase letters and digits, globally unique).')
 param storageAccountName string = ''
 
-@description('Optional. Blob container holding the deployment package.')
+@description('Optional. Storage account holding only the deployment package, which the app identity cannot write (3-24 lowercase letters and digits, globally unique).')
+param packageStorageAccountName string = ''
+
+@description('Optional. Blob container of the package storage account that holds the deployment package.')
 param deploymentContainerName string = 'app-package'
 
 @description('Optional. Key vault name (3-24 characters, globally unique).')
@@ -175,6 +187,9 @@ param utilizationSchedule string = '0 45 */3 * * *'
 @description('Optional. NCRONTAB schedule of fetch_rated_usage (the Graph billing export, Azure plan daily cost).')
 param ratedUsageSchedule string = '0 20 5,17 * * *'
 
+@description('Optional. NCRONTAB schedule of fetch_rate_card (the Azure rate card that prices legacy usage).')
+param rateCardSchedule string = '0 10 4 * * *'
+
 @description('Optional. Microsoft Graph base URL (the billing export is global cloud only).')
 param graphBaseUrl string = 'https://graph.microsoft.com'
 
@@ -201,6 +216,25 @@ param ratedUsageExportWaitSeconds int = 240
 @maxValue(40)
 param ratedUsageSettleDays int = 7
 
+@description('Optional. Blobs an export must have before it is fanned out over the rated-ingest queue, one message per blob; a smaller export is ingested by the timer itself.')
+@minValue(1)
+@maxValue(100000)
+param ratedUsageFanoutBlobs int = 4
+
+@description('Optional. Share of an export\'s lines (0 to 1, e.g. 0.01) quarantined above which /api/health answers 503. A string: ARM has no fractional numbers, so the app checks the range when it starts.')
+param ratedUsageQuarantineShare string = '0.01'
+
+@description('Optional. Runs of fetch_rated_usage without progress on an export after which /api/health answers 503.')
+@minValue(1)
+@maxValue(100)
+param ratedUsageStalledRuns int = 3
+
+@description('Optional. Comma-separated currencies of the Azure rate card that prices legacy usage (e.g. USD); empty: those the usage records show.')
+param rateCardCurrencies string = ''
+
+@description('Optional. The partner\'s market (ISO 3166 two-letter code) the rate card is asked for.')
+param rateCardRegion string = 'US'
+
 @description('Optional. Who reads customer data: key (the function key, partner-wide), token (Entra ID tokens under /api/scoped/, each caller within its grant), or both while portals move to tokens.')
 @allowed([
   'key'
@@ -214,6 +248,9 @@ param apiAudience string = ''
 
 @description('Optional. Token mode: tenant ids whose tokens are accepted, comma-separated; empty: the partner tenant.')
 param apiAllowedTenants string = ''
+
+@description('Optional. Token mode: the issuer\'s authority; empty uses the Partner Center authority.')
+param apiTokenAuthority string = ''
 
 @description('Optional. Token mode: the app role caller tokens must carry.')
 param apiRequiredRole string = 'Usage.Read'
@@ -233,8 +270,12 @@ param apiGrantsCacheSeconds int = 60
 ])
 param utilizationGranularity string = 'daily'
 
-@description('Optional. Whether utilization records include instance-level details.')
-param utilizationShowDetails bool = true
+@description('Optional. Whether utilization records include instance-level details: true or false.')
+@allowed([
+  'true'
+  'false'
+])
+param utilizationShowDetails string = 'true'
 
 @description('Optional. Days of utilization fetched on the first run.')
 @minValue(1)
@@ -308,11 +349,12 @@ var tags = {
 }
 
 var names = {
-  resourceGroup: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
   identity: !empty(identityName) ? identityName : '${abbrs.managedIdentityUserAssignedIdentities}api-${resourceToken}'
+  deploymentIdentity: !empty(deploymentIdentityName) ? deploymentIdentityName : '${abbrs.managedIdentityUserAssignedIdentities}deploy-${resourceToken}'
   functionApp: !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunctions}api-${resourceToken}'
   plan: !empty(appServicePlanName) ? appServicePlanName : '${abbrs.webServerFarms}${resourceToken}'
   storage: !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
+  packageStorage: !empty(packageStorageAccountName) ? packageStorageAccountName : '${abbrs.storageStorageAccounts}pkg${resourceToken}'
   keyVault: !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}'
   logAnalytics: !empty(logAnalyticsName) ? logAnalyticsName : '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
   applicationInsights: !empty(applicationInsightsName) ? applicationInsightsName : '${abbrs.insightsComponents}${resourceToken}'
@@ -321,19 +363,18 @@ var names = {
 var clientSecretName = 'partner-center-client-secret'
 var refreshTokenSecretName = 'partner-center-refresh-token'
 
+// The rated-usage ingest fans out one message per export blob on this queue of the app's storage account; the
+// Functions host moves a message that keeps failing to '<queue>-poison'. Both exist before the app starts, so the
+// app's queue role can be scoped to them (rbac.bicep).
+var ratedIngestQueueName = 'rated-ingest'
+var ratedIngestPoisonQueueName = '${ratedIngestQueueName}-poison'
+
 // ---------------------------------------------------------------------------------------------
 // Resources
 // ---------------------------------------------------------------------------------------------
 
-resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
-  name: names.resourceGroup
-  location: location
-  tags: tags
-}
-
 module identity 'app/identity.bicep' = {
   name: 'identity'
-  scope: rg
   params: {
     name: names.identity
     location: location
@@ -341,9 +382,17 @@ module identity 'app/identity.bicep' = {
   }
 }
 
+module deploymentIdentity 'app/identity.bicep' = {
+  name: 'deployment-identity'
+  params: {
+    name: names.deploymentIdentity
+    location: location
+    tags: tags
+  }
+}
+
 module monitoring 'app/monitoring.bicep' = {
   name: 'monitoring'
-  scope: rg
   params: {
     logAnalyticsName: names.logAnalytics
     applicationInsightsName: names.applicationInsights
@@ -354,20 +403,36 @@ module monitoring 'app/monitoring.bicep' = {
 
 module storage 'app/storage.bicep' = {
   name: 'storage'
-  scope: rg
   params: {
     name: names.storage
     location: location
     tags: tags
-    deploymentContainerName: deploymentContainerName
+    queueNames: [
+      ratedIngestQueueName
+      ratedIngestPoisonQueueName
+    ]
     skuName: storageSkuName
+    networkDefaultAction: storageNetworkDefaultAction
+  }
+}
+
+// The package gets an account of its own: the app identity's Storage Blob Data Owner on the host's account (what
+// the Functions host needs for identity-based AzureWebJobsStorage) cannot reach it.
+module packageStorage 'app/storage.bicep' = {
+  name: 'package-storage'
+  params: {
+    name: names.packageStorage
+    location: location
+    tags: tags
+    containerNames: [
+      deploymentContainerName
+    ]
     networkDefaultAction: storageNetworkDefaultAction
   }
 }
 
 module keyVault 'app/keyvault.bicep' = {
   name: 'keyvault'
-  scope: rg
   params: {
     name: names.keyVault
     location: location
@@ -377,22 +442,29 @@ module keyVault 'app/keyvault.bicep' = {
 
 module rbac 'app/rbac.bicep' = {
   name: 'rbac'
-  scope: rg
   params: {
     storageAccountName: storage.outputs.name
+    ratedIngestQueueName: ratedIngestQueueName
+    ratedIngestPoisonQueueName: ratedIngestPoisonQueueName
+    packageStorageAccountName: packageStorage.outputs.name
+    deploymentContainerName: deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     keyVaultName: keyVault.outputs.name
     refreshTokenSecretName: refreshTokenSecretName
     grantRefreshTokenWrite: refreshTokenSecretExists == 'true'
+    manageRoleDefinitions: manageRoleDefinitions == 'true'
     appPrincipalId: identity.outputs.principalId
+    deploymentPrincipalId: deploymentIdentity.outputs.principalId
     userPrincipalId: principalDataRoles == 'true' ? principalId : ''
     userPrincipalType: principalType
   }
 }
 
-// Settings the code reads (docs/architecture.md). Numbers and booleans are passed as the strings
-// the code parses. LOCAL_FUNCTION_KEY is devhost-only and USAGE_STORAGE (a connection string) is
-// for Azurite: neither belongs in Azure.
+// The app settings an operator sets: each one is a parameter above, fed by main.parameters.json from the azd
+// environment variable (or the repository variable, in CI) of the same name. infra/app-settings.json lists the
+// settings the templates fix instead (identities, endpoints, Key Vault references: function.bicep) and those
+// that never exist in Azure; scripts/check_deployment.py fails when a setting of shared/settings.py is neither
+// here nor there, or misses a link of that chain. Numbers and flags are passed as the strings the code parses.
 var syncSettings = {
   PARTNER_CENTER_BASE_URL: partnerCenterBaseUrl
   PARTNER_CENTER_AUTHORITY: partnerCenterAuthority
@@ -403,10 +475,11 @@ var syncSettings = {
   USAGE_SUMMARY_SCHEDULE: usageSummarySchedule
   UTILIZATION_SCHEDULE: utilizationSchedule
   RATED_USAGE_SCHEDULE: ratedUsageSchedule
+  RATE_CARD_SCHEDULE: rateCardSchedule
   API_ACCESS_MODE: apiAccessMode
   API_AUDIENCE: apiAudience
   API_ALLOWED_TENANTS: apiAllowedTenants
-  API_TOKEN_AUTHORITY: partnerCenterAuthority
+  API_TOKEN_AUTHORITY: apiTokenAuthority
   API_REQUIRED_ROLE: apiRequiredRole
   API_CORS_ORIGINS: apiCorsOrigins
   API_GRANTS_CACHE_SECONDS: string(apiGrantsCacheSeconds)
@@ -416,8 +489,13 @@ var syncSettings = {
   RATED_USAGE_ATTRIBUTE_SET: ratedUsageAttributeSet
   RATED_USAGE_EXPORT_WAIT_SECONDS: string(ratedUsageExportWaitSeconds)
   RATED_USAGE_SETTLE_DAYS: string(ratedUsageSettleDays)
+  RATED_USAGE_FANOUT_BLOBS: string(ratedUsageFanoutBlobs)
+  RATED_USAGE_QUARANTINE_SHARE: ratedUsageQuarantineShare
+  RATED_USAGE_STALLED_RUNS: string(ratedUsageStalledRuns)
+  RATE_CARD_CURRENCIES: rateCardCurrencies
+  RATE_CARD_REGION: rateCardRegion
   UTILIZATION_GRANULARITY: utilizationGranularity
-  UTILIZATION_SHOW_DETAILS: utilizationShowDetails ? 'true' : 'false'
+  UTILIZATION_SHOW_DETAILS: utilizationShowDetails
   UTILIZATION_BACKFILL_DAYS: string(utilizationBackfillDays)
   UTILIZATION_WINDOW_HOURS: string(utilizationWindowHours)
   UTILIZATION_LAG_HOURS: string(utilizationLagHours)
@@ -432,7 +510,6 @@ var syncSettings = {
 
 module api 'app/function.bicep' = {
   name: 'function'
-  scope: rg
   params: {
     name: names.functionApp
     planName: names.plan
@@ -440,10 +517,12 @@ module api 'app/function.bicep' = {
     tags: tags
     identityId: identity.outputs.resourceId
     identityClientId: identity.outputs.clientId
+    deploymentIdentityId: deploymentIdentity.outputs.resourceId
     blobEndpoint: storage.outputs.blobEndpoint
     queueEndpoint: storage.outputs.queueEndpoint
     tableEndpoint: storage.outputs.tableEndpoint
-    deploymentContainerName: storage.outputs.deploymentContainerName
+    packageBlobEndpoint: packageStorage.outputs.blobEndpoint
+    deploymentContainerName: deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     keyVaultName: keyVault.outputs.name
     keyVaultUri: keyVault.outputs.uri
@@ -452,7 +531,7 @@ module api 'app/function.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     appSettings: syncSettings
   }
-  // The host must find its storage and Key Vault roles in place when it first starts.
+  // The host must find its storage, queue and Key Vault roles in place when it first starts.
   dependsOn: [
     rbac
   ]
@@ -460,7 +539,6 @@ module api 'app/function.bicep' = {
 
 module alerts 'app/alerts.bicep' = {
   name: 'alerts'
-  scope: rg
   params: {
     location: location
     tags: tags
@@ -472,21 +550,27 @@ module alerts 'app/alerts.bicep' = {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Outputs (azd writes them to .azure/<env>/.env; the workflow and local tools read them)
+// Outputs (azd writes them to .azure/<env>/.env; the runbook and local tools read them)
 // ---------------------------------------------------------------------------------------------
 
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
-output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
 output AZURE_FUNCTION_APP_NAME string = api.outputs.name
 output AZURE_FUNCTION_APP_URL string = 'https://${api.outputs.defaultHostName}'
 output AZURE_USER_ASSIGNED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_APP_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output AZURE_DEPLOYMENT_IDENTITY_PRINCIPAL_ID string = deploymentIdentity.outputs.principalId
+output AZURE_REFRESH_TOKEN_WRITER_ROLE_ID string = rbac.outputs.refreshTokenWriterRoleId
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_KEY_VAULT_URL string = keyVault.outputs.uri
 output PARTNER_CENTER_REFRESH_TOKEN_SECRET_NAME string = refreshTokenSecretName
 output PARTNER_CENTER_CLIENT_SECRET_NAME string = clientSecretName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
 output AZURE_STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
+output AZURE_RATED_INGEST_QUEUE string = ratedIngestQueueName
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
 output TABLE_PREFIX string = tablePrefix

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Static checks of the deployment files, runnable offline (no Bicep compiler exists here):
-#   1. every infra/**/*.bicep parses (pycep) and the templates agree (scripts/parse_bicep.py);
-#   2. checkov --framework bicep, with the project policies in infra/checkov, finds nothing;
-#   3. zizmor --offline and the GitHub workflow JSON schema accept .github/workflows;
-#   4. infra/*.json and azure.yaml are well-formed.
+#   1. every infra/**/*.bicep parses (pycep), the templates agree, the role table of infra/README.md is exactly
+#      what they assign (scripts/parse_bicep.py);
+#   2. every app setting of shared/settings.py is fixed by the templates or flows from a repository/azd variable
+#      through the workflow, main.parameters.json and a bounded main.bicep parameter; host.json never samples
+#      what the alerts read; the runbook pastes in order (scripts/check_deployment.py, with the app's .venv);
+#   3. the deployment package, rebuilt as the pinned azd builds it, is exactly the app (scripts/package_app.py);
+#   4. checkov --framework bicep, with the project policies in infra/checkov, finds nothing;
+#   5. zizmor --offline and the GitHub workflow JSON schema accept .github/workflows;
+#   6. infra/*.json and azure.yaml are well-formed.
 # Every step runs even when an earlier one fails; the exit code is 1 if any failed.
 #
 # Usage: scripts/check_infra.sh [INFRA_DIR [WORKFLOWS_DIR]]
 #   defaults: <repo>/infra and <repo>/.github/workflows
 # The tools live in their own virtual environment, .venv-infra (override with INFRA_VENV),
-# built from requirements-infra.txt when missing or when that file changed.
+# built from requirements-infra.txt when missing or when that file changed. Step 2 imports the app's settings
+# and runs with the app's Python (APP_PYTHON, default <repo>/.venv/bin/python, which `make check-infra` builds).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -63,6 +69,18 @@ if [[ -f "$ROOT/docs/architecture.md" ]]; then
     settings_doc=(--settings-doc "$ROOT/docs/architecture.md")
 fi
 step "bicep parse" "$PY" "$ROOT/scripts/parse_bicep.py" "$INFRA" "${settings_doc[@]}"
+
+APP_PY="${APP_PYTHON:-$ROOT/.venv/bin/python}"
+run_deployment_check() {
+    if [[ ! -x "$APP_PY" ]]; then
+        echo "check_deployment: no app Python at $APP_PY (run make check-infra, which builds .venv)"
+        return 1
+    fi
+    "$APP_PY" "$ROOT/scripts/check_deployment.py" --root "$ROOT" --infra "$INFRA" --workflows "$WORKFLOWS"
+}
+step "deployment settings, host.json, runbook" run_deployment_check
+
+step "deployment package" "$PY" "$ROOT/scripts/package_app.py" --root "$ROOT"
 
 run_checkov() {
     # checkov's exit code is not enough (see scripts/checkov_report.py); its JSON report is judged.

@@ -14,8 +14,11 @@ counts a parse failure and still exits 0), and the parsed templates must agree w
 * Flex Consumption (infra/flex-consumption.json): main.bicep allows exactly the listed regions for `location`;
   no listed Flex-unsupported app setting is a key anywhere and no listed siteConfig property is set;
 * Key Vault: no template writes a secret (a provision must never replace the refresh token the app rotated);
-  the app identity reads the vault as Key Vault Secrets User and holds Key Vault Secrets Officer only on a
-  secret resource, never on the vault.
+  the app identity reads the vault as Key Vault Secrets User and writes only through the refresh-token writer
+  role, a custom role that can get and set a secret's value and nothing else, assigned on a secret resource;
+* roles: every role assignment (principal, role, kind of scope) is a row of the role table of infra/README.md
+  and every row is assigned, so a grant broader than the table states (a queue role on the whole account, say)
+  fails, and so does one the table does not explain.
 
 Usage: python scripts/parse_bicep.py INFRA_DIR [--settings-doc docs/architecture.md]
 Exits 1 and prints one line per problem when anything is wrong.
@@ -27,6 +30,7 @@ import argparse
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,16 +39,11 @@ from pycep import BicepParser
 
 DESCRIPTION_PREFIXES = ("Required. ", "Optional. ")
 
-# Keys that must never be app settings in Azure: the first two are rejected by (or meaningless on)
-# Flex Consumption, LOCAL_FUNCTION_KEY is devhost-only, and a plain USAGE_STORAGE or
-# AzureWebJobsStorage would be a connection string (a key) instead of the identity settings.
-FORBIDDEN_SETTINGS = {
-    "FUNCTIONS_WORKER_RUNTIME",
-    "FUNCTIONS_EXTENSION_VERSION",
-    "LOCAL_FUNCTION_KEY",
-    "USAGE_STORAGE",
-    "AzureWebJobsStorage",
-}
+# Keys that must never be app settings in Azure: the "notInAzure" list of infra/app-settings.json (devhost-only
+# settings, connection strings that would be keys instead of the identity settings, the Functions runtime), and
+# FUNCTIONS_EXTENSION_VERSION, which Flex Consumption rejects.
+APP_SETTINGS_FILE = "app-settings.json"
+ALWAYS_FORBIDDEN = {"FUNCTIONS_EXTENSION_VERSION"}
 
 # What Flex Consumption rejects or ignores: its regions, the app settings it deprecates and the siteConfig
 # properties it rejects (ARM 400, code 51021) live in infra/flex-consumption.json, each list with its source and
@@ -55,6 +54,7 @@ FLEX_FILE = "flex-consumption.json"
 # variable name the templates give them: a role id pasted under the wrong name grants the wrong rights silently.
 BUILT_IN_ROLES = {
     "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "storageBlobDataContributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
@@ -63,9 +63,38 @@ BUILT_IN_ROLES = {
 }
 _ROLE_ID = re.compile(r"Microsoft\.Authorization/roleDefinitions'?\s*,\s*'([0-9a-f-]{36})'")
 
-# Settings of the architecture table that are local-only by design (see FORBIDDEN_SETTINGS): in Azure the
-# runtime is functionAppConfig.runtime and the host storage is the identity-based AzureWebJobsStorage__*.
-LOCAL_ONLY_SETTINGS = {"LOCAL_FUNCTION_KEY", "USAGE_STORAGE", "FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
+# The role table of infra/README.md names roles, principals and scopes in words; these are the words for the
+# templates' symbols. A role variable or principal parameter missing here fails the check until it is added.
+ROLE_NAMES = {
+    "storageBlobDataOwner": "Storage Blob Data Owner",
+    "storageBlobDataContributor": "Storage Blob Data Contributor",
+    "storageQueueDataContributor": "Storage Queue Data Contributor",
+    "storageTableDataContributor": "Storage Table Data Contributor",
+    "monitoringMetricsPublisher": "Monitoring Metrics Publisher",
+    "keyVaultSecretsOfficer": "Key Vault Secrets Officer",
+    "keyVaultSecretsUser": "Key Vault Secrets User",
+    "refreshTokenWriter": "Partner Center refresh token writer",
+}
+PRINCIPAL_NAMES = {
+    "appPrincipalId": "app identity",
+    "deploymentPrincipalId": "deployment identity",
+    "userPrincipalId": "deployer",
+}
+SCOPE_NAMES = {
+    "Microsoft.Storage/storageAccounts": "storage account",
+    "Microsoft.Storage/storageAccounts/queueServices/queues": "queue",
+    "Microsoft.Storage/storageAccounts/blobServices/containers": "blob container",
+    "Microsoft.Storage/storageAccounts/tableServices/tables": "table",
+    "Microsoft.KeyVault/vaults": "key vault",
+    "Microsoft.KeyVault/vaults/secrets": "secret",
+    "Microsoft.Insights/components": "Application Insights",
+}
+ROLES_DOC = "README.md"
+# What the custom refresh-token writer may do: read and write a secret's value. Never delete, purge, or list.
+SECRET_WRITER_DATA_ACTIONS = {
+    "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+    "Microsoft.KeyVault/vaults/secrets/setSecret/action",
+}
 
 
 def walk(node: Any) -> Iterator[dict[str, Any]]:
@@ -282,12 +311,23 @@ class Checker:
                 self.errors.append(f"{self.infra.name}/{FLEX_FILE}: {section} needs a source and values")
         return flex if isinstance(flex, dict) else {}
 
+    def not_in_azure(self) -> set[str]:
+        """The settings infra/app-settings.json says never exist in Azure."""
+        try:
+            data = json.loads((self.infra / APP_SETTINGS_FILE).read_text(encoding="utf-8"))
+            return set(data["notInAzure"]["values"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.errors.append(f"{self.infra.name}/{APP_SETTINGS_FILE}: needs notInAzure.values ({exc})")
+            return set()
+
     def check_settings(self, doc: Path | None, flex: dict[str, Any]) -> None:
         keys = self.setting_keys()
-        for forbidden in sorted(FORBIDDEN_SETTINGS & keys):
+        local_only = self.not_in_azure()
+        forbidden_settings = local_only | ALWAYS_FORBIDDEN
+        for forbidden in sorted(forbidden_settings & keys):
             self.errors.append(f"{self.infra.name}: app setting {forbidden} must not be set in Azure")
         unsupported_settings = set((flex.get("appSettings") or {}).get("values") or ())
-        for unsupported in sorted((unsupported_settings - FORBIDDEN_SETTINGS) & keys):
+        for unsupported in sorted((unsupported_settings - forbidden_settings) & keys):
             self.errors.append(f"{self.infra.name}: app setting {unsupported} is not supported on Flex Consumption")
         rejected = set((flex.get("siteConfig") or {}).get("values") or ())
         for path, name in self.site_config_properties():
@@ -298,7 +338,7 @@ class Checker:
         if not doc.exists():
             self.errors.append(f"{doc}: settings document not found")
             return
-        wanted = settings_from_doc(doc) - LOCAL_ONLY_SETTINGS
+        wanted = settings_from_doc(doc) - local_only
         if not wanted:
             self.errors.append(f"{doc}: no settings table found")
         for missing in sorted(wanted - keys):
@@ -333,47 +373,138 @@ class Checker:
         for missing in sorted(regions - set(allowed)):
             self.error(main, f"param location: @allowed misses the Flex Consumption region {missing} ({FLEX_FILE})")
 
-    def check_key_vault(self) -> None:
-        """No secret is written by a template; the app reads the vault and may write only a secret resource."""
-        granted: set[str] = set()
+    def role_assignments(self) -> Iterator[tuple[Path, str, dict[str, Any], str | None]]:
+        """(file, name, body, scope resource type) of every role assignment of every template."""
         for path, template in self.templates.items():
             resources = {name: resource_body(r) | {"_": r} for name, r in (template.get("resources") or {}).items()}
             for name, body in resources.items():
-                resource = body["_"]
+                if body["_"].get("type") != "Microsoft.Authorization/roleAssignments":
+                    continue
+                scope = body.get("scope")
+                scope_type = (
+                    resources[scope]["_"].get("type") if isinstance(scope, str) and scope in resources else None
+                )
+                yield path, name, body, scope_type
+
+    def check_key_vault(self) -> None:
+        """No secret is written by a template; the app reads the vault and may only get and set one secret."""
+        granted: set[str] = set()
+        for path, template in self.templates.items():
+            for name, resource in (template.get("resources") or {}).items():
                 if resource.get("type") == "Microsoft.KeyVault/vaults/secrets" and not resource.get("existing"):
                     self.error(
                         path,
                         f"resource {name}: templates must not write secrets (a provision would replace "
                         "the refresh token the app rotated); reference them with `existing`",
                     )
-            for name, body in resources.items():
-                if body["_"].get("type") != "Microsoft.Authorization/roleAssignments":
-                    continue
-                properties = body.get("properties") or {}
-                if properties.get("principalId") != "appPrincipalId":
-                    continue
-                role = properties.get("roleDefinitionId")
-                scope = body.get("scope")
-                scope_type = (
-                    resources[scope]["_"].get("type") if isinstance(scope, str) and scope in resources else None
+                if resource.get("type") == "Microsoft.Authorization/roleDefinitions":
+                    self.check_secret_writer(path, name, resource_body(resource))
+        for path, name, body, scope_type in self.role_assignments():
+            properties = body.get("properties") or {}
+            if properties.get("principalId") != "appPrincipalId":
+                continue
+            role = properties.get("roleDefinitionId")
+            if role == "keyVaultSecretsOfficer":
+                self.error(
+                    path,
+                    f"resource {name}: the app identity never gets Key Vault Secrets Officer (it could delete and "
+                    "purge secrets); it writes the refresh token through the refreshTokenWriter role",
                 )
-                if role == "keyVaultSecretsOfficer" and scope_type != "Microsoft.KeyVault/vaults/secrets":
-                    self.error(
-                        path,
-                        f"resource {name}: the app identity gets Key Vault Secrets Officer only on "
-                        "the refresh-token secret, not on the vault",
-                    )
-                if role in ("keyVaultSecretsOfficer", "keyVaultSecretsUser"):
-                    granted.add(f"{role} on {scope_type}")
-                if role == "keyVaultSecretsUser" and scope_type != "Microsoft.KeyVault/vaults":
-                    self.error(path, f"resource {name}: the app identity's Key Vault Secrets User belongs on the vault")
+            if role == "refreshTokenWriter" and scope_type != "Microsoft.KeyVault/vaults/secrets":
+                self.error(
+                    path,
+                    f"resource {name}: the app identity gets the refresh-token writer role only on the "
+                    "refresh-token secret, not on the vault",
+                )
+            if role == "keyVaultSecretsUser" and scope_type != "Microsoft.KeyVault/vaults":
+                self.error(path, f"resource {name}: the app identity's Key Vault Secrets User belongs on the vault")
+            if role in ("refreshTokenWriter", "keyVaultSecretsUser"):
+                granted.add(f"{role} on {scope_type}")
 
         for wanted in (
             "keyVaultSecretsUser on Microsoft.KeyVault/vaults",
-            "keyVaultSecretsOfficer on Microsoft.KeyVault/vaults/secrets",
+            "refreshTokenWriter on Microsoft.KeyVault/vaults/secrets",
         ):
             if wanted not in granted:
                 self.errors.append(f"{self.infra.name}: the app identity needs {wanted.replace(' on ', ' on a ')}")
+
+    def check_secret_writer(self, path: Path, name: str, body: dict[str, Any]) -> None:
+        """A custom role of the templates may get and set a secret's value, and do nothing else."""
+        permissions = (body.get("properties") or {}).get("permissions") or []
+        for permission in permissions:
+            actions = set(permission.get("actions") or []) | set(permission.get("notActions") or [])
+            data_actions = set(permission.get("dataActions") or [])
+            if actions:
+                self.error(path, f"role definition {name}: no control-plane actions ({sorted(actions)})")
+            extra = data_actions - SECRET_WRITER_DATA_ACTIONS
+            if extra:
+                self.error(path, f"role definition {name}: only get and set a secret's value, not {sorted(extra)}")
+        if not permissions:
+            self.error(path, f"role definition {name}: states no permissions")
+
+    def check_roles(self) -> None:
+        """Every role assignment is a row of infra/README.md's role table, and every row is assigned."""
+        doc = self.infra / ROLES_DOC
+        if not doc.exists():
+            self.errors.append(f"{self.infra.name}/{ROLES_DOC}: missing (its role table lists every role)")
+            return
+        listed = Counter(roles_from_doc(doc.read_text(encoding="utf-8")))
+        if not listed:
+            self.errors.append(f"{self.infra.name}/{ROLES_DOC}: no role table (| principal | role | scope | why |)")
+        assigned: Counter[tuple[str, str, str]] = Counter()
+        for path, name, body, scope_type in self.role_assignments():
+            properties = body.get("properties") or {}
+            principal = PRINCIPAL_NAMES.get(str(properties.get("principalId")))
+            role = ROLE_NAMES.get(str(properties.get("roleDefinitionId")))
+            if scope_type:
+                scope = SCOPE_NAMES.get(scope_type)
+            else:  # no `scope:` is the deployment's own resource group; an unresolved one cannot be named
+                scope = "resource group" if "scope" not in body else None
+            if principal is None or role is None or scope is None:
+                self.error(
+                    path,
+                    f"role assignment {name}: principal {properties.get('principalId')!r}, role "
+                    f"{properties.get('roleDefinitionId')!r} or scope {body.get('scope')!r} has no name for the role "
+                    "table (a literal or a loop cannot be checked: one resource per assignment, named variables)",
+                )
+                continue
+            assigned[(principal, role, scope)] += 1
+        for (principal, role, scope), count in sorted((assigned - listed).items()):
+            self.errors.append(
+                f"{self.infra.name}: {principal} gets {role} on a {scope}"
+                f"{f' ({count} more times)' if count > 1 else ''}, which the role table of {ROLES_DOC} does not "
+                "list: a broader or new grant; narrow it or add the row with its reason"
+            )
+        for (principal, role, scope), count in sorted((listed - assigned).items()):
+            self.errors.append(
+                f"{self.infra.name}/{ROLES_DOC}: the role table lists {role} on a {scope} for {principal}"
+                f"{f' ({count} more times)' if count > 1 else ''}, which no template assigns"
+            )
+
+
+def roles_from_doc(markdown: str) -> list[tuple[str, str, str]]:
+    """(principal, role, scope kind) of each row of the `| principal | role | scope | why |` table."""
+    rows: list[tuple[str, str, str]] = []
+    in_table = False
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if len(cells) >= 3 and [c.lower() for c in cells[:3]] == ["principal", "role", "scope"]:
+            in_table = True
+            continue
+        if not in_table:
+            continue
+        if not cells:
+            break
+        if set(cells[0]) <= {"-", ":"}:
+            continue
+        principal, role, scope = (_plain(cell) for cell in cells[:3])
+        rows.append((principal, role, scope))
+    return rows
+
+
+def _plain(cell: str) -> str:
+    """A table cell's words before any code span or parenthesis: "queue `rated-ingest`" -> "queue"."""
+    return re.split(r"[`(]", cell, maxsplit=1)[0].replace("*", "").strip()
 
 
 def resource_body(resource: dict[str, Any]) -> dict[str, Any]:
@@ -401,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     checker.check_settings(options.settings_doc, flex)
     checker.check_location(flex)
     checker.check_key_vault()
+    checker.check_roles()
 
     for line in checker.errors:
         print(f"bicep: {line}")

@@ -1,8 +1,10 @@
 // Azure Monitor alerts on what the app logs to Application Insights (docs/deploy.md, "Reading run
 // records and logs", has the same queries to paste). Three log search alert rules:
 //   failed runs   a timer invocation failed, or its run ended failed or stalled (shared/sync/runs.py);
-//   stale data    a timer function has no successful run within HEALTH_MAX_AGE_HOURS, the limit after
-//                 which /api/health answers 503 (shared/api/health.py);
+//   stale data    a timer function that has succeeded before has no successful run within
+//                 HEALTH_MAX_AGE_HOURS, the limit after which /api/health answers 503 (shared/api/health.py);
+//                 a function that has not succeeded yet (a new deployment before its first consent and runs)
+//                 is left to the failed-runs and re-consent rules;
 //   re-consent    a token request was refused as needing a partner admin's new consent
 //                 (ReconsentRequired), or calls were answered 401 repeatedly (an expired client secret,
 //                 an app no longer allowed in Partner Center).
@@ -24,7 +26,7 @@ param actionGroupName string
 @description('Optional. E-mail address the alerts are sent to; empty creates no action group.')
 param alertEmail string = ''
 
-@description('Optional. Hours without a successful run after which a function counts as stale (HEALTH_MAX_AGE_HOURS). The rule looks back at most 48 hours, so larger values alert at 48.')
+@description('Optional. Hours without a successful run after which a function counts as stale (HEALTH_MAX_AGE_HOURS). The rule reads at most 48 hours and needs the last success within them, so larger values alert at 46.')
 @minValue(1)
 param healthMaxAgeHours int = 26
 
@@ -34,6 +36,7 @@ param timerFunctions array = [
   'fetch_usage_summary'
   'fetch_utilization'
   'fetch_rated_usage'
+  'fetch_rate_card'
 ]
 
 @description('Optional. 401 answers or refused token requests within 6 hours that raise the re-consent alert even without an explicit re-consent error.')
@@ -44,7 +47,7 @@ var notify = !empty(alertEmail)
 // The names as a JSON array, which KQL reads as dynamic([...]). Multi-line strings take no
 // interpolation, so the queries get their values through format().
 var functionList = string(timerFunctions)
-var staleHours = min(healthMaxAgeHours, 48)
+var staleHours = min(healthMaxAgeHours, 46)
 
 // Each run logs one summary line when it ends: '<function> <status> in <s>s: rows=... correlation_id=...'
 // (SyncRun.summary); a failed invocation is a failed request of that function name.
@@ -56,16 +59,17 @@ union
 | summarize failures = count() by function
 ''', functionList)
 
+// Suppressed until a function's first success: only a function with a success line in the rule's range (two days,
+// the most a log search alert reads) and none within staleHours is returned. The telemetry the rules read (traces
+// and requests) is never sampled (host.json excludedTypes; scripts/check_deployment.py holds the two together).
 var staleQuery = format('''
 let expected = dynamic({0});
-let succeeded = traces
-  | where timestamp > ago({1}h)
-  | where message matches regex @"^\w+ succeeded in [0-9.]+s: "
-  | extend function = extract(@"^(\w+) ", 1, message)
-  | distinct function;
-print function = expected
-| mv-expand function to typeof(string)
-| join kind=leftanti succeeded on function
+traces
+| where message matches regex @"^\w+ succeeded in [0-9.]+s: "
+| extend function = extract(@"^(\w+) ", 1, message)
+| where function in (expected)
+| summarize lastSuccess = max(timestamp) by function
+| where lastSuccess < ago({1}h)
 ''', functionList, staleHours)
 
 // ReconsentRequired's message says a partner admin must sign in again ('re-consent'); a missing token
@@ -155,7 +159,7 @@ resource staleData 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'Partner Center usage: data older than the health limit'
-    description: 'A fetch_* function has had no successful run for ${staleHours} hours: /api/health answers 503. Check its last run and the re-consent alert.'
+    description: 'A fetch_* function that succeeded before has had no successful run for ${staleHours} hours: /api/health answers 503. Check its last run and the re-consent alert. Close the alert once data is fresh again (it does not resolve itself).'
     severity: 2
     enabled: true
     scopes: [
@@ -179,7 +183,11 @@ resource staleData 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
         }
       ]
     }
-    autoMitigate: true
+    // Stateless, with its notifications muted for a day once fired: past the two days the rule can read, the
+    // condition no longer holds and a stateful alert would resolve itself while the data stays stale; this one
+    // stays open until an operator closes it.
+    autoMitigate: false
+    muteActionsDuration: 'PT24H'
     actions: {
       actionGroups: actionGroups
     }

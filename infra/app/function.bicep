@@ -1,6 +1,8 @@
 // Flex Consumption (FC1, Linux) plan and the Python function app. Everything the app reaches,
 // it reaches as its user-assigned identity: no storage keys, no instrumentation key, and the
-// Partner Center secrets arrive as Key Vault references resolved with that identity.
+// Partner Center secrets arrive as Key Vault references resolved with that identity. The deployment
+// package is written and read by the platform with a second identity that holds a role on the package
+// container only; the app's code and the host use the first (AZURE_CLIENT_ID, the *__clientId settings).
 
 @description('Required. Name of the function app.')
 param name string
@@ -20,6 +22,9 @@ param identityId string
 @description('Required. Client id of the user-assigned managed identity.')
 param identityClientId string
 
+@description('Required. Resource id of the user-assigned managed identity the platform writes and reads the deployment package with.')
+param deploymentIdentityId string
+
 @description('Required. Blob endpoint of the storage account, with its trailing slash.')
 param blobEndpoint string
 
@@ -29,7 +34,10 @@ param queueEndpoint string
 @description('Required. Table endpoint of the storage account (host storage and usage tables).')
 param tableEndpoint string
 
-@description('Required. Blob container that holds the deployment package.')
+@description('Required. Blob endpoint of the storage account holding the deployment package, with its trailing slash.')
+param packageBlobEndpoint string
+
+@description('Required. Blob container of that account that holds the deployment package.')
 param deploymentContainerName string
 
 @description('Required. Name of the Application Insights component the app reports to.')
@@ -110,6 +118,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     type: 'UserAssigned'
     userAssignedIdentities: {
       '${identityId}': {}
+      '${deploymentIdentityId}': {}
     }
   }
   properties: {
@@ -125,10 +134,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       deployment: {
         storage: {
           type: 'blobContainer'
-          value: '${blobEndpoint}${deploymentContainerName}'
+          value: '${packageBlobEndpoint}${deploymentContainerName}'
           authentication: {
             type: 'UserAssignedIdentity'
-            userAssignedIdentityResourceId: identityId
+            userAssignedIdentityResourceId: deploymentIdentityId
           }
         }
       }
@@ -144,9 +153,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
-// Settings the platform and the identity wiring need. FUNCTIONS_WORKER_RUNTIME and
-// FUNCTIONS_EXTENSION_VERSION are deliberately absent: Flex Consumption takes the runtime from
-// functionAppConfig.runtime and rejects those settings.
+// Settings the templates fix: the platform and identity wiring, endpoints and Key Vault references
+// (infra/app-settings.json lists them as "template"; operators set the others, in main.bicep).
+// FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION are deliberately absent: Flex Consumption
+// takes the runtime from functionAppConfig.runtime and rejects those settings.
 var identitySettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
@@ -160,6 +170,10 @@ var identitySettings = {
   USAGE_STORAGE__credential: 'managedidentity'
   USAGE_STORAGE__clientId: identityClientId
   USAGE_STORAGE__tableServiceUri: tableEndpoint
+  // The rated-ingest fan-out queue's connection (a queue trigger's "connection": "USAGE_QUEUE"), identity-based.
+  USAGE_QUEUE__credential: 'managedidentity'
+  USAGE_QUEUE__clientId: identityClientId
+  USAGE_QUEUE__queueServiceUri: queueEndpoint
   KEY_VAULT_URL: keyVaultUri
   PARTNER_CENTER_REFRESH_TOKEN_SECRET_NAME: refreshTokenSecretName
   // No secret version: the reference follows the newest version the app writes back.

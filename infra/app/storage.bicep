@@ -1,6 +1,7 @@
-// Storage account for the Functions host (AzureWebJobsStorage), the Flex Consumption
-// deployment package container and the usage data tables. Identity-only: shared keys are off,
-// so every request needs an Entra ID token whose principal holds a data role (rbac.bicep).
+// A storage account, identity-only: shared keys are off, so every request needs an Entra ID token whose principal
+// holds a data role (rbac.bicep). main.bicep deploys it twice: for the Functions host (AzureWebJobsStorage), the
+// usage tables and the rated-ingest queues, and apart for the Flex Consumption deployment package, which the app
+// identity has no role on.
 
 @description('Required. Name of the storage account (3-24 lowercase letters and digits).')
 @minLength(3)
@@ -13,8 +14,11 @@ param location string
 @description('Optional. Tags applied to the storage account.')
 param tags object = {}
 
-@description('Required. Name of the blob container that holds the Flex Consumption deployment package.')
-param deploymentContainerName string
+@description('Optional. Blob containers to create (the deployment package container of the package account).')
+param containerNames array = []
+
+@description('Optional. Queues to create (the rated-ingest fan-out queue and its poison queue), so their roles can be scoped to them.')
+param queueNames array = []
 
 @description('Optional. Replication of the account. Zone- or geo-redundant SKUs keep the usage history through a zone or region outage.')
 @allowed([
@@ -85,17 +89,30 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   }
 }
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for containerName in containerNames: {
   parent: blobService
-  name: deploymentContainerName
+  name: containerName
   properties: {
     publicAccess: 'None'
   }
+}]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {}
 }
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for queueName in queueNames: {
+  parent: queueService
+  name: queueName
+  properties: {
+    metadata: {}
+  }
+}]
 
 output name string = storage.name
 output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
-output deploymentContainerName string = deploymentContainer.name

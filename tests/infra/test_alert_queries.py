@@ -97,3 +97,54 @@ def test_the_unauthorized_rule_matches_a_401_and_a_refused_client() -> None:
     for error in (partner_center_401, bad_secret):
         line = f"fetch_utilization: inventory failed: {error}"
         assert any(phrase in line for phrase in phrases), line
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the rules read is never sampled away, and the stale-data rule waits for a function's first success.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _deployment_checks():  # type: ignore[no-untyped-def]
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("check_deployment", root / "scripts" / "check_deployment.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["check_deployment"] = module
+    spec.loader.exec_module(module)
+    return module, root
+
+
+def test_host_json_never_samples_the_telemetry_the_rules_read() -> None:
+    deployment, root = _deployment_checks()
+    files = deployment.Files(root, root / "infra", root / ".github" / "workflows")
+
+    assert deployment.alert_tables(ALERTS) == {"traces", "requests"}
+    assert deployment.check_host(files) == []
+
+
+def test_sampling_traces_fails(tmp_path: Path) -> None:
+    deployment, root = _deployment_checks()
+    host = (root / "host.json").read_text(encoding="utf-8").replace('"Request;Exception;Trace"', '"Request;Exception"')
+    (tmp_path / "host.json").write_text(host, encoding="utf-8")
+    files = deployment.Files(tmp_path, root / "infra", root / ".github" / "workflows")
+
+    assert deployment.check_host(files) == [
+        "host.json samples Trace telemetry, which the alert rules read (traces): add it to "
+        "samplingSettings.excludedTypes"
+    ]
+
+
+def test_the_stale_rule_reports_only_functions_that_succeeded_before() -> None:
+    block = ALERTS.split("var staleQuery = ", 1)[1].split("'''", 2)[1]
+    assert "summarize lastSuccess = max(timestamp) by function" in block
+    assert re.search(r"where lastSuccess < ago\(\{1\}h\)", block)
+    assert "leftanti" not in block  # the old form listed every expected function without a success, new ones too
+
+
+def test_the_stale_alert_stays_open_past_the_two_days_it_can_read() -> None:
+    rule = ALERTS.split("resource staleData", 1)[1].split("\nresource ", 1)[0]
+    assert "autoMitigate: false" in rule and "muteActionsDuration: 'PT24H'" in rule
+    assert "overrideQueryTimeRange: 'P2D'" in rule

@@ -157,7 +157,7 @@ def test_a_template_that_writes_a_secret_fails(tmp_path: Path) -> None:
     assert "resource seeded: templates must not write secrets" in result.stdout
 
 
-def test_secrets_officer_for_the_app_on_the_whole_vault_fails(tmp_path: Path) -> None:
+def test_the_refresh_token_writer_on_the_whole_vault_fails(tmp_path: Path) -> None:
     infra = copy_infra(tmp_path)
     replace_once(
         infra / "app" / "rbac.bicep",
@@ -168,4 +168,65 @@ def test_secrets_officer_for_the_app_on_the_whole_vault_fails(tmp_path: Path) ->
     result = run_check(infra)
 
     assert result.returncode != 0, result.stdout
-    assert "resource appRefreshTokenWriter: the app identity gets Key Vault Secrets Officer only on" in result.stdout
+    assert (
+        "resource appRefreshTokenWriter: the app identity gets the refresh-token writer role only on" in result.stdout
+    )
+
+
+def test_a_custom_role_that_can_delete_or_an_app_secrets_officer_fails(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    rbac = infra / "app" / "rbac.bicep"
+    replace_once(
+        rbac,
+        "          'Microsoft.KeyVault/vaults/secrets/setSecret/action'\n",
+        "          'Microsoft.KeyVault/vaults/secrets/setSecret/action'\n"
+        "          'Microsoft.KeyVault/vaults/secrets/delete'\n",
+    )
+    replace_once(rbac, "    roleDefinitionId: refreshTokenWriter\n", "    roleDefinitionId: keyVaultSecretsOfficer\n")
+
+    result = run_check(infra)
+
+    assert result.returncode != 0, result.stdout
+    assert "role definition refreshTokenWriterRole: only get and set a secret's value, not" in result.stdout
+    assert "resource appRefreshTokenWriter: the app identity never gets Key Vault Secrets Officer" in result.stdout
+
+
+def test_a_role_broader_than_the_role_table_fails(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    rbac = infra / "app" / "rbac.bicep"
+    text = rbac.read_text(encoding="utf-8")
+    # The queue role on the whole storage account instead of the rated-ingest queue.
+    assert text.count("  scope: ratedIngestQueue\n") == 1
+    rbac.write_text(text.replace("  scope: ratedIngestQueue\n", "  scope: storage\n"), encoding="utf-8")
+
+    result = run_check(infra)
+
+    assert result.returncode != 0, result.stdout
+    assert "bicep parse" in failed_steps(result)
+    assert (
+        "app identity gets Storage Queue Data Contributor on a storage account, which the role table of "
+        "README.md does not list: a broader or new grant" in result.stdout
+    )
+    assert "the role table lists Storage Queue Data Contributor on a queue for app identity, which no template" in (
+        result.stdout
+    )
+
+
+def test_an_operator_setting_the_workflow_drops_fails_the_deployment_step(tmp_path: Path) -> None:
+    infra = copy_infra(tmp_path)
+    workflows = tmp_path / "workflows"
+    shutil.copytree(ROOT / ".github" / "workflows", workflows)
+    replace_once(workflows / "ci.yml", "      CUSTOMER_DENY_LIST: ${{ vars.CUSTOMER_DENY_LIST }}\n", "")
+
+    result = subprocess.run(
+        ["bash", str(SCRIPT), str(infra), str(workflows)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+    assert result.returncode != 0, result.stdout
+    assert "deployment settings" in failed_steps(result)
+    assert "env needs `CUSTOMER_DENY_LIST: ${{ vars.CUSTOMER_DENY_LIST }}`" in result.stdout

@@ -1,105 +1,112 @@
-"""infra/main.bicep allows exactly what the app accepts, and defaults to what it defaults to: each setting's bounds,
+"""infra/main.bicep allows no more than the app accepts, and defaults to what it defaults to: each setting's bounds,
 words and default are declared once, in SETTINGS (schedules with their job in JOBS).
 
 A parameter the Bicep allows and the app refuses (``utilizationLagHours`` 0, ``inventoryRefreshHours`` without a
-maximum) deploys an app that fails at start. Pure text reading of the decorators: fast, no Bicep tooling needed.
+maximum) deploys an app that fails at start. The check is scripts/check_deployment.py's (make check-infra runs it);
+these tests hold it to the real templates and to broken copies. Pure text reading: no Bicep tooling needed.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass, field
+import importlib.util
+import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from shared.settings import SETTINGS, ReadBy, Setting
-
-MAIN = Path(__file__).resolve().parents[2] / "infra" / "main.bicep"
-_PARAM = re.compile(r"param (\w+) (\w+)(?: = (.+))?$")
-_APP_SETTING = re.compile(r"^\s+([A-Z][A-Za-z0-9_]*): (?:string\()?(\w+)\)?$")  # app settings: NAME or Name__x
+ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class Param:
-    """A Bicep parameter's type, default and value decorators."""
-
-    type: str
-    default: str | None
-    min: int | None = None
-    max: int | None = None
-    allowed: list[str] = field(default_factory=list)
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-def parameters(text: str) -> dict[str, Param]:
-    """Every ``param`` of a template, with the @minValue/@maxValue/@allowed written above it."""
-    found: dict[str, Param] = {}
-    pending: dict[str, int | list[str]] = {}
-    lines = iter(text.splitlines())
-    for line in lines:
-        line = line.strip()
-        if line.startswith("@minValue(") or line.startswith("@maxValue("):
-            pending[line[1:4]] = int(line[line.index("(") + 1 : line.index(")")])
-        elif line == "@allowed([":
-            values = []
-            for item in lines:
-                if item.strip() == "])":
-                    break
-                values.append(item.strip().strip("'"))
-            pending["allowed"] = values
-        elif match := _PARAM.match(line):
-            name, kind, default = match.groups()
-            minimum, maximum, allowed = pending.get("min"), pending.get("max"), pending.get("allowed", [])
-            assert isinstance(allowed, list) and not isinstance(minimum, list) and not isinstance(maximum, list)
-            found[name] = Param(kind, None if default is None else default.strip("'"), minimum, maximum, allowed)
-            pending = {}
-    return found
+deployment = _load("check_deployment")
 
 
-def app_settings(text: str) -> dict[str, str]:
-    """App setting name -> the parameter main.bicep sets it from (``NAME: param`` or ``NAME: string(param)``)."""
-    return {m.group(1): m.group(2) for line in text.splitlines() if (m := _APP_SETTING.match(line))}
+def files_for(infra: Path) -> object:
+    return deployment.Files(ROOT, infra, ROOT / ".github" / "workflows")
 
 
-TEXT = MAIN.read_text(encoding="utf-8")
-PARAMS, FROM = parameters(TEXT), app_settings(TEXT)
-LIMITED = [s for s in SETTINGS if s.read_by == ReadBy.APP and (s.bounds or s.choices)]
+@pytest.fixture
+def infra(tmp_path: Path) -> Path:
+    copy = tmp_path / "infra"
+    shutil.copytree(ROOT / "infra", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
 
 
-def test_every_setting_with_limits_is_set_from_a_parameter():
-    assert LIMITED and all(s.name in FROM and FROM[s.name] in PARAMS for s in LIMITED)
+def replace_once(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} should occur once in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
 
 
-@pytest.mark.parametrize("setting", LIMITED, ids=lambda s: s.name)
-def test_the_parameter_allows_what_the_app_accepts_and_defaults_to_its_default(setting: Setting):
-    param = PARAMS[FROM[setting.name]]
-    bounds, choices = setting.bounds, setting.choices
-    if choices is not None:
-        assert param.allowed == list(choices) and param.min is None and param.max is None
-    elif bounds is not None and bounds.allowed is not None:
-        assert param.allowed == [str(v) for v in bounds.allowed] and param.min is None and param.max is None
-    else:
-        assert bounds is not None and not param.allowed
-        # Bicep numbers are whole: the parameter's range is the whole numbers within the app's range.
-        assert (param.min, param.max) == (math.ceil(bounds.low), math.floor(bounds.high)), setting.name
+def test_the_real_parameters_allow_what_the_app_accepts() -> None:
+    assert deployment.check_bounds(files_for(ROOT / "infra")) == []
 
 
-OWN = {name: param for name, param in FROM.items() if list(FROM.values()).count(param) == 1}
-DEFAULTED = [s for s in SETTINGS if s.name in OWN and PARAMS[OWN[s.name]].default is not None]
+def test_every_operator_setting_with_limits_has_a_parameter() -> None:
+    params = deployment.parameters((ROOT / "infra" / "main.bicep").read_text(encoding="utf-8"))
+    limited = [s for s in deployment.operator_settings(ROOT / "infra") if s.bounds or s.choices]
+    assert limited and all(deployment.camel(s.name) in params for s in limited)
 
 
-@pytest.mark.parametrize("setting", DEFAULTED, ids=lambda s: s.name)
-def test_a_parameter_of_its_own_defaults_to_the_setting_s_default(setting: Setting):
-    default = PARAMS[OWN[setting.name]].default
-    assert default is not None and setting.parse(setting.name, default) == setting.read({})
+def test_a_maximum_looser_than_the_app_s_fails(infra: Path) -> None:
+    replace_once(infra / "main.bicep", "@maxValue(32)\nparam syncConcurrency", "@maxValue(64)\nparam syncConcurrency")
+
+    problems = deployment.check_bounds(files_for(infra))
+
+    assert problems == [
+        "main.bicep: syncConcurrency (SYNC_CONCURRENCY) must be an int with @minValue(1) @maxValue(32), the app's "
+        "range 1 to 32; found int 1..64"
+    ]
 
 
-def test_every_schedule_and_every_limited_setting_has_a_parameter_of_its_own_with_a_default():
-    schedules = {s.name for s in SETTINGS if s.read_by == ReadBy.HOST}
-    assert schedules | {s.name for s in LIMITED} <= {s.name for s in DEFAULTED}
+def test_a_missing_minimum_fails(infra: Path) -> None:
+    replace_once(infra / "main.bicep", "@minValue(2)\n@maxValue(72)\n", "@maxValue(72)\n")
+
+    (problem,) = deployment.check_bounds(files_for(infra))
+
+    assert "utilizationLagHours (UTILIZATION_LAG_HOURS) must be an int with @minValue(2) @maxValue(72)" in problem
 
 
-def test_the_reader_finds_every_decorator():
+def test_a_word_the_app_refuses_fails(infra: Path) -> None:
+    replace_once(infra / "main.bicep", "  'both'\n  'token'\n])", "  'both'\n  'token'\n  'open'\n])")
+
+    (problem,) = deployment.check_bounds(files_for(infra))
+
+    assert problem.startswith("main.bicep: apiAccessMode (API_ACCESS_MODE) must allow exactly ['key', 'both', 'token']")
+
+
+def test_a_flag_that_takes_any_word_fails(infra: Path) -> None:
+    replace_once(
+        infra / "main.bicep",
+        "@allowed([\n  'true'\n  'false'\n])\nparam utilizationShowDetails string",
+        "param utilizationShowDetails string",
+    )
+
+    (problem,) = deployment.check_bounds(files_for(infra))
+
+    assert "utilizationShowDetails (UTILIZATION_SHOW_DETAILS) is a flag" in problem
+
+
+def test_a_fractional_setting_is_a_string_the_app_checks() -> None:
+    fractional = [s for s in deployment.operator_settings(ROOT / "infra") if deployment._is_fraction(s)]
+    params = deployment.parameters((ROOT / "infra" / "main.bicep").read_text(encoding="utf-8"))
+    for setting in fractional:
+        assert params[deployment.camel(setting.name)].type == "string", setting.name
+
+
+def test_the_reader_finds_every_decorator() -> None:
     text = "@minValue(2)\n@maxValue(72)\nparam lag int = 6\n@allowed([\n  'a'\n  'b'\n])\nparam word string = 'a'\n"
-    assert parameters(text) == {"lag": Param("int", "6", 2, 72), "word": Param("string", "a", allowed=["a", "b"])}
+    assert deployment.parameters(text) == {
+        "lag": deployment.Param("int", "6", 2, 72),
+        "word": deployment.Param("string", "a", allowed=["a", "b"]),
+    }
