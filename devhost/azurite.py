@@ -1,6 +1,7 @@
-"""Start and stop the Azurite table and blob emulators from node_modules (tests, local runs, benchmarks).
+"""Start and stop the Azurite table, blob and queue emulators from node_modules (tests, local runs, benchmarks).
 
-The blob service holds the simulated Graph billing export's files; the app itself never writes blobs.
+The blob service holds the simulated Graph billing export's files; the app itself never writes blobs. The queue
+service holds the ``rated-ingest`` queue (USAGE_QUEUE), which ``devhost.funcapp.drain_queues`` runs.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ class AzuriteBlob(_Service):
     _kind = "Blob"
 
 
+class AzuriteQueue(_Service):
+    """A running Azurite queue service."""
+
+    _kind = "Queue"
+
+
 def azurite_binary(service: str = "table") -> str:
     """The azurite-table (or azurite-blob) launcher installed by ``npm ci``."""
     name = f"azurite-{service}"
@@ -74,21 +81,37 @@ def azurite_binary(service: str = "table") -> str:
     raise FileNotFoundError(f"{name} not found: run `npm ci` in the repository (make does it for you)")
 
 
-@contextlib.contextmanager
-def running_azurite_blob(*, data_dir: Path | None = None, port: int | None = None) -> Iterator[AzuriteBlob]:
-    """Run Azurite's blob service on a free loopback port; in memory unless ``data_dir`` is given."""
-    port = port or free_port()
-    args = [azurite_binary("blob"), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--disableTelemetry"]
-    args += ["--skipApiVersionCheck", "--loose"]
+def _start(service: str, port: int, data_dir: Path | None) -> subprocess.Popen[bytes]:
+    args = [azurite_binary(service), f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
+    args += ["--disableTelemetry", "--skipApiVersionCheck", "--loose"]
     if data_dir is None:
         args.append("--inMemoryPersistence")
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
         args += ["--location", str(data_dir)]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@contextlib.contextmanager
+def running_azurite_blob(*, data_dir: Path | None = None, port: int | None = None) -> Iterator[AzuriteBlob]:
+    """Run Azurite's blob service on a free loopback port; in memory unless ``data_dir`` is given."""
+    port = port or free_port()
+    process = _start("blob", port, data_dir)
     try:
         _wait_for_port(port, process)
         yield AzuriteBlob(port=port, process=process)
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
+def running_azurite_queue(*, data_dir: Path | None = None, port: int | None = None) -> Iterator[AzuriteQueue]:
+    """Run Azurite's queue service on a free loopback port; in memory unless ``data_dir`` is given."""
+    port = port or free_port()
+    process = _start("queue", port, data_dir)
+    try:
+        _wait_for_port(port, process)
+        yield AzuriteQueue(port=port, process=process)
     finally:
         stop(process)
 

@@ -1,12 +1,14 @@
 """The function app as the Functions host sees it: v1 function folders, their bindings and entry points.
 
-Shared by ``devhost serve`` (HTTP functions) and ``devhost trigger`` (timer functions).
+Shared by ``devhost serve`` (HTTP functions), ``devhost trigger`` (timer functions) and ``drain_queues``
+(queue-triggered functions, on Azurite's queue service, as ``devhost up`` and the tests run them).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -108,3 +110,102 @@ def resolve_setting_refs(value: str, env: Mapping[str, str]) -> str:
         return env[name]
 
     return _SETTING_REF.sub(setting, value)
+
+
+# -- queue-triggered functions --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Drained:
+    """What ``drain_queues`` did: messages handled, failed tries (retried), messages moved to a poison queue."""
+
+    handled: int = 0
+    failed: int = 0
+    poisoned: int = 0
+
+
+def max_dequeue_count(root: Path = REPO_ROOT) -> int:
+    """host.json's ``extensions.queues.maxDequeueCount`` (5, the host's default, when absent)."""
+    try:
+        host = json.loads((root / "host.json").read_text(encoding="utf-8"))
+        return int(host["extensions"]["queues"]["maxDequeueCount"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 5
+
+
+def queue_specs(root: Path = REPO_ROOT) -> list[FunctionSpec]:
+    """Every enabled queue-triggered function folder."""
+    return [spec for spec in discover(root) if spec.trigger_type == "queueTrigger" and not spec.disabled]
+
+
+def drain_queues(
+    env: Mapping[str, str],
+    *,
+    root: Path = REPO_ROOT,
+    limit: int = 10_000,
+    handle: Callable[[FunctionSpec, Any], None] | None = None,
+) -> Drained:
+    """Run every queue-triggered function on its queue's messages, as the host does, until the queues are empty.
+
+    Each function's queue is its binding's ``queueName`` (``%SETTING%`` resolved) on the account of its
+    ``connection`` setting (a connection string: Azurite). A message is handed to ``main`` as a
+    ``QueueMessage`` (base64, as the host's default ``messageEncoding``) with its dequeue count; it is deleted
+    when ``main`` returns, made visible again when it raises, and moved to ``{queue}-poison`` once it failed
+    host.json's ``maxDequeueCount`` times. ``handle(spec, message)``, when given, is called instead of ``main``
+    (tests: the same handling with an injected clock)."""
+    import azure.functions.queue as func_queue
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+    drained = Drained()
+    most = max_dequeue_count(root)
+    bound = []
+    for spec in queue_specs(root):
+        name = resolve_setting_refs(str(spec.trigger.get("queueName", "")), env)
+        setting = str(spec.trigger.get("connection") or "AzureWebJobsStorage")
+        if not env.get(setting):
+            continue  # no queue configured: nothing is ever sent to it either
+        queue, poison = (
+            QueueClient.from_connection_string(
+                env[setting],
+                queue_name,
+                message_encode_policy=TextBase64EncodePolicy(),
+                message_decode_policy=TextBase64DecodePolicy(),
+            )
+            for queue_name in (name, name + "-poison")
+        )
+        for client in (queue, poison):
+            try:
+                client.create_queue()
+            except ResourceExistsError:
+                pass
+        bound.append((spec, load_main(spec), queue, poison))
+    while drained.handled + drained.failed < limit:
+        busy = False
+        for spec, main, queue, poison in bound:
+            for message in queue.receive_messages(max_messages=1, visibility_timeout=60):
+                busy = True
+                body = str(message.content)
+                argument = func_queue.QueueMessage(  # type: ignore[no-untyped-call]
+                    id=message.id, body=body.encode("utf-8"), dequeue_count=message.dequeue_count
+                )
+                try:
+                    if handle is not None:
+                        handle(spec, argument)
+                    else:
+                        main(**{str(spec.trigger["name"]): argument})
+                except Exception as exc:
+                    drained.failed += 1
+                    if (message.dequeue_count or 1) >= most:
+                        poison.send_message(body)
+                        queue.delete_message(message)
+                        drained.poisoned += 1
+                    else:
+                        queue.update_message(message, visibility_timeout=0)
+                    logging.getLogger("devhost").warning("%s failed on a message: %s", spec.name, exc)
+                    continue
+                queue.delete_message(message)
+                drained.handled += 1
+        if not busy:
+            break
+    return drained

@@ -22,7 +22,7 @@ CURRENCIES = "GBP,SEK"
 
 
 def settings_of(sim: Simulator, azurite, prefix: str, **overrides: str) -> Settings:
-    return Settings.from_env(sim_env(sim, azurite, prefix, RATED_USAGE_CURRENCIES=CURRENCIES, **overrides))
+    return Settings.from_env(sim_env(sim, azurite, prefix, **{"RATED_USAGE_CURRENCIES": CURRENCIES, **overrides}))
 
 
 def rated_rows(store: TableStore) -> dict[str, list[dict[str, Any]]]:
@@ -34,9 +34,15 @@ def rated_rows(store: TableStore) -> dict[str, list[dict[str, Any]]]:
 
 
 def sync(
-    sim: Simulator, azurite, store: TableStore, *, now: datetime = NOW, sleeps: list[float] | None = None
+    sim: Simulator,
+    azurite,
+    store: TableStore,
+    *,
+    now: datetime = NOW,
+    sleeps: list[float] | None = None,
+    **overrides: str,
 ) -> SyncRun:
-    settings = settings_of(sim, azurite, store.prefix)
+    settings = settings_of(sim, azurite, store.prefix, **overrides)
     recorded = sleeps if sleeps is not None else []
     try:
         return runner.run_job(

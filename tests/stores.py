@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ class StoreStats:
     transactions: int = 0
     entities_written: int = 0
     queries: int = 0
+    by_table: Counter[str] = field(default_factory=Counter)  # entities written per table (full name)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -37,6 +39,8 @@ class CountingStore(TableStore):
     def _submit(self, table: TableClient, batch: list[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE) -> int:
         written = super()._submit(table, batch, mode)
         self.stats.add(transactions=1, entities_written=len(batch))
+        with self.stats._lock:
+            self.stats.by_table[table.table_name.removeprefix(self.prefix)] += len(batch)
         return written
 
     def get(self, name: str, partition_key: str, row_key: str) -> dict[str, Any] | None:

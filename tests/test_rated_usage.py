@@ -12,6 +12,7 @@ from azure.data.tables import TableServiceClient
 from devhost.simulator.billing import lines as world_lines
 from devhost.simulator.faults import Fault
 from shared import jsonutil, tables
+from shared.rated.chunks import count_of, texts_of
 from shared.rated.ingest import EXACT
 from shared.settings import Settings, SettingsError
 from shared.sync import jobs, runner
@@ -41,7 +42,7 @@ def test_a_run_stores_every_line_and_totals_equal_their_lines_digit_for_digit(bi
     assert set(stored) == {(c.lower(), e.lower(), d) for c, e, d in expected}
     for (customer, entitlement, day), total in expected.items():
         assert stored[(customer.lower(), entitlement.lower(), day)] == str(total)  # the same digits, not just equal
-    lines = list(store.all_rows(tables.RATED_LINES))
+    lines = [text for row in store.all_rows(tables.RATED_LINES) for text in texts_of(row)]
     world = [
         line
         for c in CURRENCIES.split(",")
@@ -49,7 +50,7 @@ def test_a_run_stores_every_line_and_totals_equal_their_lines_digit_for_digit(bi
         for line in world_lines(billing_sim.world, p, c, billing_sim.graph.options)
     ]
     assert len(lines) == len(world)  # identical-looking lines are both kept
-    assert sorted(jsonutil.loads(r["line"])["BillingPreTaxTotal"] for r in lines) == sorted(
+    assert sorted(jsonutil.loads(text)["BillingPreTaxTotal"] for text in lines) == sorted(
         ln["BillingPreTaxTotal"] for ln in world
     )
     customers = {
@@ -136,15 +137,16 @@ def test_a_rerated_day_rewrites_only_that_days_slices(billing_sim, azurite, stor
     billing_sim.graph.configure({"rerate": {"2026-11-05": "0.9"}})
     run = sync(billing_sim, azurite, store)
     assert run.status == "succeeded", run.summary()
-    written = {r["RowKey"] for r in store.all_rows(tables.RATED_LINES)} - old_keys
-    assert written and all(key.startswith("2026-11-05|") for key in written)
+    new_rows = [r for r in store.all_rows(tables.RATED_LINES) if r["RowKey"] not in old_keys]
+    assert new_rows and all(r["RowKey"].startswith("2026-11-05|") for r in new_rows)
     day_lines = [
         ln
         for c in CURRENCIES.split(",")
         for ln in world_lines(billing_sim.world, "current", c, billing_sim.graph.options)
         if ln["UsageDate"].startswith("2026-11-05")
     ]
-    assert run.counters["rows"] == len(day_lines) + len(
+    assert sum(count_of(r) for r in new_rows) == len(day_lines)  # the day's lines, in chunks of its slices
+    assert run.counters["rows"] == len(new_rows) + len(
         {(ln["CustomerId"], ln["EntitlementId"]) for ln in day_lines}
     ) + len({ln["CustomerId"] for ln in day_lines})
     assert stored_totals(store) == {
@@ -191,10 +193,10 @@ def test_a_crash_mid_ingest_leaves_the_old_snapshot_served_and_the_rerun_converg
     assert any(after[key] == old[key] for key in changed)  # the slices the crash hit still name the old one
     for key, days in after.items():  # ... and every version any pointer names is there, whole
         pk = key[0] + "|" + key[1].split("|")[0]
-        rows = [r["RowKey"] for r in store.partition(tables.RATED_LINES, pk)]
+        rows = list(store.partition(tables.RATED_LINES, pk))
         for day, view in jsonutil.loads(days).items():
             prefix = f"{day}|{key[1].split('|')[2]}|{view['version']}|"
-            assert sum(1 for rk in rows if rk.startswith(prefix)) == view["lines"]
+            assert sum(count_of(r) for r in rows if r["RowKey"].startswith(prefix)) == view["lines"]
     rerun = sync(billing_sim, azurite, store)
     assert rerun.status == "succeeded", rerun.summary()
     assert stored_totals(store) == stored_totals(other_store)
@@ -210,12 +212,24 @@ def test_malformed_lines_are_quarantined_with_their_reason_and_the_rest_is_store
 ):
     sync(billing_sim, azurite, other_store)
     billing_sim.graph.configure({"badLines": True})
-    run = sync(billing_sim, azurite, store)
+    run = sync(billing_sim, azurite, store, RATED_USAGE_QUARANTINE_SHARE="0.05")
     assert run.status == "succeeded", run.summary()
     quarantined = list(store.all_rows(tables.QUARANTINE))
     assert len(quarantined) == 4 * 4 and run.counters["quarantined"] == 16
     assert all(row["reason"] and "blob part-" in row["source"] for row in quarantined)
     assert stored_totals(store) == stored_totals(other_store)
+
+
+def test_an_export_that_quarantined_more_than_the_share_allowed_fails_its_run_with_the_reason(
+    billing_sim, azurite, store
+):
+    billing_sim.graph.configure({"badLines": True})
+    run = sync(billing_sim, azurite, store, RATED_USAGE_QUARANTINE_SHARE="0.01")
+    assert run.status == "failed" and stored_totals(store)  # stored all the same: the rest of the lines are good
+    reasons = [error.message for error in run.errors]
+    assert any(
+        "quarantined 4 of 121 lines" in reason and "RATED_USAGE_QUARANTINE_SHARE" in reason for reason in reasons
+    )
 
 
 def test_lines_are_read_with_keys_in_any_case():
@@ -287,10 +301,10 @@ def test_an_ingest_stopped_at_the_deadline_leaves_whole_pointers_and_its_export_
     billing_sim.graph.configure({"rerate": {"2026-11-03": "1.5", "2026-11-10": "0.5"}})
     settings = settings_of(billing_sim, azurite, store.prefix)
 
-    def clock() -> float:  # time, for this run, is rows written: the deadline comes in the middle of the ingest
-        return float(store.stats.entities_written)
+    def clock() -> float:  # time, for this run, is data rows written: the deadline comes in the middle of the commit
+        return float(store.stats.by_table[tables.RATED_LINES] + store.stats.by_table[tables.RATED_SLICES])
 
-    stopped = run_job("fetch_rated_usage", settings, store, NOW, clock=clock, timeout=DEADLINE_MARGIN_SECONDS + 20)
+    stopped = run_job("fetch_rated_usage", settings, store, NOW, clock=clock, timeout=DEADLINE_MARGIN_SECONDS + 3)
     assert stopped.status == "succeeded" and not stopped.errors, stopped.notes
     assert stopped.counters["pending"] >= 1 and stopped.counters["rows"] > 0
     assert any("deadline" in note for note in stopped.notes), stopped.notes
@@ -304,10 +318,10 @@ def test_an_ingest_stopped_at_the_deadline_leaves_whole_pointers_and_its_export_
     assert any(after[key] == old[key] != new[key] for key in new)  # and the stop came before every slice was stored
     for key, days in after.items():  # ... and every version any pointer names is there, whole
         pk = key[0] + "|" + key[1].split("|")[0]
-        rows = [r["RowKey"] for r in store.partition(tables.RATED_LINES, pk)]
+        rows = list(store.partition(tables.RATED_LINES, pk))
         for day, view in jsonutil.loads(days).items():
             prefix = f"{day}|{key[1].split('|')[2]}|{view['version']}|"
-            assert sum(1 for rk in rows if rk.startswith(prefix)) == view["lines"]
+            assert sum(count_of(r) for r in rows if r["RowKey"].startswith(prefix)) == view["lines"]
     started = billing_sim.graph.exports_started
     rerun = sync(billing_sim, azurite, store)
     assert rerun.status == "succeeded", rerun.summary()

@@ -103,6 +103,12 @@ def read_lines(client: GraphBillingClient, manifest: Manifest, into: LineSink) -
         _BlobReader(client, manifest, blob.name, into).read()
 
 
+def read_blob(client: GraphBillingClient, manifest: Manifest, name: str, into: LineSink) -> None:
+    """Hand every non-empty line of one blob of the export to ``into``, in order, streamed (the client lends its
+    session, timeout, sleep, counters and deadline; no Graph call is made)."""
+    _BlobReader(client, manifest, name, into).read()
+
+
 class _BlobReader:
     """One blob: each try reads from the byte the last one reached to the end, its lines handed on as they come."""
 

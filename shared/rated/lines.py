@@ -9,14 +9,15 @@ a billing total that is a number. Anything else is a BadRecord, quarantined with
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
-from shared import jsonutil
 from shared.records import BadRecord
 
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
@@ -54,20 +55,60 @@ def lowered(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _id(fields: Mapping[str, Any], name: str) -> str:
-    value = fields.get(name.lower())
-    if not isinstance(value, str) or not value.strip():
-        raise BadRecord(f"missing {name}")
+class _Fields:
+    """A line's members by name in any case: the documented (PascalCase) name is looked up directly, and only a
+    line that lacks it is lowered (once), as older camelCase lines need."""
+
+    __slots__ = ("_lowered", "_record")
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        self._record = record
+        self._lowered: dict[str, Any] | None = None
+
+    def get(self, name: str) -> Any:
+        value = self._record.get(name)
+        if value is not None:
+            return value
+        if self._lowered is None:
+            self._lowered = lowered(self._record)
+        return self._lowered.get(name.lower())
+
+
+class _NotFinite(float):
+    """NaN or Infinity in a line (not JSON, but a broken export may hold it): a float, as simplejson reads it."""
+
+
+def _constant(text: str) -> float:
+    return _NotFinite(text)
+
+
+# The standard library's C scanner keeps every digit: fractions as their text (Decimal only where a total is
+# summed), integers as int. About twice as fast as simplejson with Decimals on an export line.
+_DECODE = json.JSONDecoder(parse_float=str, parse_constant=_constant).decode
+
+
+@lru_cache(maxsize=4096)
+def _id_text(name: str, value: str) -> str:
     text = value.strip().lower()
+    if not text:
+        raise BadRecord(f"missing {name}")
     if len(text) > 100 or not text.isprintable():
         raise BadRecord(f"{name} is not an id: {value[:100]!r}")
     return text
 
 
-def _day(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise BadRecord("missing UsageDate")
+def _id(fields: _Fields, name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str):
+        raise BadRecord(f"missing {name}")
+    return _id_text(name, value)  # ids repeat on every line of a subscription: checked once
+
+
+@lru_cache(maxsize=4096)
+def _day(value: str) -> str:
     text = value.strip()
+    if not text:
+        raise BadRecord("missing UsageDate")
     us = _US_DATE.fullmatch(text[:10].strip()) if "/" in text else None
     try:
         if us:
@@ -80,40 +121,48 @@ def _day(value: Any) -> str:
     return moment.date().isoformat()  # the date as written: usage dates are UTC days
 
 
-def _money(fields: Mapping[str, Any], name: str, *, required: bool) -> Decimal | None:
-    value = fields.get(name.lower())
+def _money(fields: _Fields, name: str, *, required: bool) -> Decimal | None:
+    value = fields.get(name)
     if value is None or value == "":
         if required:
             raise BadRecord(f"missing {name}")
         return None
     if isinstance(value, bool):
         raise BadRecord(f"{name} is not a number: {value!r}")
-    if isinstance(value, int | Decimal):
-        number = Decimal(value)
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except ArithmeticError:
-            raise BadRecord(f"{name} is not a number: {value[:60]!r}") from None
-    else:
-        raise BadRecord(f"{name} is not a number: {str(value)[:60]!r}")  # a float here is NaN or Infinity
+    if isinstance(value, _NotFinite):
+        raise BadRecord(f"{name} is not a finite number: {value!r}")
+    if isinstance(value, int):
+        return Decimal(value)
+    if not isinstance(value, str):
+        raise BadRecord(f"{name} is not a number: {str(value)[:60]!r}")
+    try:
+        number = Decimal(value.strip())  # a JSON fraction (its text) or a string holding a number
+    except ArithmeticError:
+        raise BadRecord(f"{name} is not a number: {value[:60]!r}") from None
     if not number.is_finite():
         raise BadRecord(f"{name} is not a finite number: {value!r}")
     return number
 
 
-def _required_money(fields: Mapping[str, Any], name: str) -> Decimal:
+def _required_money(fields: _Fields, name: str) -> Decimal:
     number = _money(fields, name, required=True)
     if number is None:  # _money raised already; this keeps the type exact
         raise BadRecord(f"missing {name}")
     return number
 
 
-def _text(fields: Mapping[str, Any], name: str) -> str | None:
-    value = fields.get(name.lower())
+def _text(fields: _Fields, name: str) -> str | None:
+    value = fields.get(name)
     if value is None or isinstance(value, Mapping | list):
         return None
     return str(value)[:500]
+
+
+@lru_cache(maxsize=256)
+def _currency(value: str) -> str:
+    if not _CURRENCY.fullmatch(value.strip()):
+        raise BadRecord(f"BillingCurrency is not a currency code: {value[:20]!r}")
+    return value.strip().upper()
 
 
 def parse_line(text: str) -> RatedLine:
@@ -121,25 +170,29 @@ def parse_line(text: str) -> RatedLine:
     if len(text) > MAX_LINE_CHARS:
         raise BadRecord(f"line is {len(text)} characters; at most {MAX_LINE_CHARS} can be stored")
     try:
-        record = jsonutil.loads(text)
-    except ValueError as exc:
-        raise BadRecord(f"line is not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
-    if not isinstance(record, Mapping):
-        raise BadRecord(f"line is not a JSON object but a JSON {type(record).__name__}")
-    fields = lowered(record)
-    currency = fields.get("billingcurrency")
-    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency.strip()):
-        raise BadRecord(f"BillingCurrency is not a currency code: {str(currency)[:20]!r}")
-    pricing_currency = fields.get("pricingcurrency")
-    try:
         encoded = text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise BadRecord(f"line holds text that cannot be encoded (a lone surrogate at character {exc.start})") from None
+    try:
+        record = _DECODE(text.removeprefix("\ufeff"))
+    except (ValueError, RecursionError) as exc:
+        raise BadRecord(f"line is not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(record, Mapping):
+        kind = {list: "list", str: "str", int: "int", bool: "bool"}.get(type(record), type(record).__name__)
+        raise BadRecord(f"line is not a JSON object but a JSON {kind}")
+    fields = _Fields(record)
+    currency = fields.get("BillingCurrency")
+    if not isinstance(currency, str):
+        raise BadRecord(f"BillingCurrency is not a currency code: {str(currency)[:20]!r}")
+    usage_date = fields.get("UsageDate")
+    if not isinstance(usage_date, str):
+        raise BadRecord("missing UsageDate")
+    pricing_currency = fields.get("PricingCurrency")
     return RatedLine(
         customer_id=_id(fields, "CustomerId"),
         entitlement_id=_id(fields, "EntitlementId"),
-        day=_day(fields.get("usagedate")),
-        currency=currency.strip().upper(),
+        day=_day(usage_date),
+        currency=_currency(currency),
         billing_total=_required_money(fields, "BillingPreTaxTotal"),
         pricing_total=_money(fields, "PricingPreTaxTotal", required=False),
         pricing_currency=pricing_currency.strip().upper() if isinstance(pricing_currency, str) else None,

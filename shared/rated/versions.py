@@ -7,20 +7,17 @@ an equal version and equal row keys whichever order Graph wrote it in. A ``Rated
 names the version of each day; a version it stops naming is *superseded* and kept ``GRACE`` for readers that
 read the old pointer, then it *expires* and its rows may be deleted.
 
-Nothing here reads or writes a table: ``shared.rated.ingest`` stores what these plans say, in their order.
+Nothing here reads or writes a table: ``shared.rated.commit`` stores what these plans say, in their order (and
+computes each day's version from its staged chunks: SHA-256 over the day's sorted line digests).
 """
 
 from __future__ import annotations
 
-import decimal
-import hashlib
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
 
-from shared.rated.spool import SpooledLine
-from shared.tables import EXACT, NO_CUSTOMER_DAY, CustomerDay, DayView, RatedPointer, Superseded
+from shared.tables import NO_CUSTOMER_DAY, CustomerDay, DayView, RatedPointer, Superseded
 from shared.timeutil import utc_text
 
 GRACE = timedelta(hours=1)  # superseded versions stay readable this long for readers in flight
@@ -64,61 +61,6 @@ class Slice:
             snapshot_created_at=snapshot.created,
             stored_at=utc_text(now),
         )
-
-
-class _Day:
-    """A day slice's digest and totals, accumulated line by line (lines arrive sorted by digest)."""
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-        self.lines = 0
-        self.billing = Decimal(0)
-        self.pricing: dict[str, Decimal] = {}
-
-    def add(self, line: SpooledLine) -> None:
-        self._hash.update(line.digest)
-        self.lines += 1
-        with decimal.localcontext(EXACT):
-            self.billing += Decimal(line.billing_total)
-            if line.pricing_total is not None:
-                key = line.pricing_currency or ""
-                self.pricing[key] = self.pricing.get(key, Decimal(0)) + Decimal(line.pricing_total)
-
-    def view(self) -> DayView:
-        return DayView(
-            version=self._hash.hexdigest()[:VERSION_CHARS],
-            lines=self.lines,
-            billing_pre_tax_total=str(self.billing),
-            pricing_pre_tax_total={k: str(v) for k, v in sorted(self.pricing.items())},
-        )
-
-
-def slices(lines: Iterable[SpooledLine]) -> Iterator[Slice]:
-    """The slices of lines ordered by customer, Azure subscription, day and digest (``Spool.grouped``)."""
-    current: Slice | None = None
-    day: _Day | None = None
-    day_name = ""
-    for line in lines:
-        period = line.day[:7]
-        if current is None or (current.customer_id, current.entitlement_id, current.period) != (
-            line.customer_id,
-            line.entitlement_id,
-            period,
-        ):
-            if current is not None and day is not None:
-                current.days[day_name] = day.view()
-                yield current
-            current = Slice(line.customer_id, line.entitlement_id, period, line.names)
-            day, day_name = None, ""
-        if line.day != day_name:
-            if day is not None:
-                current.days[day_name] = day.view()
-            day, day_name = _Day(), line.day
-        assert day is not None
-        day.add(line)
-    if current is not None and day is not None:
-        current.days[day_name] = day.view()
-        yield current
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,8 @@ class SyncRun:
     def stalled_reason(self) -> str | None:
         """Why the run made no progress, when its budget ran out with work pending and nothing finished or stored."""
         pending, done, rows = self.counters["pending"], self.counters["done"], self.counters["rows"]
-        if not (pending and not done and not rows and self.out_of_time()):
+        # ``advanced``: work that is kept for the next run though nothing is stored yet (a staged export's blobs)
+        if not (pending and not done and not rows and not self.counters["advanced"] and self.out_of_time()):
             return None
         spent = "the run's deadline" if self.deadline_reached else f"the time budget ({self.budget_seconds:g} s)"
         return f"stalled: {spent} ran out with {pending} {self.unit} pending and none finished or stored"
