@@ -16,7 +16,8 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -127,6 +128,8 @@ def _route(path: str) -> tuple[str, dict[str, str]]:
         if len(rest) == 2 and rest[0] in ("operations", "manifests"):
             return f"graph_{rest[0][:-1]}", {"id": seg[6]}
         return "graph_unknown", {}
+    if low == ["v1", "ratecards", "azure"]:
+        return "ratecard", {}
     if not low or low[0] != "v1" or len(low) < 2 or low[1] != "customers":
         return "unknown", {}
     if len(seg) == 2:
@@ -297,6 +300,7 @@ class Simulator:
         self.faults = FaultSet()
         # The Graph billing export; its blobs go to the Azurite blob service of ``blob_connection_string``.
         self.graph = GraphExports(self.world, lambda: self.base_url, blob_connection_string)
+        self.world.billing_options = self.graph.options  # usage summaries and records add up the export's lines
         # Entra ID for the portal applications that call the usage API with tokens.
         self.portal = PortalIssuer(seed, self.tenant_id, lambda: self.base_url)
         self.requests: list[RecordedRequest] = []
@@ -488,11 +492,34 @@ class Simulator:
                 if method == "POST":
                     return ok(self.graph.configure(dict(payload or {})))
                 return ok(self.graph.state())
+            elif path == "/_sim/ratecard":
+                return ok(self._admin_rate_card(method, payload))
             elif path == "/_sim/info" and method == "GET":
                 return ok({**self.info(), "now": self.world.now().isoformat()})
         except (TypeError, ValueError, AttributeError) as exc:
             return ok({"error": str(exc)}, 400)
         return ok({"error": f"no admin route {method} {path}"}, 404)
+
+    def _admin_rate_card(self, method: str, payload: Any) -> dict[str, Any]:
+        """POST {"priceFactor": "1.1", "effectiveDate": "YYYY-MM-DD" (default today, UTC)} changes every price
+        from that day on (a new dated card); DELETE restores the list prices; GET shows the changes."""
+        if method == "POST":
+            body = dict(payload or {})
+            if set(body) - {"priceFactor", "effectiveDate"} or "priceFactor" not in body:
+                raise ValueError("send {priceFactor, effectiveDate?}")
+            effective = body.get("effectiveDate")
+            day = date.fromisoformat(str(effective)[:10]) if effective else None
+            try:
+                factor = Decimal(str(body["priceFactor"]))
+            except ArithmeticError:
+                raise ValueError("priceFactor must be a number") from None
+            self.world.set_rate_card_factor(factor, day)
+        elif method == "DELETE":
+            self.world.reset_rate_card()
+        elif method != "GET":
+            raise ValueError(f"{method} is not supported on /_sim/ratecard")
+        changes = self.world.rate_card_changes()
+        return {"priceChanges": [{"effectiveDate": d.isoformat(), "priceFactor": f} for d, f in changes]}
 
     # ----- Partner Center API ----------------------------------------------------------------------
 
@@ -570,6 +597,8 @@ class Simulator:
             return _pc_error(403, wire.APP_USER_REQUIRED)
         if route == "customers":
             return self._customers(request)
+        if route == "ratecard":
+            return self._rate_card(request)
         if route == "usagerecords":
             return self._usage_records(request)
         customer = self.world.find_customer(params["cid"])
@@ -660,6 +689,17 @@ class Simulator:
             body["links"]["next"] = wire.link(f"customers?size={size}&seek_operation=Next", token)
             body["continuationToken"] = token
         return _json(200, body)
+
+    def _rate_card(self, request: RecordedRequest) -> _Response:
+        """`GET /v1/ratecards/azure?currency=&region=` (app-only or App+User): the card in force today."""
+        currency = request.query.get("currency", [""])
+        region = request.query.get("region", [""])
+        if len(currency) != 1 or len(region) != 1 or not currency[0].strip():
+            return _bad_request("currency is required (an ISO 4217 code), once; region at most once")
+        try:
+            return _json(200, self.world.rate_card(currency[0], region[0].strip() or None))
+        except KeyError:
+            return _bad_request(f"The currency {currency[0].strip()!r} is not supported for this partner")
 
     def _usage_records(self, request: RecordedRequest) -> _Response:
         ids = self.world.usage_record_customers()

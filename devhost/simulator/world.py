@@ -13,6 +13,10 @@ Utilization model (per legacy subscription, N = `records_per_day`, k = `split_ev
   reported at `R 08:00Z + floor(p * 57600 / M)` seconds, p = 0..M-1 (spread over 08:00-24:00 UTC).
 - Usage days start at `first_usage_day` = (UTC date of now at construction) - `days`; later days keep
   appearing as time advances. A record exists once its reported time is before `now - ready_lag_s`.
+- Quantities follow a weekday shape (weekends lower); a zero-usage customer's subscriptions report nothing.
+
+Money tells one story (see "the one story" below): usage records and usage summaries are exact sums of the
+Azure plan rated lines (devhost.simulator.billing) and of legacy usage priced with the world's rate card.
 """
 
 from __future__ import annotations
@@ -99,7 +103,12 @@ class _Meter:
 
     @property
     def id(self) -> str:
-        return stable_guid("meter", self.name, self.category)
+        return _meter_id(self.name, self.category)
+
+
+@lru_cache(maxsize=64)
+def _meter_id(name: str, category: str) -> str:
+    return stable_guid("meter", name, category)
 
 
 _METERS = (
@@ -145,6 +154,13 @@ _TIERS: dict[int, tuple[tuple[Decimal, Decimal], ...]] = {  # meter -> (threshol
 _INCLUDED = {INCLUDED_METER: Decimal(100)}
 
 
+def _trim(amount: Decimal) -> Decimal:
+    """The same value without trailing zeros after the point (12.50 -> 12.5, 100 stays 100)."""
+    if amount.is_zero() or amount == amount.to_integral_value():
+        return amount.quantize(Decimal(1), context=_EXACT)
+    return amount.normalize(_EXACT)
+
+
 def weekday_shape(day: date) -> Decimal:
     """The factor usage of a UTC day is scaled by (weekends lower)."""
     return _WEEKDAY_SHAPE[day.weekday()]
@@ -155,7 +171,9 @@ def pc_to_bc(currency: str) -> Decimal:
     return _PC_TO_BC[currency]
 
 
-def _tiered_cost(start: Decimal, end: Decimal, included: Decimal, tiers: tuple[tuple[Decimal, Decimal], ...]) -> Decimal:
+def _tiered_cost(
+    start: Decimal, end: Decimal, included: Decimal, tiers: tuple[tuple[Decimal, Decimal], ...]
+) -> Decimal:
     """Cost of the quantity from cumulative `start` to `end`: free below `included`, then each tier's rate from
     its threshold on (thresholds count the cumulative quantity, included part too). Exact."""
     cost = Decimal(0)
@@ -306,11 +324,6 @@ def _blur(amount: Decimal, r: int) -> Decimal:
     return _CTX.subtract(amount, noise) if (r >> 60) & 1 else _CTX.add(amount, noise)
 
 
-def _money(r: int, max_cents: int) -> Decimal:
-    """An amount with ~20 significant digits, between 0.01 and max_cents / 100."""
-    return _blur(Decimal(1 + r % max_cents).scaleb(-2), r)
-
-
 def _add_months(d: date, months: int) -> date:
     y, m = divmod(d.month - 1 + months, 12)
     year, month = d.year + y, m + 1
@@ -386,6 +399,8 @@ class World:
         self._usage_cache = lru_cache(maxsize=4096)(self._make_usage_context)
         self._legacy_month_cache = lru_cache(maxsize=4096)(self._legacy_month)
         self._plan_cache = lru_cache(maxsize=4096)(self._plan_day_costs)
+        self._budget_cache = lru_cache(maxsize=4096)(self._budget)
+        self._prices = lru_cache(maxsize=256)(self._make_prices)
         # (effective UTC date, factor) of every rate card price change, oldest first (admin: POST /_sim/ratecard)
         self._price_changes: tuple[tuple[date, Decimal], ...] = ()
         # The rated-usage options the Graph export uses (the simulator shares its own; None: the defaults).
@@ -610,12 +625,12 @@ class World:
         if customer.zero_usage:
             total = usd = Decimal(0)
         else:
-            total = _money(r, 4_000_000)
+            total = self.month_to_date_cost(customer.id)
             usd = _blur(_CTX.multiply(total, customer.usd_rate).quantize(_Q2, context=_CTX), _mix(r))
         budget: dict[str, Any] = {"attributes": {"objectType": "SpendingBudget"}}
         percent = Decimal(0)
         if customer.index % 3 == 1:
-            amount = Decimal(20 + (r >> 8) % 980)
+            amount = self._budget_cache(customer.index, now.year, now.month, self._price_changes, (r >> 8) % 4)
             budget = {"amount": amount, **budget}
             percent = _CTX.multiply(_CTX.divide(total, amount), Decimal(100)).quantize(_Q2, context=_CTX)
         month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
@@ -684,9 +699,9 @@ class World:
         if sub.customer.zero_usage:
             summary["totalCost"] = Decimal(0)
         elif sub.kind == "legacy":
-            summary["totalCost"] = Decimal(1 + r % 500_000_000).scaleb(-6)  # e.g. 22.861172
+            summary["totalCost"] = self.legacy_period_cost(customer_id, subscription_id)
         else:
-            summary["totalCost"] = _money(r, 2_000_000)
+            summary["totalCost"] = self.plan_cost(customer_id, subscription_id)
         if sub.kind == "legacy":
             summary["currencyLocale"] = sub.customer.locale
         else:
@@ -710,6 +725,249 @@ class World:
             "attributes": {"etag": f"{r >> 44:x}", "objectType": "SubscriptionUsageSummary"},
         }
         return summary
+
+    # ----- the one story: rate card, legacy cost, Azure plan cost ----------------------------------
+    #
+    # Every money figure agrees: a usage record's totalCost = its Azure plan subscriptions' rated lines
+    # (BillingPreTaxTotal, calendar month through yesterday, UTC) + its legacy subscriptions' day costs over the
+    # same days; a usage summary's totalCost = its lines (Azure plan) or its billing period's day costs through
+    # yesterday (legacy); a legacy day cost = that day's utilization priced with the rate card in force that day.
+
+    def rate_card_factor(self, day: date) -> Decimal:
+        """The price factor of the rate card in force on a UTC day (1 until a price change)."""
+        factor = Decimal(1)
+        for effective, value in self._price_changes:
+            if effective <= day:
+                factor = value
+        return factor
+
+    def _card_since(self, day: date) -> date | None:
+        """The effective date of the last price change in force on a day, or None."""
+        found = None
+        for effective, _ in self._price_changes:
+            if effective <= day:
+                found = effective
+        return found
+
+    def set_rate_card_factor(self, factor: Decimal, effective: date | None = None) -> None:
+        """Change every price of the card (and the hidden one) to `factor` x list from a UTC day (default today)."""
+        factor = Decimal(factor)
+        if not factor.is_finite() or factor <= 0:
+            raise ValueError("the price factor must be a positive number")
+        day = effective or self.now().date()
+        changes = {d: f for d, f in self._price_changes if d != day} | {day: factor}
+        self._price_changes = tuple(sorted(changes.items()))
+
+    def reset_rate_card(self) -> None:
+        """Forget every price change: the list prices again, on every day."""
+        self._price_changes = ()
+
+    def rate_card_changes(self) -> list[tuple[date, Decimal]]:
+        """Every price change, oldest first."""
+        return list(self._price_changes)
+
+    def meter_price(self, currency: str, meter_index: int, day: date) -> Decimal:
+        """The base unit price (first tier) of a meter in a currency on a UTC day; for the unpriced meter its
+        hidden price. List USD price (with seed digits) x PCToBC rate x the factor in force, exact."""
+        return self._prices(currency, self.rate_card_factor(day))[meter_index][1][0][1]
+
+    def _make_prices(
+        self, currency: str, factor: Decimal
+    ) -> tuple[tuple[Decimal, tuple[tuple[Decimal, Decimal], ...]], ...]:
+        """Per meter: (includedQuantity, ((threshold, rate), ...)) of the card in a currency at a price factor."""
+        found = []
+        for m, meter in enumerate(_METERS):
+            noise = Decimal(_h64(self.config.seed, "ratecard", meter.id) % 10**9).scaleb(-18)
+            usd = _EXACT.add(_LIST_USD[m], noise)
+            price = _EXACT.multiply(_EXACT.multiply(usd, _PC_TO_BC[currency]), factor)
+            tiers = _TIERS.get(m, ((Decimal(0), Decimal(1)),))
+            found.append((_INCLUDED.get(m, Decimal(0)), tuple((t, _EXACT.multiply(price, k)) for t, k in tiers)))
+        return tuple(found)
+
+    def _meter_terms(self, currency: str, m: int, day: date) -> tuple[Decimal, tuple[tuple[Decimal, Decimal], ...]]:
+        """(includedQuantity, ((threshold, rate), ...)) of meter m on the card of a day."""
+        return self._prices(currency, self.rate_card_factor(day))[m]
+
+    def rate_card(self, currency: str, region: str | None = None) -> dict[str, Any]:
+        """`GET /v1/ratecards/azure?currency=&region=`: the card in force today (UTC). Every meter of the world
+        but the unpriced one; `region` (a market) changes nothing. KeyError for a currency the world has not."""
+        code = currency.strip().upper()
+        if code not in _PC_TO_BC:
+            raise KeyError(currency)
+        _, _, locale, _, region_name, _ = next(c for c in _CURRENCIES if c[0] == code)
+        today = self.now().date()
+        changed = self._card_since(today)
+        meters = []
+        for m, meter in enumerate(_METERS):
+            if m == UNPRICED_METER:
+                continue
+            included, tiers = self._meter_terms(code, m, today)
+            since = changed or RATE_CARD_SINCE + timedelta(days=31 * (_h64(self.config.seed, "since", m) % 12))
+            meters.append(
+                {
+                    "id": meter.id,
+                    "name": meter.name,
+                    "rates": {f"{t:f}": rate for t, rate in tiers},
+                    "tags": [],
+                    "category": meter.category,
+                    "subcategory": meter.subcategory,
+                    "region": region_name,
+                    "unit": meter.unit,
+                    "includedQuantity": included,
+                    "effectiveDate": f"{since.isoformat()}T00:00:00Z",
+                }
+            )
+        terms = {"name": OFFER_TERM_NAME, "discount": OFFER_DISCOUNT, "excludedMeterIds": [_METERS[EXCLUDED_METER].id]}
+        terms["effectiveDate"] = f"{RATE_CARD_SINCE.isoformat()}T00:00:00Z"
+        return {"offerTerms": [terms], "meters": meters, "currency": code, "isTaxIncluded": False, "locale": locale}
+
+    def _legacy_month(
+        self, customer_index: int, index: int, year: int, month: int, changes: tuple[tuple[date, Decimal], ...]
+    ) -> tuple[tuple[dict[str, Decimal], Decimal], ...]:
+        """(quantities by meter id, cost) of every UTC day of a calendar month of one legacy subscription.
+
+        `changes` is only part of the cache key (the card's prices). Tiers and included quantity count the
+        cumulative quantity of each meter since the 1st; split records count fully on their usage day.
+        """
+        del changes
+        customer = self.customer(customer_index)
+        ctx = self._usage_cache(customer_index, index)
+        first = date(year, month, 1)
+        cumulative = [Decimal(0)] * METER_COUNT
+        days: list[tuple[dict[str, Decimal], Decimal]] = []
+        for offset in range(calendar.monthrange(year, month)[1]):
+            day = first + timedelta(days=offset)
+            if customer.zero_usage or day < self.first_usage_day:
+                days.append(({}, Decimal(0)))
+                continue
+            quantities: dict[int, Decimal] = {}
+            for j in range(self._n):
+                m = j % METER_COUNT
+                quantities[m] = _EXACT.add(quantities.get(m, Decimal(0)), self._quantity(ctx, day.toordinal(), j)[0])
+            cost = Decimal(0)
+            for m, quantity in sorted(quantities.items()):
+                start, end = cumulative[m], _EXACT.add(cumulative[m], quantity)
+                cumulative[m] = end
+                if m == UNPRICED_METER:
+                    meter_cost = _EXACT.multiply(quantity, self.meter_price(customer.currency, m, day))
+                else:
+                    included, tiers = self._meter_terms(customer.currency, m, day)
+                    meter_cost = _tiered_cost(start, end, included, tiers)
+                    if m != EXCLUDED_METER:
+                        meter_cost = _EXACT.multiply(meter_cost, _EXACT.subtract(Decimal(1), OFFER_DISCOUNT))
+                cost = _EXACT.add(cost, meter_cost)
+            days.append(({_METERS[m].id: q for m, q in sorted(quantities.items())}, cost))
+        return tuple(days)
+
+    def _legacy_day(self, customer_id: str, subscription_id: str, day: date) -> tuple[dict[str, Decimal], Decimal]:
+        sub = self._legacy(customer_id, subscription_id)
+        month = self._legacy_month_cache(sub.customer.index, sub.index, day.year, day.month, self._price_changes)
+        return month[day.day - 1]
+
+    def legacy_day_quantities(self, customer_id: str, subscription_id: str, day: date) -> dict[str, Decimal]:
+        """Meter id -> full quantity of a UTC usage day of a legacy subscription (its utilization records of
+        that day, split records whole); empty before the first usage day and for a zero-usage customer."""
+        return dict(self._legacy_day(customer_id, subscription_id, day)[0])
+
+    def legacy_day_cost(self, customer_id: str, subscription_id: str, day: date) -> Decimal:
+        """The true cost of a UTC usage day of a legacy subscription in the customer's currency, exact: per meter
+        the day's quantity priced with the card in force that day, tiers and included quantity over the meter's
+        cumulative quantity since the 1st of the month, x (1 - discount) unless excluded; the unpriced meter at
+        its hidden price (no tiers, no discount)."""
+        return _trim(self._legacy_day(customer_id, subscription_id, day)[1])
+
+    def _yesterday(self) -> date:
+        return self.now().date() - timedelta(days=1)
+
+    def legacy_period_cost(self, customer_id: str, subscription_id: str) -> Decimal:
+        """A legacy subscription's usage summary totalCost: its day costs over its billing period through
+        yesterday (UTC)."""
+        start, end = self.billing_period(customer_id, subscription_id)
+        total = Decimal(0)
+        day, last = start, min(end, self._yesterday())
+        while day <= last:
+            total = _EXACT.add(total, self.legacy_day_cost(customer_id, subscription_id, day))
+            day += timedelta(days=1)
+        return _trim(total)
+
+    def _options(self) -> BillingOptions:
+        from devhost.simulator.billing import BillingOptions
+
+        if self.billing_options is None:
+            self.billing_options = BillingOptions()
+        return self.billing_options
+
+    def _plan_day_costs(
+        self, customer_index: int, index: int, today: date, options_key: str
+    ) -> tuple[tuple[date, Decimal], ...]:
+        """(day, sum of BillingPreTaxTotal) of one Azure plan subscription's ``current`` lines (cache: the key
+        names today and the options)."""
+        from devhost.simulator.billing import subscription_day_totals
+
+        del options_key
+        customer = self.customer(customer_index)
+        sub = self._subscription(customer, index)
+        days: dict[date, Decimal] = {}
+        for day, total in subscription_day_totals(self, customer, sub.id, "current", self._options(), today=today):
+            days[day] = _EXACT.add(days.get(day, Decimal(0)), total)
+        return tuple(sorted(days.items()))
+
+    def plan_day_costs(self, customer_id: str, subscription_id: str) -> dict[date, Decimal]:
+        """UTC day -> the Azure plan subscription's rated lines of the day (BillingPreTaxTotal, all its Azure
+        subscriptions), calendar month through yesterday: what the export of ``current`` holds."""
+        sub = self.find_subscription(customer_id, subscription_id)
+        if sub is None or sub.kind != "azure_plan":
+            raise KeyError(subscription_id)
+        key = repr(self._options())
+        return dict(self._plan_cache(sub.customer.index, sub.index, self.now().date(), key))
+
+    def plan_cost(self, customer_id: str, subscription_id: str) -> Decimal:
+        """An Azure plan subscription's usage summary totalCost: the sum of its rated lines of the month so far."""
+        total = Decimal(0)
+        for cost in self.plan_day_costs(customer_id, subscription_id).values():
+            total = _EXACT.add(total, cost)
+        return _trim(total)
+
+    def month_to_date_cost(self, customer_id: str) -> Decimal:
+        """A usage record's totalCost: every Azure plan subscription's plan_cost + every legacy subscription's
+        day costs from the 1st of the UTC month through yesterday."""
+        customer = self.find_customer(customer_id)
+        if customer is None:
+            raise KeyError(customer_id)
+        yesterday = self._yesterday()
+        total = Decimal(0)
+        for sub in self.subscriptions(customer.id):
+            if sub.kind == "azure_plan":
+                total = _EXACT.add(total, self.plan_cost(customer.id, sub.id))
+            elif sub.kind == "legacy":
+                day = self.now().date().replace(day=1)
+                while day <= yesterday:
+                    total = _EXACT.add(total, self.legacy_day_cost(customer.id, sub.id, day))
+                    day += timedelta(days=1)
+        return _trim(total)
+
+    def _budget(
+        self, customer_index: int, year: int, month: int, changes: tuple[tuple[date, Decimal], ...], choice: int
+    ) -> Decimal:
+        """A spending budget the partner might set: 90/110/125/150 % of the customer's whole calendar month
+        (Azure plan lines with the default options), rounded up to hundreds, at least 100."""
+        from devhost.simulator.billing import BillingOptions, subscription_day_totals
+
+        customer = self.customer(customer_index)
+        following = _add_months(date(year, month, 1), 1)
+        cost = Decimal(0)
+        for sub in self.subscriptions(customer.id):
+            if sub.kind == "legacy":
+                for _, day_cost in self._legacy_month_cache(customer_index, sub.index, year, month, changes):
+                    cost = _EXACT.add(cost, day_cost)
+            elif sub.kind == "azure_plan":
+                for _, total in subscription_day_totals(
+                    self, customer, sub.id, "last", BillingOptions(), today=following
+                ):
+                    cost = _EXACT.add(cost, total)
+        share = (Decimal("0.9"), Decimal("1.1"), Decimal("1.25"), Decimal("1.5"))[choice]
+        hundreds = -_EXACT.divide_int(_EXACT.minus(_EXACT.multiply(cost, share)), Decimal(100))
+        return Decimal(max(1, int(hundreds)) * 100)
 
     # ----- utilization ----------------------------------------------------------------------------
 
@@ -818,6 +1076,8 @@ class World:
     ) -> Iterator[tuple[tuple[int, int], dict[str, Any]]]:
         """(position, record) of every existing record of the query, starting at `cursor`."""
         sub = self._legacy(query.customer_id, query.subscription_id)
+        if sub.customer.zero_usage:  # no usage, no records: its usage record and summaries are 0
+            return
         ctx = self._usage_cache(sub.customer.index, sub.index)
         hourly, details, every = query.granularity == "hourly", query.show_details, self.config.split_every
         for d, p, n1 in self.positions(query.start_us, query.end_us, cursor):
@@ -900,9 +1160,9 @@ class World:
 
     def utilization_count(self, customer_id: str, subscription_id: str, start: datetime, end: datetime) -> int:
         """How many records `utilization` yields for a window, in O(days)."""
-        self._legacy(customer_id, subscription_id)
+        sub = self._legacy(customer_id, subscription_id)
         start_us, end_us = epoch_us(start), self._existing_end(epoch_us(end))
-        if end_us <= start_us:
+        if end_us <= start_us or sub.customer.zero_usage:
             return 0
         first = max(_EPOCH_ORD + start_us // _DAY_US, self._first_ord + 1)
         last = _EPOCH_ORD + (end_us - 1) // _DAY_US
