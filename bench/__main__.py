@@ -21,12 +21,23 @@ from typing import Any
 
 import psutil
 
-from bench import auth, cold_start, increment, memory, rated_usage, read_api, row_pipeline, sync_cost
+from bench import (
+    auth,
+    cold_start,
+    increment,
+    ingest,
+    memory,
+    rated_usage,
+    read_api,
+    row_pipeline,
+    spend,
+    sync_cost,
+)
 from bench.report import render, targets
 from devhost.azurite import running_azurite, running_azurite_blob
 from shared.settings import Settings
 
-PARTS = ("sync", "latency", "memory", "api", "imports", "rated", "auth", "rows", "cost")
+PARTS = ("sync", "latency", "memory", "api", "imports", "rated", "auth", "rows", "cost", "spend", "ingest")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -50,6 +61,9 @@ class Mode:
     rows_stage: int  # rows through each stage of the row pipeline
     cost: tuple[tuple[int, int], ...]  # (subscriptions, backfill days) simulated at 1 s per call
     rows_sync: tuple[int, int]  # (subscriptions, days) of the sync whose app CPU per row is measured
+    ingest: tuple[int, int]  # (lines of the export, lines per blob) staged and committed as the queue workers do
+    spend_customers: int  # customers (x 3 Azure subscriptions x 31 days) of the partner-wide spend answer
+    rows_full_pages: tuple[int, int] = (1, 2)  # (subscriptions, days) of the sync on full 1,000-record pages
 
 
 MODES = {
@@ -70,6 +84,8 @@ MODES = {
         rows_stage=2_000,
         cost=((20, 5),),
         rows_sync=(10, 10),
+        spend_customers=200,
+        ingest=(20_000, 2_500),
     ),
     "full": Mode(
         sizes=(10, 100, 500),
@@ -92,6 +108,9 @@ MODES = {
         rows_stage=5_000,
         cost=((200, 30), (2_000, 30)),
         rows_sync=(20, 30),  # the world of issue 16: 20 subscriptions x 30 daily windows, ~16,200 rows
+        spend_customers=2_000,  # issue 21: 2,000 customers x 3 subscriptions x 31 days
+        ingest=(10_000_000, 50_000),  # issue 22: a large partner's month, 200 blobs
+        rows_full_pages=(4, 5),  # ~20,000 rows in 40 pages
     ),
 }
 
@@ -223,9 +242,24 @@ def main(argv: list[str] | None = None) -> int:
                 f"rows: sync {sync['ours']['cpu_us_per_row']} us/row app CPU "
                 f"(submit_transaction: {sync['sdk_transactions']['cpu_us_per_row']})"
             )
-            return {"stages": staged, "sync": sync}
+            # issue 22: windows of ~990 records, so every page Partner Center answers is (nearly) a full 1,000
+            subscriptions, days = mode.rows_full_pages
+            full = row_pipeline.sync_cpu(cs, subscriptions=subscriptions, days=days, records_per_day=1200)
+            _progress(f"rows: sync on full pages {full['ours']['cpu_us_per_row']} us/row app CPU")
+            return {"stages": staged, "sync": sync, "full_pages": full}
 
         attempt("rows", rows_part)
+
+        def spend_part() -> dict[str, Any]:
+            found = spend.measure(cs, customers=mode.spend_customers)
+            _progress(
+                f"spend {found['customers']} customers: {found['requests']} requests, answer CPU "
+                f"{found['answer_vs_raw']}x the raw read, projection {found['projection']['cpu_us_per_source_day']} "
+                "us per source day"
+            )
+            return found
+
+        attempt("spend", spend_part)
         attempt(
             "api",
             lambda: read_api.read_api(
@@ -275,6 +309,18 @@ def main(argv: list[str] | None = None) -> int:
         return {"runs": runs}
 
     attempt("cost", cost_part)
+
+    def ingest_part() -> dict[str, Any]:
+        total, per_blob = mode.ingest
+        result: dict[str, Any] = ingest.measure(total, lines_per_blob=per_blob)
+        _progress(
+            f"ingest {result['lines']:,} lines in {result['blobs']} blobs: {result['app_cpu_us_per_line']} us/line, "
+            f"RSS +{result['rss_growth_mb']} MB, 16 workers {result['workers']['16']['wall_s']} s "
+            f"(ideal {result['workers']['16']['ideal_s']} s)"
+        )
+        return result
+
+    attempt("ingest", ingest_part)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["targets"] = targets(results)
     report = render(results)

@@ -22,6 +22,7 @@ from devhost.simulator.world import World
 from shared import tables
 from shared.partner_center import PartnerCenterClient
 from shared.settings import Settings
+from shared.spend import rows as spend_rows
 from shared.sync import jobs, runner
 from shared.sync.runs import SyncFailed, SyncRun
 from shared.sync.utilization import PAGE_SIZE, windows_to_fetch
@@ -30,7 +31,7 @@ from shared.table_store import MAX_BATCH_OPERATIONS, ServicePage, TableStore
 # A fixed "now" for the world and the sync, so every run sees the same windows and records.
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 FUNCTION = "fetch_utilization"
-TABLES = tables.ALL_TABLES
+TABLES = (*tables.ALL_TABLES, *spend_rows.TABLES)
 # The page size the client asks the customers listing for; the world may serve fewer per page.
 CUSTOMERS_REQUEST_SIZE: int = inspect.signature(PartnerCenterClient.customers).parameters["size"].default
 

@@ -34,6 +34,17 @@ def _line(target: str, measured: str, met: bool | None, note: str = "") -> dict[
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every target next to its measured value."""
     lines = []
+    if "spend" in results:
+        spend = results["spend"]
+        per_1000 = spend["requests_per_1000_customers"]
+        lines.append(
+            _line(
+                "spend overview: 1 request per 1,000 customers",
+                f"{spend['requests']} for {spend['customers']:,} ({per_1000} per 1,000)",
+                spend["requests"] <= -(-spend["customers"] // 1000),
+                "pages of the default size",
+            )
+        )
     ours = _ours(results)
     if ours:
         worst = max(r["calls_vs_min"] for r in ours)
@@ -99,6 +110,28 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f"slowest: {name}",
                 )
             )
+    if "rows" in results and "full_pages" in results["rows"]:
+        full = results["rows"]["full_pages"]["ours"]
+        lines.append(
+            _line(
+                "utilization sync app CPU <= 200 us per stored row on full 1,000-record pages",
+                f"{full['cpu_us_per_row']:.0f} us",
+                full["cpu_us_per_row"] <= 200,
+                f"{full['rows']:,} rows",
+            )
+        )
+    if "ingest" in results:
+        per_line = results["ingest"]["app_cpu_us_per_line"]
+        lines.append(
+            _line(
+                "rated ingest app CPU <= 120 us per line",
+                f"{per_line:.0f} us",
+                per_line <= 120,
+                f"{results['ingest']['lines']:,} lines, counting store",
+            )
+        )
+        growth = results["ingest"]["rss_growth_mb"]
+        lines.append(_line("rated ingest peak RSS growth <= 30 MB", f"{growth:.1f} MB", growth <= 30))
     if "rows" in results:
         sync = results["rows"]["sync"]
         per_row = sync["ours"]["cpu_us_per_row"]
@@ -112,6 +145,24 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     return lines
+
+
+def _ingest_table(r: dict[str, Any]) -> list[str]:
+    stages = r["stage_cpu_us_per_line"]
+    out = [
+        f"### Rated ingest of {r['lines']:,} lines in {r['blobs']} blobs, staged and committed as the queue workers do "
+        f"(counting store): {r['app_cpu_us_per_line']} us of app CPU per line, RSS +{r['rss_growth_mb']} MB",
+        "",
+        "| stage | us per line |",
+        "|---|---:|",
+        *(f"| {name} | {value} |" for name, value in stages.items()),
+        "",
+        "| workers | invocations | wall s | ideal s (1/N) | vs ideal |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n, w in r["workers"].items():
+        out.append(f"| {n} | {w['invocations']} | {w['wall_s']} | {w['ideal_s']} | {w['vs_ideal']} |")
+    return out
 
 
 def _ratio(value: float | None) -> str:
@@ -243,6 +294,8 @@ def render(results: dict[str, Any]) -> str:
         out.append("")
     if "rows" in results:
         out += [*_rows_table(results), ""]
+    if "ingest" in results:
+        out += [*_ingest_table(results["ingest"]), ""]
     if "auth" in results:
         r = results["auth"]
         out += [
@@ -276,6 +329,20 @@ def render(results: dict[str, Any]) -> str:
             "Budget per run SYNC_TIME_BUDGET_SECONDS, concurrency SYNC_CONCURRENCY; minimum of a day = one utilization "
             "call per subscription + the inventory (customers listing every INVENTORY_REFRESH_HOURS, each customer's "
             "subscriptions every INVENTORY_SUBSCRIPTIONS_HOURS); Flex cost = wall x 2.048 GB x $0.000026 per GB-s.",
+            "",
+        ]
+    if "spend" in results:
+        r, p = results["spend"], results["spend"]["projection"]
+        out += [
+            "### Spend: the partner's month in one answer, and the read model's cost at ingest",
+            "",
+            "| customers | subscriptions x days | requests (per 1,000 customers) | answer CPU ms | raw read CPU ms | "
+            "answer vs raw | bytes | projection: CPU s | µs per source day | µs per row written |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {r['customers']:,} | {r['subscriptions_per_customer']} x {r['days']} | {r['requests']} "
+            f"({r['requests_per_1000_customers']}) | {r['answer_cpu_ms']} | {r['raw_cpu_ms']} | "
+            f"{r['answer_vs_raw']}x | "
+            f"{r['bytes']:,} | {p['cpu_s']} | {p['cpu_us_per_source_day']} | {p['cpu_us_per_row_written']} |",
             "",
         ]
     out += ["### Targets", "", "| target | measured | result | note |", "|---|---:|---|---|"]

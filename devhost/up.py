@@ -1,8 +1,9 @@
 """``python -m devhost up`` (what ``make run`` calls): the whole product on this machine, no Azure account.
 
-Azurite (tables kept under .local/ so a second run resumes; blobs in memory), the Partner Center and Graph
-billing simulator, each timer function once, then the HTTP API on 127.0.0.1:7071 until Ctrl-C stops everything
-it started.
+Azurite (tables kept under .local/ so a second run resumes; blobs and queues in memory), the Partner Center and
+Graph billing simulator, each timer function once (then the queue-triggered functions until their queues are
+empty: the rated-usage export is spread over blobs, staged by ``stage_rated_blob``), then the HTTP API on
+127.0.0.1:7071 until Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from devhost.azurite import REPO_ROOT, running_azurite, running_azurite_blob
+from devhost.azurite import REPO_ROOT, running_azurite, running_azurite_blob, running_azurite_queue
+from devhost.funcapp import drain_queues
 from devhost.localsettings import apply_local_settings
 from devhost.serve import make_server
 from devhost.simulator import Simulator, WorldConfig
@@ -27,12 +29,13 @@ from shared.settings import BY_NAME
 from shared.sync.jobs import JOBS
 
 
-def _environment(sim: Simulator, connection_string: str) -> None:
+def _environment(sim: Simulator, connection_string: str, queue_connection_string: str) -> None:
     """Point every setting at the local parts; other settings keep local.settings.json or their defaults."""
     os.environ.update(
         {
             **sim.app_settings(),
             "USAGE_STORAGE": connection_string,
+            "USAGE_QUEUE": queue_connection_string,
             "KEY_VAULT_URL": "",
             # Both ways in: the function key (partner-wide) and the simulator's portal tokens under /api/scoped/.
             "API_ACCESS_MODE": "both",
@@ -47,15 +50,19 @@ def _environment(sim: Simulator, connection_string: str) -> None:
 
 
 def _curl_lines(port: int, key: str, customer_id: str, subscription_id: str, plan: tuple[str, str]) -> list[str]:
-    base = f"http://127.0.0.1:{port}/api/v1/customers"
-    sub = f"{base}/{customer_id}/subscriptions/{subscription_id}"
-    header = f'-H "x-functions-key: {key}"'
+    """The requests to paste, after the ``export`` lines they read (the port and key of this run)."""
+    base = "http://127.0.0.1:$PORT/api/v1"
+    sub = f"{base}/customers/{customer_id}/subscriptions/{subscription_id}"
+    header = '-H "x-functions-key: $KEY"'
     plan_customer, entitlement = plan
     return [
-        f"curl -s {header} {base}/usagerecords",
-        f"curl -s {header} {sub}/usagesummary",
+        f"export PORT={port} KEY={key}",
+        f'curl -s {header} "{base}/spend"                                  # the partner\'s month, per customer',
+        f'curl -s {header} "{base}/customers/{plan_customer}/spend"   # a customer\'s month, per day and subscription',
+        f'curl -s {header} "{base}/customers/usagerecords"',
+        f'curl -s {header} "{sub}/usagesummary"',
         f'curl -s {header} "{sub}/utilizations/azure?start_time={{START}}&end_time={{END}}&size=5"',
-        f"curl -s {header} {base}/{plan_customer}/azureentitlements/{entitlement}/dailycost",
+        f'curl -s {header} "{base}/customers/{plan_customer}/azureentitlements/{entitlement}/dailycost"',
     ]
 
 
@@ -131,16 +138,27 @@ def up(
     with (
         running_azurite(data_dir=data_dir, log_file=data_dir.parent / "azurite.log") as azurite,
         running_azurite_blob() as blobs,
+        running_azurite_queue() as queues,
         Simulator(world=world, blob_connection_string=blobs.connection_string) as sim,
     ):
+        # Small blobs: the export has several, so it is staged through the rated-ingest queue, as large ones are.
+        sim.graph.configure({"linesPerBlob": 100})
         say(f"azurite      {azurite.endpoint} (data in {data_dir})")
         say(f"simulator    {sim.base_url} ({customers} customers)")
-        _environment(sim, azurite.connection_string)
+        _environment(sim, azurite.connection_string, queues.connection_string)
         failed = 0
         for job in JOBS:
             ok = trigger(job.name)
             failed += not ok
             say(("ok     " if ok else "FAILED ") + last_run_line(job.name))
+            drained = drain_queues(os.environ)
+            if drained.handled or drained.failed:
+                failed += drained.poisoned
+                say(
+                    ("ok     " if not drained.poisoned else "FAILED ")
+                    + f"queues: {drained.handled} messages handled, {drained.failed} failed tries, "
+                    f"{drained.poisoned} poisoned"
+                )
         server = make_server(port=port)
         key = os.environ["LOCAL_FUNCTION_KEY"]
         cid, sid = sim.world.legacy_subscriptions()[0]
@@ -156,13 +174,13 @@ def up(
                 )
             )
         say("a reseller's portal, with an Entra ID token of the simulator (its customers only):")
-        say(f"  {scoped} http://127.0.0.1:{server.port}/api/scoped/v1/customers")
+        say(f'  {scoped} "http://127.0.0.1:$PORT/api/scoped/v1/spend"')
         say("Ctrl-C stops everything.")
         sys.stdout.flush()
         try:
             stop.wait()
         finally:
-            say("stopping: API server, simulator, Azurite (tables and blobs)")
+            say("stopping: API server, simulator, Azurite (tables, blobs and queues)")
             server.shutdown()
     return 1 if failed else 0
 

@@ -7,6 +7,7 @@ Parts are percent-encoded (reversibly) and joined with ``|``, which is itself en
 from __future__ import annotations
 
 import hashlib
+import re
 
 SEPARATOR = "|"
 _MAX_KEY_CHARS = 512  # 1 KiB of UTF-16
@@ -22,9 +23,14 @@ def _encode_char(char: str) -> str:
     return char
 
 
+# Characters a part keeps as they are: printable ASCII but ``/ \\ # ? % |`` (a GUID's ``-`` included, so an id is
+# checked by one C call rather than character by character).
+_PLAIN = re.compile(r"[ !\"$&'()*+,\-.0-9:;<=>@A-Z\[\]^_`a-z{}~]*")
+
+
 def encode_part(value: str) -> str:
     """One key part with every disallowed character (and ``%``, ``|``) percent-encoded."""
-    if value.isascii() and value.isalnum():
+    if _PLAIN.fullmatch(value):
         return value
     return "".join(_encode_char(c) for c in value)
 

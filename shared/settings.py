@@ -121,6 +121,13 @@ def _currencies(name: str, raw: str) -> tuple[str, ...]:
     return codes
 
 
+def _region(name: str, raw: str) -> str:
+    code = raw.strip().upper()
+    if not (len(code) == 2 and code.isascii() and code.isalpha()):
+        raise SettingsError(f"setting {name} must be an ISO 3166 two-letter country code, got {raw!r}")
+    return code
+
+
 def _words(name: str, raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
 
@@ -280,6 +287,70 @@ SETTINGS: tuple[Setting, ...] = (
         "the last period is exported until a snapshot taken this many days after it ended is stored (1 to 40)",
         "rated_usage_settle_days",
         Bounds(1, 40, integer=True),
+    ),
+    Setting(
+        "RATED_USAGE_FANOUT_BLOBS",
+        "4",
+        "an export of at least this many blobs is staged by `stage_rated_blob`, one queue message per blob, when "
+        "`USAGE_QUEUE` is set; a smaller one by the timer itself (1 to 100000)",
+        "rated_usage_fanout_blobs",
+        Bounds(1, 100_000, integer=True),
+    ),
+    Setting(
+        "RATED_USAGE_QUARANTINE_SHARE",
+        "0.01",
+        "a stored export that quarantined more than this share of its lines makes `/api/health` answer 503 (0 to 1)",
+        "rated_usage_quarantine_share",
+        Bounds(0, 1),
+    ),
+    Setting(
+        "RATED_USAGE_STALLED_RUNS",
+        "3",
+        "an export that made no progress over this many runs of `fetch_rated_usage` makes `/api/health` answer 503 "
+        "(1 to 100)",
+        "rated_usage_stalled_runs",
+        Bounds(1, 100, integer=True),
+    ),
+    Setting(
+        "USAGE_QUEUE",
+        "",
+        "queue connection string (Azurite / local only) of the `rated-ingest` queue; empty with no "
+        "`USAGE_QUEUE__queueServiceUri` either: every export is staged by the timer",
+        "queue_connection_string",
+    ),
+    Setting(
+        "USAGE_QUEUE__queueServiceUri",
+        "",
+        "Queue endpoint, used with a managed identity (Azure); the queue trigger reads it too",
+        "queue_service_uri",
+    ),
+    Setting(
+        "USAGE_QUEUE__clientId",
+        "",
+        "client id of the user-assigned identity for the queue (default: `USAGE_STORAGE__clientId`)",
+        "queue_client_id",
+        fallback="USAGE_STORAGE__clientId",
+    ),
+    Setting(
+        "USAGE_QUEUE__credential",
+        "managedidentity",
+        "Azure only: how the queue trigger authenticates (with `USAGE_QUEUE__queueServiceUri` and `__clientId`)",
+        read_by=ReadBy.HOST,
+    ),
+    Setting(
+        "RATE_CARD_CURRENCIES",
+        "",
+        "currencies of the Azure rate card that prices legacy MS-AZR-0145P usage, e.g. `USD` (empty: those the "
+        "stored usage records show)",
+        "rate_card_currencies",
+        _currencies,
+    ),
+    Setting(
+        "RATE_CARD_REGION",
+        "US",
+        "the partner's market (ISO 3166 two-letter code) the rate card is asked for",
+        "rate_card_region",
+        _region,
     ),
     Setting("UTILIZATION_GRANULARITY", "daily", "`daily` or `hourly`", "utilization_granularity", _GRANULARITY),
     Setting(
@@ -451,6 +522,8 @@ class Settings:
     storage_client_id: str = ""
     identity_client_id: str = ""
     table_prefix: str = _default("table_prefix")
+    rate_card_currencies: tuple[str, ...] = ()
+    rate_card_region: str = _default("rate_card_region")
     utilization_granularity: Granularity = _default("utilization_granularity")
     utilization_show_details: bool = _default("utilization_show_details")
     utilization_backfill_days: int = _default("utilization_backfill_days")
@@ -469,6 +542,12 @@ class Settings:
     rated_usage_attribute_set: str = _default("rated_usage_attribute_set")
     rated_usage_export_wait_seconds: float = _default("rated_usage_export_wait_seconds")
     rated_usage_settle_days: int = _default("rated_usage_settle_days")
+    rated_usage_fanout_blobs: int = _default("rated_usage_fanout_blobs")
+    rated_usage_quarantine_share: float = _default("rated_usage_quarantine_share")
+    rated_usage_stalled_runs: int = _default("rated_usage_stalled_runs")
+    queue_connection_string: str = field(default="", repr=False)
+    queue_service_uri: str = ""
+    queue_client_id: str = ""
     api_access_mode: str = _default("api_access_mode")
     api_audiences: tuple[str, ...] = ()
     api_allowed_tenants: frozenset[str] = frozenset()

@@ -11,9 +11,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -288,9 +290,82 @@ class TableStore:
         """Every entity of one partition, in RowKey order."""
         return self.query(name, "PartitionKey eq @pk", {"pk": partition_key}, **kwargs)
 
+    def replace_if(self, name: str, entity: Mapping[str, Any], etag: str | None) -> str | None:
+        """Replace one entity only if it is unchanged since it was read with ``etag`` (None: only if it does not
+        exist yet); its new ETag, or None when another writer came first (412, or 409 for one that now exists)."""
+        table = self.table(name)
+        prepared = self.check(name, entity)
+        try:
+            if etag is None:
+                answer = table.create_entity(prepared)
+            else:
+                answer = table.update_entity(
+                    prepared, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+        except ResourceExistsError:
+            return None
+        except HttpResponseError as exc:
+            if exc.status_code in (409, 412):
+                return None
+            raise
+        return str(answer.get("etag") or "*")
+
+    def drop(self, name: str) -> None:
+        """Delete a whole table (a missing one is fine); the next write creates it again."""
+        with self._lock:
+            self._clients.pop(name, None)
+        self._service.delete_table(self.table_name(name))
+
+    def table_names(self, starting: str) -> list[str]:
+        """The short names of this prefix's tables that start with ``starting``."""
+        full = self.table_name(starting)
+        found = self._service.query_tables(
+            "TableName ge @lo and TableName lt @hi", parameters={"lo": full, "hi": full + "~"}
+        )
+        return [table.name.removeprefix(self.prefix) for table in found]
+
     def delete(self, name: str, partition_key: str, row_key: str) -> None:
         """Delete one entity; a missing one is fine."""
         self.table(name).delete_entity(partition_key, row_key)
+
+    def delete_unchanged(self, name: str, entity: Mapping[str, Any]) -> bool:
+        """Delete an entity read from the service unless it was written again since (its ETag no longer
+        matches); True when it is gone, False when it was kept because it changed."""
+        metadata = getattr(entity, "metadata", None)
+        etag = metadata.get("etag") if isinstance(metadata, Mapping) else None
+        try:
+            if etag:
+                self.table(name).delete_entity(
+                    entity["PartitionKey"], entity["RowKey"], etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+            else:
+                self.table(name).delete_entity(entity["PartitionKey"], entity["RowKey"])
+        except ResourceModifiedError:
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code != 412:
+                raise
+            return False
+        return True
+
+    def delete_unchanged_rows(self, name: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """``delete_unchanged`` for many rows read from the service: in transactions of up to 100 per partition,
+        each row's ETag its condition; a transaction refused because one row changed is retried row by row, so
+        only the changed rows stay. Returns the rows deleted."""
+        table = self.table(name)
+        by_partition: dict[str, list[Mapping[str, Any]]] = {}
+        for row in rows:
+            by_partition.setdefault(row["PartitionKey"], []).append(row)
+        deleted = 0
+        for batch in (b[i : i + MAX_BATCH_OPERATIONS] for b in by_partition.values() for i in range(0, len(b), 100)):
+            try:
+                table_batch.submit(table, [("delete", row) for row in batch])
+                deleted += len(batch)
+            except HttpResponseError as exc:
+                if exc.status_code not in (404, 412):
+                    raise
+                deleted += sum(self.delete_unchanged(name, row) for row in batch)
+        return deleted
 
     def delete_rows(self, name: str, rows: Iterable[Mapping[str, Any]]) -> int:
         """Delete rows by key, in transactions of up to 100 per partition; rows already gone are fine."""

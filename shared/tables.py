@@ -541,6 +541,252 @@ class ExportStream:
         return {name: row[name] for name in SNAPSHOT_FIELDS}
 
 
+# -- rated usage ingest: progress of an export in flight, its staging (issue 22) -----------------------------------
+# An export is staged blob by blob (inline in the timer, or one queue message per blob on RATED_INGEST_QUEUE) into a
+# staging table of its own, then committed slice by slice; see shared/rated/exports.py. Everything of one export is
+# named by its ``export_id``, so a new manifest (new eTag or other blobs) never mixes with a stale one.
+
+RATED_INGEST_STATE = "rated_ingest"  # SyncState partition: one ExportProgress per export stream
+RATED_STAGING_PREFIX = "RatedStaging"  # + export id: the staging table of one export, dropped once it is committed
+RATED_INGEST_QUEUE = "rated-ingest"  # one message per blob (and a commit message); the host's poison queue:
+RATED_INGEST_POISON_QUEUE = RATED_INGEST_QUEUE + "-poison"
+STAGING_INDEX = "index"  # staging partition: one row per (customer, Azure subscription, period) staged
+STAGING_BLOBS = "blobs"  # staging partition: one BlobProgress per blob
+STAGING_COMMIT = "commit"  # staging partition (and RowKey) of the one CommitProgress
+
+
+def export_id_of(etag: str, blob_names: Iterable[str]) -> str:
+    """The identity of one export's data: its manifest eTag and its blobs (16 hex)."""
+    digest_ = hashlib.sha256(etag.encode("utf-8"))
+    for name in blob_names:
+        digest_.update(b"\0" + name.encode("utf-8"))
+    return digest_.hexdigest()[:16]
+
+
+def staging_table(export_id: str) -> str:
+    """The short name of one export's staging table (letters and digits only, as table names must be)."""
+    return RATED_STAGING_PREFIX + export_id
+
+
+def staging_partition(customer_id: str, entitlement_id: str) -> str:
+    """A staging PartitionKey of chunks: one Azure subscription of one customer (a ``|`` in it, unlike the others)."""
+    return make_key(customer_id.lower(), entitlement_id.lower())
+
+
+def staging_chunk_key(day: str, blob: int, segment: str, seq: int) -> str:
+    """``{day}|{blob}|{segment}|{seq}``: a day's chunks are one RowKey range; a segment is one try at a blob."""
+    return f"{day}|{blob:05d}|{segment}|{seq:05d}"
+
+
+def staging_slice_key(customer_id: str, entitlement_id: str, period: str) -> str:
+    """A STAGING_INDEX RowKey: ``{customer}|{azure subscription}|{YYYY-MM}``."""
+    return make_key(customer_id.lower(), entitlement_id.lower(), period)
+
+
+def _json_list(row: Mapping[str, Any], name: str) -> list[Any]:
+    value = _json_of(row.get(name), "[]")
+    return value if isinstance(value, list) else []
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportProgress:
+    """A SyncState ``rated_ingest`` row: the export of one stream being staged and committed, across runs.
+
+    Written by the timer only (workers write their blob rows and the commit row). ``marker`` is what progress
+    looked like at the last run; ``stalled_runs`` counts the runs since it last moved.
+    """
+
+    billing_period: str
+    currency: str
+    export_id: str | None = None
+    manifest_etag: str | None = None
+    manifest_created: str | None = None
+    root_directory: str | None = None
+    sas_token: str | None = None  # a read-only SAS of about an hour; never logged nor shown
+    blob_count: int = 0
+    fanout: bool = False  # staged by queue messages (else inline, by the timer)
+    started_at: str | None = None
+    runs: int = 0  # timer runs that worked on it
+    stalled_runs: int = 0
+    marker: str | None = None
+    progress_at: str | None = None
+    settles: str | None = None  # ``last``: the period this export settles once stored (RATED_USAGE_SETTLE_DAYS)
+
+    @property
+    def key(self) -> str:
+        """Its RowKey (the stream's)."""
+        return rated_stream_key(self.billing_period, self.currency)
+
+    def row(self) -> dict[str, Any]:
+        """Its SyncState row."""
+        return {
+            "PartitionKey": RATED_INGEST_STATE,
+            "RowKey": self.key,
+            "billingPeriod": self.billing_period,
+            "currencyCode": self.currency,
+            "exportId": self.export_id,
+            "manifestETag": self.manifest_etag,
+            "manifestCreatedAt": self.manifest_created,
+            "rootDirectory": self.root_directory,
+            "sasToken": self.sas_token,
+            "blobCount": self.blob_count,
+            "fanout": self.fanout,
+            "startedAt": self.started_at,
+            "runs": self.runs,
+            "stalledRuns": self.stalled_runs,
+            "marker": self.marker,
+            "progressAt": self.progress_at,
+            "settles": self.settles,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> ExportProgress:
+        """The progress of a SyncState ``rated_ingest`` row."""
+        return cls(
+            billing_period=str(row["billingPeriod"]),
+            currency=str(row["currencyCode"]).upper(),
+            export_id=_text_of(row, "exportId"),
+            manifest_etag=_as_stored(row, "manifestETag"),
+            manifest_created=_text_of(row, "manifestCreatedAt"),
+            root_directory=_text_of(row, "rootDirectory"),
+            sas_token=_text_of(row, "sasToken"),
+            blob_count=_int_of(row, "blobCount") or 0,
+            fanout=bool(row.get("fanout")),
+            started_at=_text_of(row, "startedAt"),
+            runs=_int_of(row, "runs") or 0,
+            stalled_runs=_int_of(row, "stalledRuns") or 0,
+            marker=_text_of(row, "marker"),
+            progress_at=_text_of(row, "progressAt"),
+            settles=_text_of(row, "settles"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlobProgress:
+    """A staging row of one blob: how far it is staged. ``segments`` are the tries whose chunks count
+    (``[segment, first line, last line]``, contiguous from line 1); chunks of any other try are ignored, so a
+    worker that died halfway, or a second worker on the same blob, changes nothing. Replaced only if unchanged
+    since read (ETag), by whoever stages the blob."""
+
+    index: int
+    name: str
+    lines_done: int = 0  # the blob's line number (1-based, empty lines counted) staged through
+    lines: int = 0  # line items read (quarantined included)
+    quarantined: int = 0
+    segments: tuple[tuple[str, int, int], ...] = ()
+    staged: bool = False
+    attempts: int = 0  # tries that failed (a poisoned message counts its every try)
+    last_error: str | None = None
+    poisoned: bool = False
+    enqueued_at: str | None = None
+    staged_at: str | None = None
+    periods: tuple[str, ...] = ()  # the months its recorded segments hold
+
+    @property
+    def key(self) -> str:
+        """Its RowKey."""
+        return f"{self.index:05d}"
+
+    def row(self) -> dict[str, Any]:
+        """Its staging row."""
+        return {
+            "PartitionKey": STAGING_BLOBS,
+            "RowKey": self.key,
+            "name": self.name,
+            "linesDone": self.lines_done,
+            "lines": self.lines,
+            "quarantined": self.quarantined,
+            "segments": jsonutil.dumps([list(s) for s in self.segments]),
+            "staged": self.staged,
+            "attempts": self.attempts,
+            "lastError": None if self.last_error is None else self.last_error[:QUARANTINE_TEXT_CHARS],
+            "poisoned": self.poisoned,
+            "enqueuedAt": self.enqueued_at,
+            "stagedAt": self.staged_at,
+            "periods": ",".join(self.periods) or None,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> BlobProgress:
+        """The progress of a staging blob row."""
+        return cls(
+            index=int(row["RowKey"]),
+            name=str(row["name"]),
+            lines_done=_int_of(row, "linesDone") or 0,
+            lines=_int_of(row, "lines") or 0,
+            quarantined=_int_of(row, "quarantined") or 0,
+            segments=tuple(
+                (str(s[0]), int(s[1]), int(s[2])) for s in _json_list(row, "segments") if isinstance(s, list)
+            ),
+            staged=bool(row.get("staged")),
+            attempts=_int_of(row, "attempts") or 0,
+            last_error=_text_of(row, "lastError"),
+            poisoned=bool(row.get("poisoned")),
+            enqueued_at=_text_of(row, "enqueuedAt"),
+            staged_at=_text_of(row, "stagedAt"),
+            periods=tuple(p for p in str(row.get("periods") or "").split(",") if p),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommitProgress:
+    """The staging row of the commit: how far it went (slice groups in STAGING_INDEX order), what it wrote, who
+    holds it. Resumed from ``cursor`` by the next committer; the lease keeps two from working at once."""
+
+    cursor: str | None = None  # staging_partition of the last (customer, Azure subscription) committed
+    customer_done: bool = True  # the customer of ``cursor`` was finished (its totals, its slices gone)
+    final_done: bool = False  # customers gone from the snapshot were handled: the export is committed
+    lease_until: str | None = None
+    slices: int = 0
+    slices_written: int = 0
+    slices_removed: int = 0
+    days_written: int = 0
+    line_rows_written: int = 0
+    line_rows_deleted: int = 0
+    customers_written: int = 0
+    lines: int = 0
+    periods: tuple[str, ...] = ()
+
+    def row(self) -> dict[str, Any]:
+        """Its staging row."""
+        return {
+            "PartitionKey": STAGING_COMMIT,
+            "RowKey": STAGING_COMMIT,
+            "cursor": self.cursor,
+            "customerDone": self.customer_done,
+            "finalDone": self.final_done,
+            "leaseUntil": self.lease_until,
+            "slices": self.slices,
+            "slicesWritten": self.slices_written,
+            "slicesRemoved": self.slices_removed,
+            "daysWritten": self.days_written,
+            "lineRowsWritten": self.line_rows_written,
+            "lineRowsDeleted": self.line_rows_deleted,
+            "customersWritten": self.customers_written,
+            "lines": self.lines,
+            "periods": ",".join(self.periods) or None,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> CommitProgress:
+        """The commit's progress of its staging row."""
+        return cls(
+            cursor=_text_of(row, "cursor"),
+            customer_done=bool(row.get("customerDone", True)),
+            final_done=bool(row.get("finalDone")),
+            lease_until=_text_of(row, "leaseUntil"),
+            slices=_int_of(row, "slices") or 0,
+            slices_written=_int_of(row, "slicesWritten") or 0,
+            slices_removed=_int_of(row, "slicesRemoved") or 0,
+            days_written=_int_of(row, "daysWritten") or 0,
+            line_rows_written=_int_of(row, "lineRowsWritten") or 0,
+            line_rows_deleted=_int_of(row, "lineRowsDeleted") or 0,
+            customers_written=_int_of(row, "customersWritten") or 0,
+            lines=_int_of(row, "lines") or 0,
+            periods=tuple(p for p in str(row.get("periods") or "").split(",") if p),
+        )
+
+
 # -- the inventory ------------------------------------------------------------------------------------------------
 
 
@@ -816,6 +1062,7 @@ class Grant:
     kind: GrantKind
     values: frozenset[str] = frozenset()  # reseller MPN ids or customer ids
     note: str = ""
+    show_cost: bool = False  # may it read the partner's cost? (without it: prices under its price rule only)
 
     def __post_init__(self) -> None:
         if self.kind not in set(GrantKind):
@@ -847,6 +1094,7 @@ class Grant:
             "kind": str(self.kind),
             "values": ",".join(sorted(self.values)),
             "note": self.note,
+            "showCost": self.show_cost,
             "grantedAt": utc_text(granted_at),
         }
 
@@ -857,7 +1105,7 @@ class Grant:
             raise ValueError("stored before grants named a tenant: it grants nothing until it is added again")
         values = frozenset(str(row.get("values") or "").split(","))
         tenant_id, app_id, note = str(row["tenantId"]), str(row.get("appId") or ""), str(row.get("note") or "")
-        grant = cls(tenant_id, app_id, GrantKind(str(row.get("kind"))), values, note)
+        grant = cls(tenant_id, app_id, GrantKind(str(row.get("kind"))), values, note, row.get("showCost") is True)
         if row.get("RowKey", grant.key) != grant.key:
             raise ValueError("its RowKey is not the one of its tenant and application")
         return grant

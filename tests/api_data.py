@@ -263,3 +263,36 @@ def write_rated_usage(store: TableStore, texts: Iterable[str], *, now: datetime,
     lines = [BlobLine(text, "part-00000.json.gz", n) for n, text in enumerate(texts, start=1)]
     with SyncRun(store, "fetch_rated_usage", unit="exports") as run:
         Ingest(store, run, Snapshot("current", currency, "etag-1", now.isoformat()), now=now).ingest(lines)
+
+
+# -- the OpenAPI document, checked against real answers -------------------------------------------------------
+
+
+def _resolve(node: Any, document: Mapping[str, Any]) -> Any:
+    while "$ref" in node:
+        *_, section, name = node["$ref"].split("/")
+        node = document["components"][section][name]
+    return node
+
+
+def check(response: ApiResponse, template: str) -> None:
+    """The status is documented for the operation and the body matches the documented schema."""
+    import jsonschema
+
+    from shared.api.openapi import document
+
+    doc = document()
+    responses = doc["paths"][template]["get"]["responses"]
+    assert str(response.status) in responses, f"{template}: undocumented status {response.status}"
+    spec = _resolve(responses[str(response.status)], doc)
+    for header in spec.get("headers", {}):
+        if header == "ETag" or (header == "Allow" and response.status == 405):
+            assert header in response.headers
+    if response.status == 304:
+        assert response.body == b""
+        return
+    media = response.headers["Content-Type"].split(";")[0]
+    assert media in spec["content"], f"{template}: undocumented media type {media}"
+    if media == "application/json":
+        schema = {**spec["content"][media]["schema"], "components": doc["components"]}
+        jsonschema.Draft202012Validator(schema).validate(response.json())

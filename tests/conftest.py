@@ -8,7 +8,14 @@ from collections.abc import Iterator
 import pytest
 from azure.data.tables import TableServiceClient
 
-from devhost.azurite import Azurite, AzuriteBlob, running_azurite, running_azurite_blob
+from devhost.azurite import (
+    Azurite,
+    AzuriteBlob,
+    AzuriteQueue,
+    running_azurite,
+    running_azurite_blob,
+    running_azurite_queue,
+)
 from devhost.simulator import Simulator, WorldConfig
 from tests.rated_support import NOW
 from tests.stores import CountingStore, drop_tables
@@ -25,6 +32,13 @@ def azurite() -> Iterator[Azurite]:
 def azurite_blob() -> Iterator[AzuriteBlob]:
     """Azurite's blob service (the simulated Graph billing export's files), in memory, for the whole session."""
     with running_azurite_blob() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def azurite_queue() -> Iterator[AzuriteQueue]:
+    """Azurite's queue service (the rated-ingest queue), in memory, for the whole session."""
+    with running_azurite_queue() as emulator:
         yield emulator
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 
 from shared.settings import BY_NAME
+from shared.sync.jobs import JOBS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,6 +50,8 @@ def test_the_readme_block_calls_every_route_a_portal_starts_with():
         "/usagesummary",
         "/utilizations/azure",
         "/health",
+        '/v1/spend"',
+        '/spend"',
     ):
         assert route in block, route
     assert "$CUSTOMER" in block and "CUSTOMER=$(" in block  # ids come from the discovery routes
@@ -79,22 +82,25 @@ def test_devhost_up_syncs_serves_answers_the_printed_curls_and_stops_cleanly(tmp
                 break
         output = "\n".join(lines)
         assert "Ctrl-C stops everything." in output, output
-        assert output.count("ok     fetch_") == 4, output
+        assert output.count("ok     fetch_") == len(JOBS), output
+        (export,) = [line.strip() for line in lines if line.strip().startswith("export PORT=")]
         scoped = [line.strip() for line in lines if "/api/scoped/" in line]
         assert len(scoped) == 1
-        reseller = subprocess.run(["bash", "-c", scoped[0]], capture_output=True, text=True, timeout=60, check=False)
+        reseller = subprocess.run(
+            ["bash", "-c", f"{export}; {scoped[0]}"], capture_output=True, text=True, timeout=60, check=False
+        )
         listed = json.loads(reseller.stdout)
-        assert listed["totalCount"] == 1, reseller.stdout  # the reseller's one customer of the three
+        assert listed["totalCount"] == 1 and listed["items"][0]["scope"] == "grant", reseller.stdout  # its customer
         curls = [line.strip() for line in lines if line.strip().startswith("curl ") and "/api/scoped/" not in line]
-        assert len(curls) == 4
-        assert any("/azureentitlements/" in curl and curl.endswith("/dailycost") for curl in curls)
+        assert len(curls) == 6 and '/api/v1/spend"' in curls[0] and curls[1].split('"')[3].endswith("/spend")
+        assert any("/azureentitlements/" in curl and "/dailycost" in curl for curl in curls)
+        values = dict(part.split("=", 1) for part in export.removeprefix("export ").split())
         for curl in curls:
-            key = captured(r'x-functions-key: ([^"]+)"', curl)
-            url = captured(r'"?(http://127\.0\.0\.1:\d+/api/[^" ]+)"?$', curl)
-            response = requests.get(url, headers={"x-functions-key": key}, timeout=30)
+            url = captured(r'"(http://127\.0\.0\.1:\$PORT/api/[^"]+)"', curl).replace("$PORT", values["PORT"])
+            response = requests.get(url, headers={"x-functions-key": values["KEY"]}, timeout=30)
             assert response.status_code == 200, (url, response.text)
             body = response.json()
-            assert body.get("items") or body.get("totalCost") is not None, body
+            assert body.get("items") or body.get("totalCost") is not None or body.get("currencies"), body
             assert requests.get(url, timeout=30).status_code == 401  # the key is required
         port = captured(r"serving +http://127\.0\.0\.1:(\d+)/api/", output)
         readme = run_readme_block(port)

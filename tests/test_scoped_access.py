@@ -59,7 +59,8 @@ def world_data(azurite, azurite_blob, tmp_path_factory) -> Iterator[dict[str, An
             ("no-role-app", GrantKind.ALL, ()),
             ("other-tenant-app", GrantKind.ALL, ()),
         ):
-            add_grant(store, Grant(apps[name].tenant_id, apps[name].client_id, kind, frozenset(ids)))
+            show_cost = name == "partner-portal"  # the partner's own portal sees its cost, as the function key
+            add_grant(store, Grant(apps[name].tenant_id, apps[name].client_id, kind, frozenset(ids), "", show_cost))
         settings = Settings.from_env(
             {
                 **env,
@@ -240,7 +241,7 @@ def test_answers_to_a_token_vary_by_origin_authorization_and_accept(world_data, 
     assert {v.strip() for v in plain.headers["Vary"].split(",")} == {"Origin", "Authorization"}
 
 
-def test_a_reseller_reads_its_subscriptions_but_no_customer_total_it_does_not_wholly_own(world_data, gate):
+def test_a_reseller_reads_its_subscriptions_and_is_told_why_a_customer_total_it_shares_is_withheld(world_data, gate):
     sim = world_data["sim"]
     token = token_of(sim, "reseller-portal")
     mine = routes(sim, 1)  # customer 1 bought Azure through the reseller, its licences direct
@@ -258,8 +259,9 @@ def test_a_reseller_reads_its_subscriptions_but_no_customer_total_it_does_not_wh
     ):
         response, _ = call(world_data, gate, mine[name], token)
         assert response.status == 200, (name, response.body[:300])
-    for name in ("licence", "customer dailycost"):
-        assert call(world_data, gate, mine[name], token)[0].status == 404, name
+    assert call(world_data, gate, mine["licence"], token)[0].status == 404  # sold direct: as if unknown
+    withheld, body = call(world_data, gate, mine["customer dailycost"], token)
+    assert withheld.status == 403 and body["code"] == 900451 and "/spend" in body["description"]  # stored, not its own
     _, listing = call(world_data, gate, "/api/scoped/v1/customers", token)
     assert [c["id"] for c in listing["items"]] == [sim.world.customer(1).id]
     _, subs = call(world_data, gate, mine["subscriptions"], token)
@@ -267,9 +269,11 @@ def test_a_reseller_reads_its_subscriptions_but_no_customer_total_it_does_not_wh
         sim.world.subscription_ids(sim.world.customer(1).id, "legacy")
     ) | set(sim.world.subscription_ids(sim.world.customer(1).id, "azure_plan"))
     _, records = call(world_data, gate, "/api/scoped/v1/customers/usagerecords", token)
-    assert records["items"] == []  # its one customer is not wholly its own
+    (record,) = records["items"]  # its one customer, listed with its amounts withheld (they hold what others sold)
+    assert record["id"] == sim.world.customer(1).id and record["serviceAttributes"]["totalWithheld"]["code"] == 900451
+    assert not {"totalCost", "usdTotalCost", "percentUsed", "budget"} & set(record)
     csv_text = call(world_data, gate, "/api/scoped/v1/customers/usagerecords?format=csv", token)[0].body.decode()
-    assert len(csv_text.strip().splitlines()) == 1  # the header only
+    assert len(csv_text.strip().splitlines()) == 2 and csv_text.strip().endswith("900451")
     for name, target in routes(sim, 0).items():
         assert call(world_data, gate, target, token)[0].status == 404, name
 

@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("kind", choices=[str(k) for k in GrantKind])
     add.add_argument("ids", nargs="*", help="reseller MPN ids, or customer ids")
     add.add_argument("--note", default="", help="who it is, for the next admin")
+    add.add_argument(
+        "--show-cost",
+        action="store_true",
+        help="let it read the partner's cost (otherwise it sees prices under its price rule only: tools.prices)",
+    )
     remove = commands.add_parser("remove", help="remove an application's grant")
     remove.add_argument("tenant_id")
     remove.add_argument("app_id")
@@ -62,7 +67,8 @@ def _list(store: TableStore) -> None:
     listing = list_grants(store)
     for grant in listing.grants:
         values = ",".join(sorted(grant.values)) or "-"
-        print(f"{grant.tenant_id}\t{grant.app_id}\t{grant.kind}\t{values}\t{grant.note}")
+        cost = "\tshows cost" if grant.show_cost else ""
+        print(f"{grant.tenant_id}\t{grant.app_id}\t{grant.kind}\t{values}\t{grant.note}{cost}")
     for row in listing.unusable:
         print(f"?\t{row.app_id}\t(grants nothing: {row.why})")
 
@@ -85,7 +91,7 @@ def main(argv: Sequence[str] | None = None, store: TableStore | None = None) -> 
             return 0
         if args.kind == "customers" and not all(is_guid(i) for i in args.ids):
             raise ValueError("customer ids are GUIDs")
-        grant = Grant(args.tenant_id, args.app_id, GrantKind(args.kind), normalise(args.ids), args.note)
+        grant = Grant(args.tenant_id, args.app_id, GrantKind(args.kind), normalise(args.ids), args.note, args.show_cost)
         add_grant(store, grant)
         print(
             f"{grant.app_id} of tenant {grant.tenant_id} may read {grant.kind}"

@@ -39,6 +39,7 @@ class Content:
     json_body: bytes
     status: int = 200
     csv_raws: list[str] | None = None
+    csv_columns: tuple[str, ...] | None = None  # instead of the route's, for a view with other fields (scoped)
     headers: dict[str, str] = field(default_factory=dict)
     last_modified: datetime | None = None  # when the data served was last written (fetched), for Last-Modified
 

@@ -158,6 +158,23 @@ def decode_listing(token: str, resource: str) -> tuple[int, str]:
     return payload["n"], payload["k"]
 
 
+def encode_period_listing(resource: str, period: str, size: int, last_row_key: str) -> str:
+    """The token of the next page of a listing of one month (``spend``): the month, page size and last key."""
+    return _encode({"r": resource, "p": period, "n": size, "k": last_row_key})
+
+
+def decode_period_listing(token: str, resource: str) -> tuple[str, int, str]:
+    """(month, size, last key) of a month listing's token; 404 for a token this API did not write for it."""
+    payload = _decode(token, {"r": str, "p": str, "n": int, "k": str}, resource, {"r": resource})
+    if not _is_month(payload["p"]):
+        raise _invalid(resource)
+    return payload["p"], payload["n"], payload["k"]
+
+
+def _is_month(value: str) -> bool:
+    return len(value) == 7 and _is_day(value + "-01")
+
+
 # -- rated-usage line items ---------------------------------------------------------------------------------------
 
 

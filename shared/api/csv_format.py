@@ -32,6 +32,7 @@ USAGE_RECORD_COLUMNS = (
     "lastModifiedDate",
     "attributes.objectType",
     "serviceAttributes.relationship",
+    "serviceAttributes.totalWithheld.code",
 )
 USAGE_SUMMARY_COLUMNS = (
     "id",

@@ -31,6 +31,14 @@ def with_attributes(raw: str, attributes: Mapping[str, Any]) -> str:
     return jsonutil.dumps(record)
 
 
+def only(raw: str, fields: tuple[str, ...]) -> str:
+    """The record's JSON with only these fields (the rest is not the caller's to read)."""
+    record = jsonutil.loads(raw)
+    if not isinstance(record, dict):
+        return raw
+    return jsonutil.dumps({name: record[name] for name in fields if name in record})
+
+
 def customer_attributes(row: Mapping[str, Any], *, billing_months: list[str] | None = None) -> dict[str, Any]:
     """What this service knows of a customer beyond its record."""
     attributes: dict[str, Any] = {

@@ -38,6 +38,8 @@ CODE_NOT_FOUND = 900404
 CODE_METHOD_NOT_ALLOWED = 900405
 CODE_NOT_COVERED = 900409  # the route does not serve this kind of subscription; the description names the one that does
 CODE_INTERNAL = 900500
+CODE_TOTAL_WITHHELD = 900451  # a customer-level total that holds subscriptions outside the caller's grant
+CODE_COST_WITHHELD = 900452  # the partner's cost, to a caller shown prices under its price rule only
 
 
 def bad_request(description: str) -> ApiError:
@@ -74,6 +76,18 @@ def unknown_subscription(customer_id: str, subscription_id: str) -> ApiError:
     """404 for a subscription a known customer does not have (or one outside the caller's grant)."""
     return not_found(
         f"Subscription {subscription_id} is not known for customer {customer_id}.", CODE_SUBSCRIPTION_NOT_FOUND
+    )
+
+
+def total_withheld(customer_id: str) -> ApiError:
+    """403 for a customer-level total of a customer the caller sees only in part (a reseller that sold some of its
+    subscriptions): the total is stored, but it holds what others sold; the caller's own part is elsewhere."""
+    return ApiError(
+        403,
+        CODE_TOTAL_WITHHELD,
+        f"Customer {customer_id}'s totals include subscriptions outside this application's grant, so they are "
+        f"withheld (they are stored). The spend of the subscriptions in the grant is at "
+        f"/api/scoped/v1/customers/{customer_id}/spend.",
     )
 
 

@@ -12,8 +12,16 @@ from datetime import datetime, timedelta, timezone
 from shared import jsonutil
 from shared.api import continuation, discovery, params, queries, rated, rendering
 from shared.api.context import Content, Context
-from shared.api.errors import CODE_NO_USAGE_DATA, not_found, unknown_customer, unknown_subscription
+from shared.api.errors import (
+    CODE_COST_WITHHELD,
+    CODE_NO_USAGE_DATA,
+    CODE_TOTAL_WITHHELD,
+    not_found,
+    unknown_customer,
+    unknown_subscription,
+)
 from shared.api.health import health as health_report
+from shared.pricing.view import COST_FIELDS, PRICE_COLUMNS, SCOPED_LINE_FIELDS, priced_line
 from shared.tables import LATEST, USAGE_SUMMARIES, UTILIZATION, period_key
 
 
@@ -36,23 +44,70 @@ def _why_nothing(ctx: Context, route: str, data_table: str) -> None:
     raise unknown_subscription(customer_id, subscription_id)
 
 
+# What a usage record of a customer seen only in part may show: who and what it is, never an amount.
+_IDENTITY_FIELDS = (
+    "id",
+    "resourceId",
+    "name",
+    "resourceName",
+    "currencyCode",
+    "currencyLocale",
+    "currencySymbol",
+    "isUpgraded",
+    "lastModifiedDate",
+    "attributes",
+)
+
+
 def usage_records(ctx: Context) -> Content:
-    """Every customer's monthly usage record: ``latest``, or a stored billing month; each says its relationship."""
+    """Every customer's monthly usage record: ``latest``, or a stored billing month; each says its relationship.
+
+    A scoped caller sees the customers it may see; a customer it sees only in part (a reseller that sold some of
+    its subscriptions) is listed without its amounts, which hold what others sold: ``serviceAttributes``
+    says they are withheld and where the caller's own part is."""
     month = ctx.query["billing_month"]
     stored = list(queries.usage_records(ctx.store, month or LATEST))
-    if not ctx.scope.unrestricted:  # customer-level totals: only customers wholly in the grant
+    withheld: dict[str, dict[str, object]] = {}
+    if not ctx.scope.unrestricted:
         ctx.scope.load_everyone()
-        stored = [entry for entry in stored if ctx.scope.customer_whole(entry[0])]
+        stored = [entry for entry in stored if ctx.scope.customer_visible(entry[0])]
+        withheld = {entry[0]: _shared_total(entry[0]) for entry in stored if not ctx.scope.customer_whole(entry[0])}
+    if not ctx.scope.viewer.shows_cost:  # the partner's cost, to a caller shown prices only
+        withheld = {entry[0]: withheld.get(entry[0]) or _cost_withheld(entry[0]) for entry in stored}
     if month and not stored:
         raise not_found(f"No usage records are stored for billing month {month}.")
     relationships = queries.customer_relationships(ctx.store)
-    raws = [
-        discovery.with_attributes(raw, {"relationship": relationships.get(customer_id, "unknown")})
-        for customer_id, raw, _ in stored
-    ]
+    raws = []
+    for customer_id, raw, _ in stored:
+        attributes: dict[str, object] = {"relationship": relationships.get(customer_id, "unknown")}
+        if customer_id in withheld:
+            raw = discovery.only(raw, _IDENTITY_FIELDS)
+            attributes["totalWithheld"] = withheld[customer_id]
+        raws.append(discovery.with_attributes(raw, attributes))
     links = rendering.page_links("customers/usagerecords", {"billing_month": month})
     written = queries.newest(stamp for _, _, stamp in stored)
     return Content(rendering.collection(raws, links), csv_raws=raws, last_modified=written)
+
+
+def _shared_total(customer_id: str) -> dict[str, object]:
+    return {
+        "code": CODE_TOTAL_WITHHELD,
+        "reason": "the customer's totals include subscriptions outside this application's grant",
+        "spend": rendering.link(rendering.customer_path(customer_id) + "/spend"),
+    }
+
+
+def _cost_withheld(customer_id: str) -> dict[str, object]:
+    return {
+        "code": CODE_COST_WITHHELD,
+        "reason": "these are the partner's costs; this application is shown prices under its price rule",
+        "spend": rendering.link(rendering.customer_path(customer_id) + "/spend"),
+    }
+
+
+# What a usage summary shows a caller that may not see cost: its period, never an amount.
+_SUMMARY_IDENTITY: tuple[str, ...] = ("id", "resourceId", "name", "resourceName", "billingStartDate")
+_SUMMARY_IDENTITY += ("billingEndDate", "currencyCode", "currencyLocale", "lastModifiedDate", "links", "attributes")
 
 
 def usage_summary(ctx: Context) -> Content:
@@ -75,6 +130,10 @@ def usage_summary(ctx: Context) -> Content:
             CODE_NO_USAGE_DATA,
         )
     raw, written = found
+    if not ctx.scope.viewer.shows_cost:
+        raw = discovery.with_attributes(
+            discovery.only(raw, _SUMMARY_IDENTITY), {"totalWithheld": _cost_withheld(customer_id)}
+        )
     return Content(raw.encode("utf-8"), csv_raws=[raw], last_modified=written)
 
 
@@ -135,12 +194,14 @@ def paged(
     next_token: str | None,
     last_modified: datetime | None,
     csv_raws: list[str] | None = None,
+    csv_columns: tuple[str, ...] | None = None,
 ) -> Content:
     """A page of records: the collection with its links, the next token also as a response header (for CSV)."""
     links = rendering.page_links(path, self_query, token=token, next_token=next_token)
     headers = {rendering.CONTINUATION_HEADER: next_token} if next_token else {}
     body = rendering.collection(raws, links)
-    return Content(body, csv_raws=raws if csv_raws is None else csv_raws, headers=headers, last_modified=last_modified)
+    csv = raws if csv_raws is None else csv_raws
+    return Content(body, csv_raws=csv, csv_columns=csv_columns, headers=headers, last_modified=last_modified)
 
 
 def customers(ctx: Context) -> Content:
@@ -198,7 +259,13 @@ def line_items(ctx: Context) -> Content:
         query = continuation.decode_line_items(ctx.continuation, customer_id=customer_id, entitlement_id=entitlement_id)
         page = rated.line_items(ctx.store, customer_id, entitlement_id, query)
     self_query = {"from": page.query.first, "to": page.query.last, "size": page.query.size}
-    return paged(page.texts, page.path, self_query, ctx.continuation, page.next_token, page.written, page.csv_raws)
+    viewer = ctx.scope.viewer
+    if not viewer.priced:
+        return paged(page.texts, page.path, self_query, ctx.continuation, page.next_token, page.written, page.csv_raws)
+    # A scoped caller: each line's cost-free fields and its price under the caller's rule (cost only if shown).
+    shown = [jsonutil.dumps(priced_line(jsonutil.loads(text), viewer, customer_id)) for text in page.texts]
+    columns = SCOPED_LINE_FIELDS + (COST_FIELDS if viewer.shows_cost else ()) + PRICE_COLUMNS
+    return paged(shown, page.path, self_query, ctx.continuation, page.next_token, page.written, shown, columns)
 
 
 def health(ctx: Context) -> Content:

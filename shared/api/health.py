@@ -10,7 +10,16 @@ from shared.api import queries
 from shared.settings import Settings
 from shared.sync.jobs import JOBS, Job
 from shared.table_store import TableStore
-from shared.tables import SYNC_STATE, RunStatus
+from shared.tables import (
+    RATED_INGEST_STATE,
+    RATED_USAGE_STATE,
+    STAGING_BLOBS,
+    SYNC_STATE,
+    BlobProgress,
+    ExportProgress,
+    RunStatus,
+    staging_table,
+)
 from shared.timeutil import floor_to
 
 _MAX_TEXT = 500
@@ -115,6 +124,60 @@ def snapshots(store: TableStore, job: Job, now: datetime) -> list[dict[str, Any]
     return out
 
 
+def exports(store: TableStore, job: Job, settings: Settings) -> tuple[list[dict[str, Any]], list[str]] | None:
+    """The rated ingest's exports in progress (blobs staged of total, runs so far, poisoned blobs) and what is
+    wrong with them or with the snapshots stored: no progress over RATED_USAGE_STALLED_RUNS runs, a poisoned blob,
+    more lines quarantined than RATED_USAGE_QUARANTINE_SHARE."""
+    if job.snapshots != RATED_USAGE_STATE:
+        return None
+    views, reasons = [], []
+    for row in store.partition(SYNC_STATE, RATED_INGEST_STATE):
+        progress = ExportProgress.of_row(row)
+        if progress.export_id is None:
+            continue
+        name = f"export {progress.billing_period} {progress.currency}"
+        blobs = [BlobProgress.of_row(b) for b in store.partition(staging_table(progress.export_id), STAGING_BLOBS)]
+        staged = sum(blob.staged for blob in blobs)
+        poisoned = [blob for blob in blobs if blob.poisoned]
+        views.append(
+            {
+                "billingPeriod": progress.billing_period,
+                "currencyCode": progress.currency,
+                "exportId": progress.export_id,
+                "manifestETag": progress.manifest_etag,
+                "fanout": progress.fanout,
+                "blobsTotal": progress.blob_count,
+                "blobsStaged": staged,
+                "linesStaged": sum(blob.lines for blob in blobs),
+                "runs": progress.runs,
+                "stalledRuns": progress.stalled_runs,
+                "startedAt": progress.started_at,
+                "progressAt": progress.progress_at,
+                "poisoned": [
+                    {"blob": blob.name, "attempts": blob.attempts, "lastError": (blob.last_error or "")[:_MAX_TEXT]}
+                    for blob in poisoned
+                ],
+            }
+        )
+        if progress.stalled_runs >= settings.rated_usage_stalled_runs:
+            reasons.append(
+                f"{name} made no progress over {progress.stalled_runs} runs ({staged} of {len(blobs)} blobs staged; "
+                f"last progress {progress.progress_at})"
+            )
+        reasons.extend(
+            f"{name}: blob {blob.name} poisoned after {blob.attempts} tries: {(blob.last_error or '')[:_MAX_TEXT]}"
+            for blob in poisoned
+        )
+    for stream in queries.export_streams(store, RATED_USAGE_STATE):
+        lines, quarantined = stream.line_count or 0, stream.quarantined_lines or 0
+        if lines and quarantined / lines > settings.rated_usage_quarantine_share:
+            reasons.append(
+                f"export {stream.billing_period} {stream.currency}: the stored snapshot quarantined {quarantined} of "
+                f"{lines} lines, more than RATED_USAGE_QUARANTINE_SHARE ({settings.rated_usage_quarantine_share:g})"
+            )
+    return views, reasons
+
+
 def function_health(store: TableStore, function: str, now: datetime, max_age_hours: float) -> dict[str, Any]:
     """One function: its running run (if the newest is running), its last finished run, and what is wrong."""
     newest = queries.newest_run(store, function)
@@ -150,6 +213,12 @@ def health(store: TableStore, settings: Settings, now: datetime) -> tuple[int, d
         found = snapshots(store, job, now)
         if found is not None:
             functions[job.name]["snapshots"] = found
+        ingest = exports(store, job, settings)
+        if ingest is not None:
+            views, reasons = ingest
+            functions[job.name]["exports"] = views
+            functions[job.name]["reasons"] += reasons
+            functions[job.name]["healthy"] = not functions[job.name]["reasons"]
     healthy = all(f["healthy"] for f in functions.values())
     report = {
         "status": "healthy" if healthy else "unhealthy",

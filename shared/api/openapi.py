@@ -206,8 +206,20 @@ _SCHEMAS: dict[str, Any] = {
             **shapes.CUSTOMER_MONTHLY_USAGE_RECORD["properties"],
             "serviceAttributes": {
                 "type": "object",
-                "description": "This service's: `relationship` of the customer (`ok`, `forbidden`, `unknown`)",
-                "properties": {"relationship": {"type": "string"}},
+                "description": "This service's: `relationship` of the customer (`ok`, `forbidden`, `unknown`); under "
+                "/api/scoped/, `totalWithheld` when the caller sees the customer only in part (its amounts, which "
+                "hold what others sold, are then left out of the record; the caller's part is at `spend`)",
+                "properties": {
+                    "relationship": {"type": "string"},
+                    "totalWithheld": {
+                        "type": "object",
+                        "properties": {
+                            "code": {"type": "integer", "description": "900451"},
+                            "reason": {"type": "string"},
+                            "spend": _ref("Link"),
+                        },
+                    },
+                },
             },
         },
     },
@@ -380,6 +392,41 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "fetch_rated_usage only: each export stream (billing period, currency), the snapshot "
                 "stored (its eTag, when Graph made it, when it was stored) and when it was last checked.",
                 "items": _ref("Snapshot"),
+            },
+            "exports": {
+                "type": "array",
+                "description": "fetch_rated_usage only: each export being staged and committed (issue 22): blobs "
+                "staged of all its blobs, lines staged, the runs that worked on it and those without progress, "
+                "whether its blobs go through the rated-ingest queue, and its poisoned blobs with their reason.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "billingPeriod": {"type": "string"},
+                        "currencyCode": {"type": "string"},
+                        "exportId": {"type": "string"},
+                        "manifestETag": _nullable("string"),
+                        "fanout": {"type": "boolean"},
+                        "blobsTotal": {"type": "integer"},
+                        "blobsStaged": {"type": "integer"},
+                        "linesStaged": {"type": "integer"},
+                        "runs": {"type": "integer"},
+                        "stalledRuns": {"type": "integer"},
+                        "startedAt": _nullable("string"),
+                        "progressAt": _nullable("string"),
+                        "poisoned": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "blob": {"type": "string"},
+                                    "attempts": {"type": "integer"},
+                                    "lastError": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                    "additionalProperties": True,
+                },
             },
         },
         "additionalProperties": False,

@@ -52,11 +52,11 @@ def guid(value: str, what: str) -> str:
     return value.lower()
 
 
-def billing_month(value: str) -> str:
+def billing_month(value: str, name: str = "billing_month") -> str:
     """``YYYY-MM``."""
     match = _MONTH.fullmatch(value)
     if not match or not 1 <= int(match.group(2)) <= 12:
-        raise bad_request(f"Parameter 'billing_month' {_preview(value)} is not a month written YYYY-MM.")
+        raise bad_request(f"Parameter '{name}' {_preview(value)} is not a month written YYYY-MM.")
     return value
 
 
@@ -281,4 +281,23 @@ SEEK_OPERATION = Param(
 )
 _CONTINUATION_TEXT = "The token of `links.next` as a query parameter, for clients that cannot send headers."
 CONTINUATION_TOKEN = Param("continuation_token", _CONTINUATION_TEXT, {"type": "string", "minLength": 1})
+PERIOD = Param(
+    "period",
+    "The month (`YYYY-MM`, UTC calendar month). Default: the current month.",
+    {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+    lambda value: billing_month(value, "period"),
+)
+BY = Param(
+    "by",
+    "`customer` (default): one item per customer; `reseller`: one per reseller of record (null: sold direct).",
+    {"type": "string", "enum": ["customer", "reseller"]},
+    _one_of("by", ("customer", "reseller")),
+)
+SPEND_GRANULARITY = Param(
+    "granularity",
+    "`day` (default): a point per day; `month`: a point per month.",
+    {"type": "string", "enum": ["day", "month"]},
+    _one_of("granularity", ("day", "month")),
+    component="spendGranularity",
+)
 FUNCTION_KEY = "code"  # the Functions host's own query parameter for the function key: accepted on every route

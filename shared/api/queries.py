@@ -9,6 +9,15 @@ from typing import Any
 
 from shared.api.continuation import UtilizationQuery
 from shared.keys import make_key, under
+from shared.spend.rows import (
+    SPEND_DAYS,
+    SPEND_MONTHS,
+    SPEND_RESELLERS,
+    SpendMonth,
+    SpendSubject,
+    is_month_row,
+    spend_days_range,
+)
 from shared.table_store import TableStore, written_at
 from shared.tables import (
     CUSTOMER_PARTITION,
@@ -262,7 +271,10 @@ def export_streams(store: TableStore, partition: str = RATED_USAGE_STATE) -> lis
     return [ExportStream.of_row(row) for row in store.partition(SYNC_STATE, partition)]
 
 
-def rated_lines_page(
+LINE_CHUNKS_PER_READ = 20  # chunk rows per service page: a page of 1000 lines reads a few
+
+
+def rated_line_chunks(
     store: TableStore,
     customer_id: str,
     entitlement_id: str,
@@ -270,10 +282,84 @@ def rated_lines_page(
     end_day: str,
     *,
     after: str | None,
-    size: int,
-    keep: Callable[[Mapping[str, Any]], bool],
-) -> tuple[list[dict[str, Any]], bool]:
-    """A page of an Azure subscription's line rows with usage days in ``[first_day, end_day)`` that ``keep``
-    accepts (the versions the pointers name), in key order, and whether more follow."""
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """An Azure subscription's line rows (chunks of a day slice's lines) with usage days in ``[first_day, end_day)``
+    in key order, read lazily a service page at a time, each with the lines of it already served: from the start of
+    the range, or from a continuation's position (``RowKey`` of a chunk served whole, or ``RowKey#lines`` inside
+    one)."""
     partition = rated_lines_partition(customer_id, entitlement_id)
-    return key_range_page(store, RATED_LINES, partition, first_day, end_day, after=after, size=size, keep=keep)
+    parameters = {"pk": partition, "hi": end_day}
+    skip_key, skip = None, 0
+    if after is None:
+        query_filter = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        parameters["lo"] = first_day
+    elif "#" in after:  # a RowKey never holds '#': the position inside a chunk
+        skip_key, _, count = after.partition("#")
+        skip = int(count) if count.isdigit() else 0
+        query_filter = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        parameters["lo"] = skip_key
+    else:
+        query_filter = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @hi"
+        parameters["after"] = after
+    for entity in store.query(RATED_LINES, query_filter, parameters, page_size=LINE_CHUNKS_PER_READ):
+        yield entity, (skip if entity["RowKey"] == skip_key else 0)
+
+
+# -- spend ------------------------------------------------------------------------------------------------------
+
+
+def spend_months_page(
+    store: TableStore,
+    period: str,
+    *,
+    after: str | None,
+    size: int,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``size`` customers' months of a period (those ``keep`` accepts) after the RowKey ``after``."""
+    query_filter = "PartitionKey eq @pk" + ("" if after is None else " and RowKey gt @after")
+    parameters = {"pk": period, **({} if after is None else {"after": after})}
+    return bounded_page(store, SPEND_MONTHS, query_filter, parameters, size=size, select=_MONTH_TOTALS, keep=keep)
+
+
+# What an overview reads of a customer's month: everything but its daily series.
+_MONTH_TOTALS = [
+    "RowKey",
+    "customerId",
+    "period",
+    "customerName",
+    "relationship",
+    "currencies",
+    "included",
+    "excluded",
+    "subscriptions",
+    "usageRecord",
+    "asOf",
+    "status",
+    "storedAt",
+]
+
+
+def customer_spend(
+    store: TableStore, customer_id: str, first_period: str, last_period: str
+) -> tuple[list[SpendMonth], list[SpendSubject]]:
+    """A customer's months and subjects (SpendDays) of the months ``first``..``last``: one range query, whatever
+    the range (only stored months come back)."""
+    low, high = spend_days_range(first_period, last_period)
+    rows = store.query(
+        SPEND_DAYS,
+        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+        {"pk": customer_key(customer_id), "lo": low, "hi": high},
+    )
+    months, subjects = [], []
+    for row in rows:
+        if is_month_row(row):
+            months.append(SpendMonth.of_row(row))
+        else:
+            subjects.append(SpendSubject.of_row(row))
+    return months, subjects
+
+
+def reseller_months(store: TableStore, period: str) -> list[dict[str, Any]]:
+    """Every reseller of record's month (SpendResellers) of a period."""
+    return list(store.partition(SPEND_RESELLERS, period))

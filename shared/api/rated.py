@@ -18,7 +18,7 @@ under and names no page once a newer snapshot replaced them (409, start again).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -27,42 +27,80 @@ from typing import Any, TypeVar
 from shared import jsonutil
 from shared.api import continuation, queries, rendering
 from shared.api.context import Content
-from shared.api.errors import ApiError, no_rated_usage
+from shared.api.errors import CODE_NOT_COVERED, ApiError, no_rated_usage
+from shared.rated.chunks import texts_of as chunk_texts
 from shared.table_store import TableStore
-from shared.tables import RatedCustomerPeriod, RatedPointer
+from shared.tables import RatedCustomerPeriod, RatedPointer, SubscriptionKind
 
 CODE_SNAPSHOT_REPLACED = 900410
+# The export's ``full`` attribute set, in Microsoft's documented order: every field a line can carry (a ``basic``
+# export leaves some empty).
 LINE_ITEM_COLUMNS = (
-    "UsageDate",
+    "PartnerId",
+    "PartnerName",
     "CustomerId",
     "CustomerName",
-    "EntitlementId",
-    "EntitlementDescription",
+    "CustomerDomainName",
+    "CustomerCountry",
+    "MpnId",
+    "Tier2MpnId",
+    "InvoiceNumber",
+    "ProductId",
+    "SkuId",
+    "AvailabilityId",
+    "SkuName",
+    "ProductName",
+    "PublisherName",
+    "PublisherId",
     "SubscriptionId",
+    "SubscriptionDescription",
+    "ChargeStartDate",
+    "ChargeEndDate",
+    "UsageDate",
+    "MeterType",
     "MeterCategory",
+    "MeterId",
     "MeterSubCategory",
     "MeterName",
-    "MeterId",
     "MeterRegion",
-    "ResourceGroup",
-    "ResourceURI",
+    "Unit",
     "ResourceLocation",
     "ConsumedService",
+    "ResourceGroup",
+    "ResourceURI",
     "ChargeType",
-    "Unit",
-    "Quantity",
     "UnitPrice",
-    "EffectiveUnitPrice",
+    "Quantity",
+    "UnitType",
     "BillingPreTaxTotal",
     "BillingCurrency",
     "PricingPreTaxTotal",
     "PricingCurrency",
-    "PCToBCExchangeRate",
-    "Tier2MpnId",
+    "ServiceInfo1",
+    "ServiceInfo2",
     "Tags",
     "AdditionalInfo",
+    "EffectiveUnitPrice",
+    "PCToBCExchangeRate",
+    "PCToBCExchangeRateDate",
+    "EntitlementId",
+    "EntitlementDescription",
+    "PartnerEarnedCreditPercentage",
+    "CreditPercentage",
+    "CreditType",
+    "BenefitOrderID",
+    "BenefitID",
+    "BenefitType",
 )
-DAILY_COLUMNS = ("usageDate", "currencyCode", "billingPreTaxTotal", "lineCount", "subscriptionCount")
+DAILY_COLUMNS = (
+    "customerId",
+    "entitlementId",
+    "usageDate",
+    "currencyCode",
+    "billingPreTaxTotal",
+    "lineCount",
+    "subscriptionCount",
+)
 
 
 @dataclass(frozen=True)
@@ -132,10 +170,14 @@ def _names(pointer: RatedPointer) -> dict[str, Any]:
 
 
 def _content(
-    body: dict[str, Any], items: list[dict[str, Any]] | None, rows: Iterable[RatedPointer | RatedCustomerPeriod]
+    body: dict[str, Any],
+    items: list[dict[str, Any]] | None,
+    rows: Iterable[RatedPointer | RatedCustomerPeriod],
+    ids: Mapping[str, str] | None = None,
 ) -> Content:
-    """The answer: the JSON body, its items again for CSV, and when the newest of its rows was stored."""
-    csv_raws = None if items is None else [jsonutil.dumps(item) for item in items]
+    """The answer: the JSON body, its items again for CSV (each with ``ids``: whose they are), and when the newest
+    of its rows was stored."""
+    csv_raws = None if items is None else [jsonutil.dumps({**(ids or {}), **item}) for item in items]
     return Content(jsonutil.dumps(body).encode("utf-8"), csv_raws=csv_raws, last_modified=_stored(rows))
 
 
@@ -173,12 +215,27 @@ def _range(days: DayRange) -> dict[str, str]:
     return {"from": days.first.isoformat(), "to": days.last.isoformat()}
 
 
+def _no_azure_subscription(store: TableStore, customer_id: str, entitlement_id: str) -> ApiError:
+    """The 404 of an Azure subscription without rated usage; when the id is the customer's Azure *plan* (its
+    Partner Center subscription id), the answer says so and where its Azure subscriptions are listed."""
+    row = queries.subscription_row(store, customer_id, entitlement_id)
+    if row is not None and row.get("kind") == SubscriptionKind.AZURE_PLAN:
+        return ApiError(
+            404,
+            CODE_NOT_COVERED,
+            f"{entitlement_id} is customer {customer_id}'s Azure plan (its Partner Center subscription id), not an "
+            "Azure subscription id: the Azure subscriptions under the plan, each with its own daily cost and line "
+            f"items, are listed at /api/v1/{rendering.customer_path(customer_id)}/azureentitlements.",
+        )
+    return no_rated_usage(customer_id, entitlement_id)
+
+
 def entitlement_daily_cost(store: TableStore, customer_id: str, entitlement_id: str, days: DayRange) -> Content:
     """One Azure subscription's cost per day."""
     pointers = queries.rated_pointers(store, customer_id, entitlement_id)
     rows = [pointer for pointer in _touching(pointers, days) if pointer.days]
     if not rows and not pointers:
-        raise no_rated_usage(customer_id, entitlement_id)
+        raise _no_azure_subscription(store, customer_id, entitlement_id)
     items = _entitlement_days(rows, days)
     path = f"{rendering.customer_path(customer_id)}/azureentitlements/{entitlement_id}"
     body = {
@@ -196,7 +253,7 @@ def entitlement_daily_cost(store: TableStore, customer_id: str, entitlement_id: 
         },
         "attributes": {"objectType": "DailyCost"},
     }
-    return _content(body, items, rows)
+    return _content(body, items, rows, {"customerId": customer_id, "entitlementId": entitlement_id})
 
 
 def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange) -> Content:
@@ -231,7 +288,7 @@ def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange) -> 
         },
         "attributes": {"objectType": "DailyCost"},
     }
-    return _content(body, items, rows)
+    return _content(body, items, rows, {"customerId": customer_id})
 
 
 def entitlements(store: TableStore, customer_id: str, keep: Callable[[str], bool] | None = None) -> Content:
@@ -326,32 +383,59 @@ def line_items(
             409,
             CODE_SNAPSHOT_REPLACED,
             "A newer snapshot of this Azure subscription's rated usage was stored after page 1 was served; "
-            "pages of two snapshots would not add up, so start again from page 1.",
+            f"pages of two snapshots would not add up, so start again from page 1 (from={query.first}&"
+            f"to={query.last}).",
         )
     if not any(pointer.days for pointer in rows) and not pointers:
-        raise no_rated_usage(customer_id, entitlement_id)
+        raise _no_azure_subscription(store, customer_id, entitlement_id)
     served = {
         (day, pointer.currency.upper(), view.version)
         for pointer in rows
         for day, view in pointer.days.items()
         if days.holds(day)
     }
-    entities, more = queries.rated_lines_page(
-        store,
-        customer_id,
-        entitlement_id,
-        query.first,
-        (days.last + timedelta(days=1)).isoformat(),
-        after=query.after,
-        size=query.size,
-        keep=lambda entity: _version_of(entity["RowKey"]) in served,  # not superseded, nor being written
+    texts, position = _page_of_chunks(
+        queries.rated_line_chunks(
+            store,
+            customer_id,
+            entitlement_id,
+            query.first,
+            (days.last + timedelta(days=1)).isoformat(),
+            after=query.after,
+        ),
+        served,  # not superseded, nor being written
+        query.size,
     )
-    texts = [entity["line"] for entity in entities]
     next_token = (
-        continuation.encode_line_items(customer_id, entitlement_id, query, entities[-1]["RowKey"]) if more else None
+        None if position is None else continuation.encode_line_items(customer_id, entitlement_id, query, position)
     )
     path = f"{rendering.customer_path(customer_id)}/azureentitlements/{entitlement_id}/lineitems"
     return LineItemPage(query, texts, [_canonical(text) for text in texts], path, next_token, _stored(rows))
+
+
+def _page_of_chunks(
+    chunks: Iterable[tuple[Mapping[str, Any], int]], served: set[tuple[str, str, str]], size: int
+) -> tuple[list[str], str | None]:
+    """Up to ``size`` lines of the chunk rows of served versions, in key order, from where the token left off; and
+    the position after them when more lines follow (``RowKey`` after a whole chunk, ``RowKey#lines`` inside one).
+
+    A chunk row holds many lines of one day slice (``shared.rated.chunks``), so a page can end inside one."""
+    texts: list[str] = []
+    last_whole: str | None = None
+    for entity, skip in chunks:
+        row_key = str(entity["RowKey"])
+        if _version_of(row_key) not in served:
+            continue
+        if len(texts) == size:
+            return texts, last_whole  # a served chunk follows the full page
+        lines = chunk_texts(entity)[skip:]
+        room = size - len(texts)
+        if len(lines) > room:
+            texts.extend(lines[:room])
+            return texts, f"{row_key}#{skip + room}"
+        texts.extend(lines)
+        last_whole = row_key
+    return texts, None
 
 
 def _version_of(row_key: str) -> tuple[str, str, str] | None:

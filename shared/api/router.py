@@ -106,8 +106,9 @@ def wants_csv(request: Request, route: Route) -> bool:
 
 
 def _render(request: Request, route: Route, content: Content, csv: bool) -> Response:
-    if csv and content.csv_raws is not None and route.csv_columns is not None:
-        body, media = csv_format.to_csv(content.csv_raws, route.csv_columns), CSV_TYPE
+    columns = content.csv_columns or route.csv_columns
+    if csv and content.csv_raws is not None and columns is not None:
+        body, media = csv_format.to_csv(content.csv_raws, columns), CSV_TYPE
     else:
         body, media = content.json_body, JSON_TYPE
     headers = {"Cache-Control": "private, no-cache", **content.headers}

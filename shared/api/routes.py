@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.api import csv_format, handlers, params, rated
+from shared.api import csv_format, handlers, params, rated, spend
 from shared.api.context import Handler
 from shared.api.errors import ApiError, no_rated_usage, no_such_route, unknown_customer
 from shared.api.params import Param
@@ -188,6 +188,24 @@ ROUTES: tuple[Route, ...] = (
         paged=True,
         csv_columns=rated.LINE_ITEM_COLUMNS,
         responses=LINE_ITEMS_409,
+    ),
+    Route(
+        "v1/spend",
+        spend.partner_spend,
+        Access.LISTING,
+        "SpendOverview",
+        query=(params.PERIOD, params.BY, params.SIZE),
+        paged=True,
+        csv_columns=spend.OVERVIEW_COLUMNS,
+        schemas=spend.SCHEMAS,
+    ),
+    Route(
+        CUSTOMER + "/spend",
+        spend.customer_spend,
+        Access.CUSTOMER,
+        "CustomerSpend",
+        query=(*DAY_RANGE, params.SPEND_GRANULARITY),
+        csv_columns=spend.CUSTOMER_COLUMNS,
     ),
     Route("health", handlers.health, Access.PARTNER, "Health", conditional=False, responses=HEALTH_503),
     Route("openapi.json", handlers.openapi, Access.PUBLIC, "OpenApiDocument", conditional=False),

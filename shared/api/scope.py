@@ -18,7 +18,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from shared.access.grants import Grant
-from shared.api.errors import no_such_route, unknown_customer, unknown_subscription
+from shared.api.errors import no_such_route, total_withheld, unknown_customer, unknown_subscription
+from shared.pricing.view import PARTNER, Viewer
 from shared.table_store import TableStore
 from shared.tables import RATED_SLICES, SUBSCRIPTIONS, customer_key
 
@@ -67,6 +68,7 @@ class Scope:
 
     grant: Grant | None = None  # None: the function key
     store: TableStore | None = None
+    viewer: Viewer = PARTNER  # how it sees money: cost (the key), or prices under its rule
     _owners: dict[str, _Owners] = field(default_factory=dict)
     _everyone: dict[str, _Owners] | None = None
 
@@ -146,8 +148,10 @@ class Scope:
             if customer_id is None or not self.customer_visible(customer_id):
                 raise route.unknown(path)
         elif access is Access.CUSTOMER_TOTALS:
-            if customer_id is None or not self.customer_whole(customer_id):
+            if customer_id is None or not self.customer_visible(customer_id):
                 raise route.unknown(path)
+            if not self.customer_whole(customer_id):
+                raise total_withheld(customer_id)  # it exists and the caller knows it: say why, never "not stored"
         elif access is Access.SUBSCRIPTION:
             subscription_id = path.get("subscription_id")
             if customer_id is None or not self.customer_visible(customer_id):
@@ -192,6 +196,17 @@ class Scope:
             owners = everyone.setdefault(str(row["customerId"]), _Owners())
             owners.entitlements[str(row["entitlementId"])] = _mpn(row.get("tier2MpnId"))
         self._everyone = everyone
+
+    def granted_part(self, customer_id: str, sellers: Mapping[str, str | None]) -> frozenset[str] | None:
+        """Which of a customer's subjects (id -> its reseller of record, None: direct) the caller may read: None
+        when it may read the customer whole (then its totals are the customer's own), else the ids in its grant
+        (possibly none)."""
+        if self.unrestricted:
+            return None
+        assert self.grant is not None
+        if self.grant.kind == "customers":
+            return None if customer_id.lower() in self.grant.values else frozenset()
+        return frozenset(sid for sid, owner in sellers.items() if owner in self.grant.values)
 
     def keep_customer_row(self, row: Mapping[str, Any]) -> bool:
         """A listing's filter: rows with ``customerId``."""

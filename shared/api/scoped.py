@@ -17,11 +17,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from shared.access.grants import GrantBook
+from shared.access.grants import GrantBook, GrantKind
 from shared.api.errors import ApiError, error_response, no_such_route
 from shared.api.messages import Request, Response
 from shared.api.router import handle, resolve, vary
 from shared.api.scope import Access, Scope
+from shared.pricing.rules import RuleBook, Whom
+from shared.pricing.view import PARTNER, Viewer
 from shared.settings import Settings
 from shared.table_store import TableStore
 
@@ -79,6 +81,7 @@ class TokenGate:
             required_role=settings.api_required_role,
         )
         self.grants = GrantBook(store, ttl=settings.api_grants_cache_seconds)
+        self.prices = RuleBook(store, ttl=settings.api_grants_cache_seconds)
 
     def scope(self, request: Request, store: TableStore) -> Scope:
         """The caller's scope; ApiError 401 (no valid token), 503 (it cannot be checked now) or 403 (no grant)."""
@@ -106,7 +109,11 @@ class TokenGate:
             caller.tenant_id,
             grant.kind,
         )
-        return Scope(grant, store)
+        if grant.kind is GrantKind.ALL and grant.show_cost:
+            return Scope(grant, store, PARTNER)  # the partner's own portal: everything, as the function key
+        whom = {GrantKind.RESELLERS: Whom.RESELLER, GrantKind.CUSTOMERS: Whom.CUSTOMER}.get(grant.kind)
+        viewer = Viewer(rules=self.prices.rules(), whom=whom, shows_cost=grant.show_cost)
+        return Scope(grant, store, viewer)
 
     def _refused(self, rejected: TokenRejected) -> ApiError:
         """The answer to a refused token: its class for the caller, the detail in the log under a correlation id."""

@@ -124,6 +124,13 @@ class PartnerCenterClient:
         """Pages of the partner's customers (app-only)."""
         return self.pages("customers", {"size": str(size)}, app_only=True)
 
+    def rate_card(self, *, currency: str, region: str) -> Any:
+        """The Azure rate card (app-only): meters with tiered rates, included quantities, offer-term discounts.
+
+        Returned as received (one object, not a collection); the caller checks its shape."""
+        body, _ = self.get_json("ratecards/azure", {"currency": currency, "region": region}, app_only=True)
+        return body
+
     def subscriptions(self, customer_id: str) -> Iterator[Page]:
         """Pages of one customer's subscriptions (app-only)."""
         return self.pages(f"customers/{customer_id}/subscriptions", app_only=True)

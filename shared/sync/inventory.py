@@ -24,6 +24,7 @@ from azure.data.tables import UpdateMode
 from shared.partner_center import PartnerCenterClient, PartnerCenterError
 from shared.records import BadRecord, require_id
 from shared.settings import Settings
+from shared.spend.refresh import mark
 from shared.sync.context import RunContext
 from shared.sync.runs import SyncRun
 from shared.sync.state import StateWriter
@@ -196,11 +197,15 @@ def _list_subscriptions(
             f"customer {customer_id}", f"no relationship with this customer (403/20002, request_id={exc.request_id})"
         )
         relationship, error_code = Relationship.FORBIDDEN, exc.code
+    stored = list(store.partition(SUBSCRIPTIONS, customer["RowKey"], select=["PartitionKey", "RowKey", "raw"]))
     store.upsert(SUBSCRIPTIONS, rows, on_refused=run.quarantine_refused)
     seen = {row["RowKey"] for row in rows}
-    for old in list(store.partition(SUBSCRIPTIONS, customer["RowKey"], select=["PartitionKey", "RowKey"])):
+    for old in stored:
         if old["RowKey"] not in seen:
             store.delete(SUBSCRIPTIONS, old["PartitionKey"], old["RowKey"])
+    before = {old["RowKey"]: old.get("raw") for old in stored}
+    if before != {row["RowKey"]: row["raw"] for row in rows} or customer.get("relationship") != str(relationship):
+        mark(store, [customer_id], [now.strftime("%Y-%m")])  # what its spend covers, and why not, changed
     fields = {k: v for k, v in customer.items() if k not in ("PartitionKey", "RowKey")}
     fields.update(relationship=str(relationship), errorCode=error_code, subscriptionsListedAt=now.isoformat())
     listed.save(customer["RowKey"], **fields)

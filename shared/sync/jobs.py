@@ -75,6 +75,13 @@ JOBS: tuple[Job, ...] = (
         "shared.sync.rated_usage:sync_rated_usage",
         snapshots=RATED_USAGE_STATE,
     ),
+    Job(
+        "fetch_rate_card",
+        "RATE_CARD_SCHEDULE",
+        "0 10 4 * * *",
+        "currencies",
+        "shared.sync.rate_card:sync_rate_card",
+    ),
 )
 JOB_NAMES: tuple[str, ...] = tuple(job.name for job in JOBS)
 

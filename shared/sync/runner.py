@@ -25,7 +25,30 @@ def run_job(
     ctx = RunContext.start(job, settings, store, budget_seconds=budget_seconds, **timing)
     with ctx.run:
         job.sync(ctx)
+        refresh_spend(ctx)
     return ctx.run
+
+
+def refresh_spend(ctx: RunContext) -> None:
+    """Project the spend of what this run (or an earlier one cut short) marked, within the run's deadline."""
+    from shared.spend.refresh import project_marked  # imported when a run ends, not when the host loads
+
+    settings = ctx.settings
+    currencies = settings.rate_card_currencies
+    try:
+        stats = project_marked(
+            ctx.store,
+            now=ctx.now,
+            deadline=ctx.deadline,
+            region=settings.rate_card_region,
+            default_currency=currencies[0] if len(currencies) == 1 else None,
+        )
+    except Exception as exc:  # the data is stored; the read model says it is behind, the run record says why
+        ctx.run.fail("spend read model", exc)
+        return
+    if stats.months or stats.left:
+        left = f", {stats.left} left for the next run" if stats.left else ""
+        ctx.run.note(f"spend: {stats.months} customer months and {stats.days} usage days projected{left}")
 
 
 def run_timer(name: str, *, past_due: bool) -> None:

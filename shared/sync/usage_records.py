@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 
 from shared.records import BadRecord
+from shared.spend.refresh import mark
 from shared.sync.context import RunContext
 from shared.tables import LATEST, USAGE_RECORDS, customer_key, usage_record_rows
 
@@ -21,6 +22,8 @@ def sync_usage_records(ctx: RunContext) -> None:
     """
     client, store, run = ctx.partner_center, ctx.store, ctx.run
     month = ctx.now.strftime("%Y-%m")
+    stored = {row["RowKey"]: row.get("raw") for row in store.partition(USAGE_RECORDS, month, select=["RowKey", "raw"])}
+    changed: list[str] = []
     seen: set[str] = set()
     writer = store.writer(USAGE_RECORDS, on_refused=run.quarantine_refused)
     for page in client.usage_records():
@@ -33,9 +36,13 @@ def sync_usage_records(ctx: RunContext) -> None:
                     seen.add(customer_key(record["id"].strip()))  # keep its last good row
                 continue
             seen.add(record_rows[0]["RowKey"])
+            if stored.get(record_rows[0]["RowKey"]) != record_rows[0]["raw"]:
+                changed.append(record_rows[0]["customerId"])
             for row in record_rows:
                 writer.add(row)
         writer.flush()  # each page stored before the next is read
+        mark(store, changed, [month])  # the spend shows the record's total and budget beside its own
+        changed.clear()
     run.add(rows=writer.written)
     stale = [e["RowKey"] for e in store.partition(USAGE_RECORDS, LATEST, select=["RowKey"]) if e["RowKey"] not in seen]
     for row_key in stale:

@@ -6,11 +6,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.records import BadRecord
+from shared.spend.project import months_between
+from shared.spend.refresh import mark
 from shared.sync import inventory
 from shared.sync.context import RunContext
 from shared.sync.each_subscription import Coverage, sync_each_subscription
 from shared.sync.state import StateWriter
-from shared.tables import USAGE_SUMMARIES, USAGE_SUMMARY_STATE, Subscription, SubscriptionKind, usage_summary_rows
+from shared.tables import (
+    LATEST,
+    USAGE_SUMMARIES,
+    USAGE_SUMMARY_STATE,
+    Subscription,
+    SubscriptionKind,
+    usage_summary_rows,
+)
 
 COVERAGE = Coverage(kinds=frozenset({SubscriptionKind.LEGACY, SubscriptionKind.AZURE_PLAN}))
 
@@ -30,7 +39,11 @@ def sync_usage_summaries(ctx: RunContext) -> None:
         except BadRecord as exc:  # unmappable, or a row the store cannot hold
             run.quarantine(source=f"{sub.customer_id}/{sub.subscription_id}/usagesummary", raw=record, reason=str(exc))
             return True
+        before = store.get(USAGE_SUMMARIES, sub.key, LATEST)
         run.add(rows=store.upsert(USAGE_SUMMARIES, rows, on_refused=run.quarantine_refused))
+        if before is None or before.get("raw") != rows[0]["raw"]:
+            start = str(rows[0]["billingStartDate"])[:7]
+            mark(store, [sub.customer_id], months_between(start + "-01", now.date().isoformat()))
         saved.save(sub.key, lastSuccessAt=now.isoformat())
         return True
 

@@ -16,6 +16,7 @@ from typing import Any
 from shared.partner_center import DataNotReady, PartnerCenterClient
 from shared.records import BadRecord
 from shared.settings import MAX_BACKFILL_DAYS, Settings
+from shared.spend.refresh import mark_days
 from shared.sync import inventory
 from shared.sync.context import RunContext
 from shared.sync.each_subscription import Coverage, sync_each_subscription
@@ -65,8 +66,9 @@ def fetch_window(
     run: SyncRun,
     sub: Subscription,
     window: tuple[datetime, datetime],
-) -> None:
-    """Every page of one window, each row handed to the writer as it arrives. Raises if a page could not be read."""
+) -> set[str]:
+    """Every page of one window, each row handed to the writer as it arrives; returns the UTC usage days its rows
+    are of. Raises if a page could not be read."""
     start, end = window
     seen: dict[str, int] = {}
     for page in client.utilization(
@@ -91,6 +93,7 @@ def fetch_window(
             except BadRecord as exc:  # unmappable, or a row the store cannot hold
                 source = f"{sub.customer_id}/{sub.subscription_id}/{utc_text(start)}/page-{page.number}/item-{index}"
                 run.quarantine(source=source, raw=record, reason=str(exc))
+    return {row_key[:10] for row_key in seen}  # a RowKey starts with the usage start, in UTC
 
 
 def sync_utilization(ctx: RunContext) -> None:
@@ -105,13 +108,14 @@ def sync_utilization(ctx: RunContext) -> None:
         writer = store.writer(UTILIZATION, on_refused=run.quarantine_refused)
         stored_through = None
         finished = True
+        days: set[str] = set()
         try:
             for window in windows_to_fetch(done_through, now=now, settings=settings):
                 if run.out_of_time():
                     finished = False
                     break
                 try:
-                    fetch_window(client, writer, settings, run, sub, window)
+                    days |= fetch_window(client, writer, settings, run, sub, window)
                 except DataNotReady:
                     log.info("%s: window %s not ready (204); left for the next run", sub.label, utc_text(window[0]))
                     finished = False
@@ -125,6 +129,7 @@ def sync_utilization(ctx: RunContext) -> None:
             run.add(rows=writer.written)
             if stored_through is not None and not writer.failed:
                 watermarks.save(sub.key, doneThrough=utc_text(stored_through))
+                mark_days(store, sub.customer_id, sub.subscription_id, days)  # their spend is summed again
         return finished
 
     sync_each_subscription(

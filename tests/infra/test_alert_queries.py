@@ -104,7 +104,7 @@ def test_the_unauthorized_rule_matches_a_401_and_a_refused_client() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _deployment_checks():  # type: ignore[no-untyped-def]
+def _deployment_checks():
     import importlib.util
     import sys
 

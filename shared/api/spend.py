@@ -1,0 +1,641 @@
+"""The spend routes: what a portal draws, read from the spend read model in one query (never from usage lines).
+
+- ``GET /v1/spend?period=YYYY-MM[&by=customer|reseller][&size=]``: the partner's month (a scoped caller's: its
+  grant's) per customer, or per reseller of record: totals per currency, budget, coverage, freshness; paged.
+- ``GET /v1/customers/{c}/spend?from=&to=[&granularity=day|month]``: a customer's series and totals per
+  currency, and every subscription's (an Azure plan's Azure subscriptions within it), with coverage.
+
+Every figure says what it is: ``status`` (``estimated`` until billed data exists), its ``source``, and
+``coverage`` (what is not in it and why). A scoped caller whose grant holds only part of a customer (a reseller
+that sold some of its subscriptions) gets the sum of that part, labelled ``scope: "grant"``, with the count of the
+customer's other subscriptions (``outsideGrant``), never their figures.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from shared import jsonutil
+from shared.api import continuation, queries, rendering
+from shared.api.context import Content, Context
+from shared.api.errors import ApiError, unknown_customer
+from shared.spend.ratecard import EXACT
+from shared.spend.rows import ESTIMATED, Reason, ResellerMonth, SpendMonth, SpendSubject
+
+CODE_NOT_FOR_THIS_GRANT = 900403
+LISTING = "spend"
+OVERVIEW_COLUMNS = (
+    "period",
+    "customerId",
+    "customerName",
+    "resellerMpnId",
+    "scope",
+    "currencyCode",
+    "total",
+    "status",
+    "budgetAmount",
+    "percentUsed",
+    "excluded",
+    "outsideGrant",
+)
+CUSTOMER_COLUMNS = (
+    "customerId",
+    "subscriptionId",
+    "azureSubscriptionId",
+    "kind",
+    "name",
+    "resellerMpnId",
+    "source",
+    "status",
+    "currencyCode",
+    "date",
+    "amount",
+)
+
+
+def _amount(text: str | Decimal) -> Decimal:
+    return Decimal(text)
+
+
+def _add(values: Iterable[str | Decimal]) -> Decimal:
+    with decimal.localcontext(EXACT):
+        return sum((Decimal(v) for v in values), Decimal(0))
+
+
+def _body(value: Mapping[str, Any]) -> bytes:
+    return jsonutil.dumps(value).encode("utf-8")
+
+
+def _stored(stamps: Iterable[str | None]) -> datetime | None:
+    found = [datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps if s]
+    return max(found) if found else None
+
+
+# -- the partner's month --------------------------------------------------------------------------------------------
+
+
+def partner_spend(ctx: Context) -> Content:
+    """The partner's spend of a month per customer (or per reseller of record), in one paged answer"""
+    period = ctx.query["period"] or ctx.now.astimezone(timezone.utc).strftime("%Y-%m")
+    size, after = ctx.query["size"], None
+    if ctx.continuation is not None:  # the token holds the month and size of page 1
+        period, size, after = continuation.decode_period_listing(ctx.continuation, LISTING)
+    elif (ctx.query["by"] or "customer") == "reseller":
+        return _by_reseller(ctx, period)
+    keep = None if ctx.scope.unrestricted else lambda row: _in_grant(ctx, SpendMonth.of_row(row))
+    rows, more = queries.spend_months_page(ctx.store, period, after=after, size=size, keep=keep)
+    months = [SpendMonth.of_row(row) for row in rows]
+    items = [_customer_item(ctx, month) for month in months]
+    next_token = continuation.encode_period_listing(LISTING, period, size, rows[-1]["RowKey"]) if more else None
+    links = rendering.page_links(
+        LISTING, {"period": period, "size": size}, token=ctx.continuation, next_token=next_token
+    )
+    body = {
+        "period": period,
+        "by": "customer",
+        "status": ESTIMATED,
+        "totalCount": len(items),
+        "items": items,
+        "links": links,
+        "attributes": {"objectType": "SpendOverview"},
+    }
+    headers = {rendering.CONTINUATION_HEADER: next_token} if next_token else {}
+    csv = [jsonutil.dumps(line) for item in items for line in _overview_lines(period, item)]
+    return Content(_body(body), csv_raws=csv, headers=headers, last_modified=_stored(m.stored_at for m in months))
+
+
+def _in_grant(ctx: Context, month: SpendMonth) -> bool:
+    part = ctx.scope.granted_part(month.customer_id, month.subscriptions)
+    return part is None or bool(part)
+
+
+def _customer_item(ctx: Context, month: SpendMonth) -> dict[str, Any]:
+    """One customer of the overview: its totals per currency (the caller's part of them), budget, coverage."""
+    part = ctx.scope.granted_part(month.customer_id, month.subscriptions)
+    whole = part is None or part >= set(month.subscriptions)
+    currencies = []
+    for currency, totals in sorted(month.currencies.items()):
+        if whole:
+            total = _amount(totals.total)
+        else:
+            granted = {owner for sid, owner in month.subscriptions.items() if sid in (part or ())}
+            total = _add(v for r, v in totals.by_reseller.items() if (r or None) in granted)
+        by_source = {k: _amount(v) for k, v in sorted(totals.by_source.items())} if whole else None
+        currencies.append({"currencyCode": currency, "total": total, "bySource": by_source})
+    outside = 0 if whole else len(set(month.subscriptions) - set(part or ()))
+    record = month.usage_record or {}
+    budget = record.get("budget") if whole else None
+    return {
+        "customerId": month.customer_id,
+        "customerName": month.customer_name,
+        "relationship": month.relationship,
+        "scope": "customer" if whole else "grant",
+        "status": month.status,
+        "currencies": currencies,
+        "budget": None
+        if not budget
+        else {
+            "amount": _amount(budget["amount"]),
+            "currencyCode": record.get("currencyCode"),
+            "percentUsed": None if budget.get("percentUsed") is None else _amount(budget["percentUsed"]),
+        },
+        "coverage": _coverage(month, part, whole, outside),
+        "asOf": dict(month.as_of),
+        "storedAt": month.stored_at,
+        "links": {"spend": rendering.link(rendering.customer_path(month.customer_id) + "/spend")},
+    }
+
+
+def _coverage(month: SpendMonth, part: frozenset[str] | None, whole: bool, outside: int) -> dict[str, Any]:
+    excluded = [
+        {"subscriptionId": e.subscription_id, "kind": e.kind, "reason": str(e.reason), "detail": e.detail}
+        for e in month.excluded
+        if whole or e.subscription_id in (part or ())
+    ]
+    return {"excluded": excluded, "counts": _counts(excluded, outside), "outsideGrant": outside}
+
+
+def _counts(excluded: Iterable[Mapping[str, Any]], outside: int) -> dict[str, int]:
+    """How many subscriptions each reason leaves out (``outsideGrant``: those of the customer not in the grant)."""
+    counts: dict[str, int] = {}
+    for entry in excluded:
+        reason = str(entry["reason"])
+        counts[reason] = counts.get(reason, 0) + 1
+    if outside:
+        counts[str(Reason.OUTSIDE_GRANT)] = outside
+    return counts
+
+
+def _overview_lines(period: str, item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    budget = item.get("budget") or {}
+    common = {
+        "period": period,
+        "customerId": item.get("customerId"),
+        "customerName": item.get("customerName"),
+        "resellerMpnId": item.get("resellerMpnId"),
+        "scope": item.get("scope"),
+        "status": item.get("status"),
+        "budgetAmount": budget.get("amount"),
+        "percentUsed": budget.get("percentUsed"),
+        "excluded": len(item.get("coverage", {}).get("excluded", [])) if "coverage" in item else None,
+        "outsideGrant": item.get("coverage", {}).get("outsideGrant") if "coverage" in item else None,
+    }
+    return [{**common, "currencyCode": c["currencyCode"], "total": c["total"]} for c in item["currencies"]] or [common]
+
+
+def _by_reseller(ctx: Context, period: str) -> Content:
+    """The month per reseller of record (``resellerMpnId`` null: what the partner sold direct)."""
+    grant = ctx.scope.grant
+    if grant is not None and grant.kind == "customers":
+        raise ApiError(
+            403,
+            CODE_NOT_FOR_THIS_GRANT,
+            "by=reseller is for the partner and for resellers; this application's grant names customers: ask for "
+            "by=customer.",
+        )
+    resellers = [ResellerMonth.of_row(row) for row in queries.reseller_months(ctx.store, period)]
+    if not ctx.scope.unrestricted:
+        resellers = [r for r in resellers if r.reseller is not None and grant and r.reseller in grant.values]
+    items = [
+        {
+            "resellerMpnId": r.reseller,
+            "customers": r.customers,
+            "status": ESTIMATED,
+            "currencies": [{"currencyCode": c, "total": _amount(t)} for c, t in sorted(r.totals.items())],
+            "storedAt": r.stored_at,
+        }
+        for r in sorted(resellers, key=lambda r: r.reseller or "")
+    ]
+    body = {
+        "period": period,
+        "by": "reseller",
+        "status": ESTIMATED,
+        "totalCount": len(items),
+        "items": items,
+        "links": rendering.page_links(LISTING, {"period": period, "by": "reseller"}),
+        "attributes": {"objectType": "SpendOverview"},
+    }
+    csv = [jsonutil.dumps(line) for item in items for line in _overview_lines(period, item)]
+    return Content(_body(body), csv_raws=csv, last_modified=_stored(r.stored_at for r in resellers))
+
+
+# -- one customer ---------------------------------------------------------------------------------------------------
+
+
+def customer_spend(ctx: Context) -> Content:
+    """A customer's spend per day (or month) and per subscription, in one answer"""
+    customer_id = ctx.path["customer_id"]
+    today = ctx.now.astimezone(timezone.utc).date()
+    last: date = ctx.query["to"] or today
+    first: date = ctx.query["from"] or last.replace(day=1)
+    granularity = ctx.query["granularity"] or "day"
+    first_text, last_text = first.isoformat(), last.isoformat()
+    months: list[SpendMonth] = []
+    subjects: list[SpendSubject] = []
+    if first <= last:
+        months, subjects = queries.customer_spend(ctx.store, customer_id, first_text[:7], last_text[:7])
+    if not months and not subjects and not queries.customer_known(ctx.store, customer_id):
+        raise unknown_customer(customer_id)
+    sellers: dict[str, str | None] = {}
+    for month in months:
+        sellers.update(month.subscriptions)
+    for subject in subjects:
+        sellers.setdefault(subject.subject_id, subject.reseller)
+    part = ctx.scope.granted_part(customer_id, sellers)
+    whole = part is None or part >= set(sellers)
+    if not whole:
+        subjects = [s for s in subjects if s.subject_id in (part or ())]
+    in_range = [s for s in subjects if first_text[:7] <= s.period <= last_text[:7]]
+    outside = 0 if whole else len(set(sellers) - set(part or ()))
+    customer_name = next((m.customer_name for m in months if m.customer_name), None)
+    body = {
+        "customerId": customer_id,
+        "customerName": customer_name,
+        "relationship": months[-1].relationship if months else None,
+        "from": first_text,
+        "to": last_text,
+        "granularity": granularity,
+        "scope": "customer" if whole else "grant",
+        "status": ESTIMATED,
+        "currencies": _currencies(in_range, first_text, last_text, granularity),
+        "subscriptions": _subscriptions(in_range, first_text, last_text, granularity),
+        "coverage": _merged_coverage(months, part, whole, outside),
+        "partnerCenter": _partner_center(months) if whole else None,
+        "periods": [{"period": m.period, "storedAt": m.stored_at, "status": m.status} for m in months],
+        "links": {
+            "self": rendering.link(
+                rendering.query_uri(
+                    rendering.customer_path(customer_id) + "/spend",
+                    {"from": first_text, "to": last_text, "granularity": granularity},
+                )
+            ),
+            "subscriptions": rendering.link(rendering.customer_path(customer_id) + "/subscriptions"),
+        },
+        "attributes": {"objectType": "CustomerSpend"},
+    }
+    csv = [
+        jsonutil.dumps(line)
+        for subject in in_range
+        for line in _subject_lines(customer_id, subject, first_text, last_text, granularity)
+    ]
+    stamps = [m.stored_at for m in months] + [s.stored_at for s in in_range]
+    return Content(_body(body), csv_raws=csv, last_modified=_stored(stamps))
+
+
+def _series(days: Mapping[str, str], first: str, last: str, granularity: str) -> dict[str, Decimal]:
+    """Amounts by day (or month) within [first, last]."""
+    points: dict[str, Decimal] = {}
+    with decimal.localcontext(EXACT):
+        for day, amount in days.items():
+            if first <= day <= last:
+                key = day if granularity == "day" else day[:7]
+                points[key] = points.get(key, Decimal(0)) + Decimal(amount)
+    return points
+
+
+def _undated(subject: SpendSubject, first: str, last: str) -> Decimal | None:
+    """A period total without days (a usage summary), when its month is within the range."""
+    if subject.days or not first[:7] <= subject.period <= last[:7]:
+        return None
+    return _amount(subject.total)
+
+
+def _currency_view(points: Mapping[str, Decimal], undated: Decimal, currency: str) -> dict[str, Any]:
+    dated = _add(points.values())
+    return {
+        "currencyCode": currency,
+        "total": _add((dated, undated)),
+        "datedTotal": dated,
+        "undatedTotal": undated,
+        "series": [{"date": key, "amount": amount} for key, amount in sorted(points.items())],
+    }
+
+
+def _currencies(subjects: list[SpendSubject], first: str, last: str, granularity: str) -> list[dict[str, Any]]:
+    """The customer's (or the grant's part's) series and totals per currency, by source too."""
+    out = []
+    for currency in sorted({s.currency for s in subjects}):
+        mine = [s for s in subjects if s.currency == currency]
+        points: dict[str, Decimal] = {}
+        by_source: dict[str, Decimal] = {}
+        undated = Decimal(0)
+        with decimal.localcontext(EXACT):
+            for subject in mine:
+                series = _series(subject.days, first, last, granularity)
+                for key, amount in series.items():
+                    points[key] = points.get(key, Decimal(0)) + amount
+                extra = _undated(subject, first, last) or Decimal(0)
+                undated += extra
+                source = str(subject.source)
+                by_source[source] = by_source.get(source, Decimal(0)) + _add(series.values()) + extra
+        out.append({**_currency_view(points, undated, currency), "bySource": dict(sorted(by_source.items()))})
+    return out
+
+
+def _subscriptions(subjects: list[SpendSubject], first: str, last: str, granularity: str) -> list[dict[str, Any]]:
+    """Each subscription's figures; an Azure plan's Azure subscriptions within it."""
+    grouped: dict[str, list[SpendSubject]] = {}
+    for subject in subjects:
+        grouped.setdefault(subject.subscription_id or subject.subject_id, []).append(subject)
+    out = []
+    for subscription_id, members in sorted(grouped.items()):
+        azure = [s for s in members if s.kind == "azure_subscription"]
+        own = [s for s in members if s.kind != "azure_subscription"]
+        kind = own[0].kind if own else "azure_plan"
+        entry: dict[str, Any] = {
+            "subscriptionId": subscription_id,
+            "kind": kind,
+            "name": own[0].name if own else None,
+            "resellerMpnId": (own or members)[0].reseller,
+            "source": str((own or members)[0].source),
+            "status": ESTIMATED,
+            "currencies": _figures(members, first, last, granularity),
+            "unpriced": [{"meterId": meter, **gap} for s in own for meter, gap in sorted(s.unpriced.items())],
+            "asOf": min((s.as_of for s in members if s.as_of), default=None),
+        }
+        if azure:
+            entry["azureSubscriptions"] = [
+                {
+                    "azureSubscriptionId": s.subject_id,
+                    "name": s.name,
+                    "resellerMpnId": s.reseller,
+                    "source": str(s.source),
+                    "currencies": _figures([s], first, last, granularity),
+                    "asOf": s.as_of,
+                }
+                for s in sorted(azure, key=lambda s: (s.subject_id, s.period, s.currency))
+            ]
+        out.append(entry)
+    return out
+
+
+def _figures(subjects: list[SpendSubject], first: str, last: str, granularity: str) -> list[dict[str, Any]]:
+    out = []
+    for currency in sorted({s.currency for s in subjects}):
+        points: dict[str, Decimal] = {}
+        undated = Decimal(0)
+        with decimal.localcontext(EXACT):
+            for subject in (s for s in subjects if s.currency == currency):
+                for key, amount in _series(subject.days, first, last, granularity).items():
+                    points[key] = points.get(key, Decimal(0)) + amount
+                undated += _undated(subject, first, last) or Decimal(0)
+        out.append(_currency_view(points, undated, currency))
+    return out
+
+
+def _merged_coverage(
+    months: list[SpendMonth], part: frozenset[str] | None, whole: bool, outside: int
+) -> dict[str, Any]:
+    """What the figures leave out, month by month (a scoped caller sees only its part's)."""
+    excluded = [
+        {"period": m.period, **entry} for m in months for entry in _coverage(m, part, whole, outside)["excluded"]
+    ]
+    return {"excluded": excluded, "counts": _counts(excluded, outside), "outsideGrant": outside}
+
+
+def _partner_center(months: list[SpendMonth]) -> list[dict[str, Any]]:
+    """Partner Center's own month-to-date figure and budget of each month (its usage record), for comparison."""
+    out = []
+    for month in months:
+        record = month.usage_record
+        if not record:
+            continue
+        budget = record.get("budget")
+        out.append(
+            {
+                "period": month.period,
+                "source": "usageRecord",
+                "totalCost": None if record.get("totalCost") is None else _amount(str(record["totalCost"])),
+                "currencyCode": record.get("currencyCode"),
+                "budget": None
+                if not budget
+                else {
+                    "amount": _amount(budget["amount"]),
+                    "percentUsed": None if budget.get("percentUsed") is None else _amount(budget["percentUsed"]),
+                },
+                "asOf": record.get("asOf"),
+            }
+        )
+    return out
+
+
+def _subject_lines(
+    customer_id: str, subject: SpendSubject, first: str, last: str, granularity: str
+) -> list[dict[str, Any]]:
+    """CSV lines of one subject: one per date (or month) with an amount."""
+    azure = subject.kind == "azure_subscription"
+    common = {
+        "customerId": customer_id,
+        "subscriptionId": subject.subscription_id,
+        "azureSubscriptionId": subject.subject_id if azure else None,
+        "kind": subject.kind,
+        "name": subject.name,
+        "resellerMpnId": subject.reseller,
+        "source": str(subject.source),
+        "status": subject.status,
+        "currencyCode": subject.currency,
+    }
+    lines = [
+        {**common, "date": key, "amount": amount}
+        for key, amount in sorted(_series(subject.days, first, last, granularity).items())
+    ]
+    undated = _undated(subject, first, last)
+    if undated is not None:
+        lines.append({**common, "date": subject.period, "amount": undated})
+    return lines
+
+
+# -- the OpenAPI schemas these routes bring ---------------------------------------------------------------------
+
+_MONEY = {"$ref": "#/components/schemas/Money"}
+_LINK = {"$ref": "#/components/schemas/Link"}
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+_STATUS = {"type": "string", "description": "`estimated` (unbilled figures; billed ones arrive with invoices)"}
+_SCOPE = {
+    "type": "string",
+    "enum": ["customer", "grant"],
+    "description": "`customer`: the customer's own figures; `grant`: the sum of the caller's part of the customer "
+    "(a reseller that sold some of its subscriptions), `coverage.outsideGrant` counting the rest",
+}
+_SOURCES = "`ratedUsage` (Azure plan, Graph billing export), `utilization×rateCard` (legacy usage priced by the rate card), `usageSummary` (a period total without days)"  # noqa: RUF001, E501
+
+
+def _object(description: str, required: list[str], **properties: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "required": required,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+SCHEMAS: dict[str, Any] = {
+    "SpendCoverage": _object(
+        "What the figures leave out and why",
+        ["excluded", "counts", "outsideGrant"],
+        excluded={
+            "type": "array",
+            "items": _object(
+                "A subscription left out (or in only in part: `unpriced`)",
+                ["subscriptionId", "kind", "reason"],
+                period={"type": "string", "description": "YYYY-MM (customer route)"},
+                subscriptionId={"type": "string"},
+                kind={"type": "string", "description": "`azure_plan`, `legacy`, `other` (licences and the rest)"},
+                reason={
+                    "type": "string",
+                    "description": "`unpriced` (meters the rate card does not price; quantities under the "
+                    "subscription's `unpriced`), `notYetFetched`, `forbidden` (no relationship, 403/20002), "
+                    "`licenceNotCovered` (their charges come with billed data)",
+                },
+                detail=_TEXT_OR_NULL,
+            ),
+        },
+        counts={
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "description": "subscriptions per reason, `outsideGrant` included",
+        },
+        outsideGrant={"type": "integer", "description": "the customer's subscriptions outside the caller's grant"},
+    ),
+    "SpendBudget": _object(
+        "The customer's spending budget set in Partner Center (null when none is set)",
+        ["amount"],
+        amount=_MONEY,
+        currencyCode=_TEXT_OR_NULL,
+        percentUsed={"anyOf": [_MONEY, {"type": "null"}], "description": "as Partner Center reports it"},
+    ),
+    "SpendTotal": _object(
+        "A total in one currency",
+        ["currencyCode", "total"],
+        currencyCode={"type": "string"},
+        total=_MONEY,
+        bySource={
+            "anyOf": [{"type": "object", "additionalProperties": _MONEY}, {"type": "null"}],
+            "description": f"the total by source: {_SOURCES}; null for a `grant` scope",
+        },
+    ),
+    "SpendSeries": _object(
+        "A series and its totals in one currency",
+        ["currencyCode", "total", "datedTotal", "undatedTotal", "series"],
+        currencyCode={"type": "string"},
+        total=_MONEY,
+        datedTotal={**_MONEY, "description": "the sum of the series"},
+        undatedTotal={**_MONEY, "description": "period totals without days (usage summaries) of the months in range"},
+        series={
+            "type": "array",
+            "items": _object("One day (or month)", ["date", "amount"], date={"type": "string"}, amount=_MONEY),
+        },
+        bySource={"type": "object", "additionalProperties": _MONEY, "description": _SOURCES},
+    ),
+    "CustomerSpendItem": _object(
+        "One customer's month",
+        ["customerId", "scope", "status", "currencies", "coverage"],
+        customerId={"type": "string"},
+        customerName=_TEXT_OR_NULL,
+        relationship={"type": "string"},
+        scope=_SCOPE,
+        status=_STATUS,
+        currencies={"type": "array", "items": {"$ref": "#/components/schemas/SpendTotal"}},
+        budget={"anyOf": [{"$ref": "#/components/schemas/SpendBudget"}, {"type": "null"}]},
+        coverage={"$ref": "#/components/schemas/SpendCoverage"},
+        asOf={
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "per source, how fresh its oldest figure is (export created, utilization stored through, "
+            "summary modified)",
+        },
+        storedAt={**_TEXT_OR_NULL, "description": "when these figures were computed (at ingest)"},
+        links={"type": "object", "additionalProperties": _LINK},
+    ),
+    "ResellerSpendItem": _object(
+        "One reseller of record's month over its customers",
+        ["resellerMpnId", "customers", "currencies"],
+        resellerMpnId={**_TEXT_OR_NULL, "description": "null: what the partner sold direct"},
+        customers={"type": "integer"},
+        status=_STATUS,
+        currencies={"type": "array", "items": {"$ref": "#/components/schemas/SpendTotal"}},
+        storedAt=_TEXT_OR_NULL,
+    ),
+    "SpendOverview": _object(
+        "The partner's (a scoped caller's: its grant's) spend of a month, one item per customer or reseller",
+        ["period", "by", "status", "totalCount", "items", "links"],
+        period={"type": "string"},
+        by={"type": "string", "enum": ["customer", "reseller"]},
+        status=_STATUS,
+        totalCount={"type": "integer"},
+        items={
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/CustomerSpendItem"},
+                    {"$ref": "#/components/schemas/ResellerSpendItem"},
+                ]
+            },
+        },
+        links={"$ref": "#/components/schemas/ResourceLinks"},
+        attributes={"$ref": "#/components/schemas/ResourceAttributes"},
+    ),
+    "SpendSubscription": _object(
+        "One subscription's figures (an Azure plan's per Azure subscription within it)",
+        ["subscriptionId", "kind", "source", "status", "currencies"],
+        subscriptionId={"type": "string"},
+        kind={"type": "string", "description": "`azure_plan` or `legacy`"},
+        name=_TEXT_OR_NULL,
+        resellerMpnId=_TEXT_OR_NULL,
+        source={"type": "string", "description": _SOURCES},
+        status=_STATUS,
+        currencies={"type": "array", "items": {"$ref": "#/components/schemas/SpendSeries"}},
+        unpriced={
+            "type": "array",
+            "items": _object(
+                "Usage of a meter the rate card does not price (not in the figures)",
+                ["meterId", "quantity"],
+                meterId={"type": "string"},
+                name=_TEXT_OR_NULL,
+                unit=_TEXT_OR_NULL,
+                quantity={"type": "string", "description": "exact decimal text"},
+            ),
+        },
+        asOf={**_TEXT_OR_NULL, "description": "how fresh the source is: export created, utilization stored through"},
+        azureSubscriptions={
+            "type": "array",
+            "items": _object(
+                "An Azure subscription under the plan",
+                ["azureSubscriptionId", "currencies"],
+                azureSubscriptionId={"type": "string"},
+                name=_TEXT_OR_NULL,
+                resellerMpnId=_TEXT_OR_NULL,
+                source={"type": "string"},
+                currencies={"type": "array", "items": {"$ref": "#/components/schemas/SpendSeries"}},
+                asOf=_TEXT_OR_NULL,
+            ),
+        },
+    ),
+    "CustomerSpend": _object(
+        "A customer's spend (a scoped caller's part of it) per day or month, in total and per subscription",
+        ["customerId", "from", "to", "granularity", "scope", "status", "currencies", "subscriptions", "coverage"],
+        customerId={"type": "string"},
+        customerName=_TEXT_OR_NULL,
+        relationship=_TEXT_OR_NULL,
+        **{"from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"}},
+        granularity={"type": "string", "enum": ["day", "month"]},
+        scope=_SCOPE,
+        status=_STATUS,
+        currencies={"type": "array", "items": {"$ref": "#/components/schemas/SpendSeries"}},
+        subscriptions={"type": "array", "items": {"$ref": "#/components/schemas/SpendSubscription"}},
+        coverage={"$ref": "#/components/schemas/SpendCoverage"},
+        partnerCenter={
+            "anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "null"}],
+            "description": "Partner Center's own month-to-date figure and budget (usage record) per month, for "
+            "comparison; null for a `grant` scope",
+        },
+        periods={"type": "array", "items": {"type": "object"}},
+        links={"type": "object", "additionalProperties": _LINK},
+        attributes={"$ref": "#/components/schemas/ResourceAttributes"},
+    ),
+}

@@ -1,0 +1,483 @@
+"""The spend read model's rows: typed contracts with their keys, written at ingest and read by the spend routes.
+
+- ``SpendDays`` (``SpendSubject``): one per (customer, month, currency, subject) where a subject is an Azure
+  subscription under an Azure plan (rated usage), a legacy subscription (utilization priced by the rate card) or
+  an Azure plan known only by its usage summary; its cost per day and its month's total, exact.
+- ``SpendMonths`` (``SpendMonth``): one per (month, customer): per currency the total, the daily series, the
+  total by source and by reseller of record; which subscriptions are included and which are not and why; the
+  Partner Center usage record's figure and budget beside it. The month's partition is the partner's overview.
+- ``SpendResellers`` (``ResellerMonth``): one per (month, reseller of record): its customers' spend through it.
+- ``SpendMarks`` (``SpendMark``): what changed and must be projected again (a customer's month; a legacy
+  subscription's usage day), written by the sync that stored the change, removed by the projection.
+- ``UtilizationDays`` (``UtilizationDay``): a legacy subscription's quantity per meter for one usage day,
+  summed from its Utilization rows.
+- ``RateCards`` (``RateCardSnapshot``): dated snapshots of the rate card per (currency, region), the card's JSON
+  as received, compressed, in parts.
+
+Money is text with every digit. Every figure here is an *estimate* until billed data exists (``status``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from shared import jsonutil
+from shared.keys import make_key
+from shared.tables import customer_key, subscription_key
+
+SPEND_DAYS = "SpendDays"
+SPEND_MONTHS = "SpendMonths"
+SPEND_RESELLERS = "SpendResellers"
+SPEND_MARKS = "SpendMarks"
+UTILIZATION_DAYS = "UtilizationDays"
+RATE_CARDS = "RateCards"
+TABLES = (SPEND_DAYS, SPEND_MONTHS, SPEND_RESELLERS, SPEND_MARKS, UTILIZATION_DAYS, RATE_CARDS)
+
+MARKS_PARTITION = "marks"
+DIRECT = "direct"  # the RowKey of what no reseller sold (SpendResellers)
+ESTIMATED = "estimated"  # until the billing issue brings billed figures
+PART_BYTES = 60_000  # of compressed rate card per row (a binary property holds 64 KiB)
+
+
+class Source(StrEnum):
+    """Where a figure comes from (a closed set: this service's own vocabulary)."""
+
+    RATED_USAGE = "ratedUsage"  # the Graph billing export's daily rated usage (Azure plan)
+    UTILIZATION_RATE_CARD = "utilization×rateCard"  # noqa: RUF001 (the issue's name) legacy usage x rate card
+    USAGE_SUMMARY = "usageSummary"  # Partner Center's subscription usage summary (a period total, no days)
+    USAGE_RECORD = "usageRecord"  # Partner Center's customer usage record (a month total, no days)
+
+
+class Reason(StrEnum):
+    """Why a subscription is not (or not wholly) in a spend figure."""
+
+    UNPRICED = "unpriced"  # legacy usage of meters the rate card does not price (quantities are given)
+    NOT_YET_FETCHED = "notYetFetched"  # no usage of it is stored yet
+    FORBIDDEN = "forbidden"  # the partner has no relationship with the customer (403/20002)
+    LICENCE_NOT_COVERED = "licenceNotCovered"  # licences and other offers: their charges come with billed data
+    OUTSIDE_GRANT = "outsideGrant"  # a scoped caller's: counted, never named
+
+
+def month_of(day: str) -> str:
+    """``YYYY-MM`` of ``YYYY-MM-DD``."""
+    return day[:7]
+
+
+def next_month(period: str) -> str:
+    """The month after ``YYYY-MM``."""
+    year, month = int(period[:4]), int(period[5:7])
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+# -- SpendDays --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpendSubject:
+    """One subject's spend in one month and currency."""
+
+    customer_id: str
+    period: str  # YYYY-MM
+    currency: str
+    kind: str  # azure_subscription, legacy, azure_plan (summary only)
+    subject_id: str  # the Azure subscription (entitlement) id, or the Partner Center subscription id
+    subscription_id: str | None  # the Partner Center subscription (an Azure subscription's plan)
+    name: str | None
+    reseller: str | None  # MPN id of the reseller of record; None: bought direct
+    source: Source
+    days: Mapping[str, str]  # YYYY-MM-DD -> amount (exact text); empty for a period total without days
+    total: str
+    unpriced: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # meter id -> name, unit, quantity
+    as_of: str | None = None  # how fresh its source is (export created, utilization stored through, modified)
+    status: str = ESTIMATED
+    stored_at: str | None = None
+
+    @property
+    def row_key(self) -> str:
+        """``{YYYY-MM}|{currency}|{kind}|{subject}``: a RowKey range is a month range."""
+        return make_key(self.period, self.currency.upper(), self.kind, self.subject_id.lower())
+
+    def row(self) -> dict[str, Any]:
+        """Its SpendDays row."""
+        return {
+            "PartitionKey": customer_key(self.customer_id),
+            "RowKey": self.row_key,
+            "customerId": self.customer_id,
+            "period": self.period,
+            "currencyCode": self.currency,
+            "kind": self.kind,
+            "subjectId": self.subject_id,
+            "subscriptionId": self.subscription_id,
+            "name": self.name,
+            "reseller": self.reseller,
+            "source": str(self.source),
+            "status": self.status,
+            "days": jsonutil.dumps(dict(sorted(self.days.items()))),
+            "total": self.total,
+            "unpriced": jsonutil.dumps(self.unpriced) if self.unpriced else None,
+            "asOf": self.as_of,
+            "storedAt": self.stored_at,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> SpendSubject:
+        """The subject of a SpendDays row."""
+        return cls(
+            customer_id=str(row["customerId"]),
+            period=str(row["period"]),
+            currency=str(row["currencyCode"]),
+            kind=str(row["kind"]),
+            subject_id=str(row["subjectId"]),
+            subscription_id=_text(row.get("subscriptionId")),
+            name=_text(row.get("name")),
+            reseller=_text(row.get("reseller")),
+            source=Source(str(row["source"])),
+            days=_json_map(row.get("days")),
+            total=str(row.get("total") or "0"),
+            unpriced=_json_map(row.get("unpriced")),
+            as_of=_text(row.get("asOf")),
+            status=str(row.get("status") or ESTIMATED),
+            stored_at=_text(row.get("storedAt")),
+        )
+
+
+MONTH_SUFFIX = "|~month"  # "~" sorts after every subject's key of the month
+
+
+def month_row_key(period: str) -> str:
+    """The SpendDays RowKey of a customer's month row."""
+    return make_key(period) + MONTH_SUFFIX
+
+
+def is_month_row(row: Mapping[str, Any]) -> bool:
+    """Is this SpendDays row a customer's month (not a subject)?"""
+    return str(row["RowKey"]).endswith(MONTH_SUFFIX)
+
+
+def spend_days_range(first_period: str, last_period: str) -> tuple[str, str]:
+    """RowKey bounds ``[low, high)`` of every SpendDays row of the months ``first``..``last`` of a customer."""
+    return make_key(first_period), make_key(next_month(last_period))
+
+
+# -- SpendMonths ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """A subscription left out of a customer's figures (or in them only in part), and why."""
+
+    subscription_id: str
+    kind: str
+    reason: Reason
+    name: str | None = None
+    reseller: str | None = None
+    detail: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """Its shape in the row."""
+        found = {"subscriptionId": self.subscription_id, "kind": self.kind, "reason": str(self.reason)}
+        return {**found, "name": self.name, "reseller": self.reseller, "detail": self.detail}
+
+    @classmethod
+    def of_json(cls, value: Mapping[str, Any]) -> Excluded:
+        """One as stored."""
+        return cls(
+            str(value["subscriptionId"]),
+            str(value["kind"]),
+            Reason(str(value["reason"])),
+            _text(value.get("name")),
+            _text(value.get("reseller")),
+            _text(value.get("detail")),
+        )
+
+
+@dataclass(frozen=True)
+class CurrencyTotals:
+    """A customer's month in one currency: total, daily series, by source, by reseller of record ("" direct)."""
+
+    total: str
+    days: Mapping[str, str]
+    by_source: Mapping[str, str]
+    by_reseller: Mapping[str, str]
+
+    def as_json(self) -> dict[str, Any]:
+        """Its shape in the row's ``currencies`` (the days go to the row's ``days``, which an overview skips)."""
+        return {
+            "total": self.total,
+            "bySource": dict(sorted(self.by_source.items())),
+            "byReseller": dict(sorted(self.by_reseller.items())),
+        }
+
+    @classmethod
+    def of_json(cls, value: Mapping[str, Any], days: Mapping[str, Any] | None = None) -> CurrencyTotals:
+        """One as stored (``days``: its series, when the row's ``days`` were read)."""
+        return cls(
+            str(value.get("total") or "0"),
+            _json_map(days),
+            _json_map(value.get("bySource")),
+            _json_map(value.get("byReseller")),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpendMonth:
+    """A customer's month: its totals per currency, its coverage, Partner Center's own figure and budget."""
+
+    customer_id: str
+    period: str
+    customer_name: str | None
+    relationship: str
+    currencies: Mapping[str, CurrencyTotals]
+    included: int  # subjects in the figures
+    excluded: tuple[Excluded, ...]
+    subscriptions: Mapping[str, str | None]  # every subscription known for it -> its reseller of record
+    usage_record: Mapping[str, Any] | None = None  # totalCost, currencyCode, budget, percentUsed, asOf
+    as_of: Mapping[str, str] = field(default_factory=dict)  # source -> the oldest freshness of its figures
+    status: str = ESTIMATED
+    stored_at: str | None = None
+
+    @property
+    def resellers(self) -> frozenset[str | None]:
+        """The resellers of record of its subscriptions (None: bought direct)."""
+        return frozenset(self.subscriptions.values())
+
+    def customer_row(self) -> dict[str, Any]:
+        """The same month in the customer's own SpendDays partition (RowKey ``{YYYY-MM}|~month``, after its
+        subjects), so a customer's months and subjects are one range query."""
+        return {**self.row(), "PartitionKey": customer_key(self.customer_id), "RowKey": month_row_key(self.period)}
+
+    def row(self) -> dict[str, Any]:
+        """Its SpendMonths row."""
+        return {
+            "PartitionKey": self.period,
+            "RowKey": customer_key(self.customer_id),
+            "customerId": self.customer_id,
+            "period": self.period,
+            "customerName": self.customer_name,
+            "relationship": self.relationship,
+            "currencies": jsonutil.dumps({c: t.as_json() for c, t in sorted(self.currencies.items())}),
+            "days": jsonutil.dumps({c: dict(sorted(t.days.items())) for c, t in sorted(self.currencies.items())}),
+            "included": self.included,
+            "excluded": jsonutil.dumps([e.as_json() for e in self.excluded]),
+            "subscriptions": jsonutil.dumps(dict(sorted(self.subscriptions.items()))),
+            "usageRecord": jsonutil.dumps(self.usage_record) if self.usage_record is not None else None,
+            "asOf": jsonutil.dumps(dict(sorted(self.as_of.items()))),
+            "status": self.status,
+            "storedAt": self.stored_at,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> SpendMonth:
+        """The month of a SpendMonths row."""
+        record = _json_of(row.get("usageRecord"), "null")
+        days = _json_map(row.get("days"))
+        return cls(
+            customer_id=str(row["customerId"]),
+            period=str(row["period"]),
+            customer_name=_text(row.get("customerName")),
+            relationship=str(row.get("relationship") or "ok"),
+            currencies={c: CurrencyTotals.of_json(v, days.get(c)) for c, v in _json_map(row.get("currencies")).items()},
+            included=int(row.get("included") or 0),
+            excluded=tuple(Excluded.of_json(e) for e in _json_of(row.get("excluded"), "[]")),
+            subscriptions={str(k): _text(v) for k, v in _json_map(row.get("subscriptions")).items()},
+            usage_record=record if isinstance(record, Mapping) else None,
+            as_of={str(k): str(v) for k, v in _json_map(row.get("asOf")).items()},
+            status=str(row.get("status") or ESTIMATED),
+            stored_at=_text(row.get("storedAt")),
+        )
+
+
+# -- SpendResellers ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResellerMonth:
+    """What one reseller of record (None: direct) sold that was spent in a month, over its customers."""
+
+    period: str
+    reseller: str | None
+    customers: int
+    totals: Mapping[str, str]  # currency -> total
+    stored_at: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        """Its SpendResellers row."""
+        return {
+            "PartitionKey": self.period,
+            "RowKey": make_key(self.reseller or DIRECT),
+            "period": self.period,
+            "reseller": self.reseller,
+            "customers": self.customers,
+            "totals": jsonutil.dumps(dict(sorted(self.totals.items()))),
+            "storedAt": self.stored_at,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> ResellerMonth:
+        """The month of a SpendResellers row."""
+        return cls(
+            period=str(row["period"]),
+            reseller=_text(row.get("reseller")),
+            customers=int(row.get("customers") or 0),
+            totals=_json_map(row.get("totals")),
+            stored_at=_text(row.get("storedAt")),
+        )
+
+
+# -- SpendMarks -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpendMark:
+    """A customer's month to project again; with a legacy subscription and a day, that day's usage changed."""
+
+    customer_id: str
+    period: str
+    subscription_id: str | None = None
+    day: str | None = None
+
+    @property
+    def row_key(self) -> str:
+        """``{customer}|{YYYY-MM}`` or ``{customer}|{YYYY-MM}|{subscription}|{day}``."""
+        parts = [self.customer_id.lower(), self.period]
+        if self.subscription_id and self.day:
+            parts += [self.subscription_id.lower(), self.day]
+        return make_key(*parts)
+
+    def row(self) -> dict[str, Any]:
+        """Its SpendMarks row."""
+        return {
+            "PartitionKey": MARKS_PARTITION,
+            "RowKey": self.row_key,
+            "customerId": self.customer_id.lower(),
+            "period": self.period,
+            "subscriptionId": self.subscription_id,
+            "day": self.day,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> SpendMark:
+        """The mark of a SpendMarks row."""
+        return cls(str(row["customerId"]), str(row["period"]), _text(row.get("subscriptionId")), _text(row.get("day")))
+
+
+# -- UtilizationDays --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UtilizationDay:
+    """A legacy subscription's usage on one UTC day: quantity per meter (with its name and unit), exact."""
+
+    customer_id: str
+    subscription_id: str
+    day: str
+    meters: Mapping[str, tuple[str, str, str]]  # meter id -> (quantity, name, unit)
+    records: int
+
+    def row(self) -> dict[str, Any]:
+        """Its UtilizationDays row."""
+        return {
+            "PartitionKey": subscription_key(self.customer_id, self.subscription_id),
+            "RowKey": self.day,
+            "customerId": self.customer_id,
+            "subscriptionId": self.subscription_id,
+            "meters": jsonutil.dumps({k: list(v) for k, v in sorted(self.meters.items())}),
+            "records": self.records,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> UtilizationDay:
+        """The day of a UtilizationDays row."""
+        meters = {
+            str(k): (str(v[0]), str(v[1]), str(v[2]))
+            for k, v in _json_map(row.get("meters")).items()
+            if isinstance(v, list) and len(v) == 3
+        }
+        return cls(str(row["customerId"]), str(row["subscriptionId"]), str(row["RowKey"]), meters, int(row["records"]))
+
+
+# -- RateCards --------------------------------------------------------------------------------------------------
+
+
+def rate_card_partition(currency: str, region: str) -> str:
+    """RateCards PartitionKey: ``{currency}|{region}``."""
+    return make_key(currency.upper(), region.upper())
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateCardSnapshot:
+    """A card as fetched on ``day`` (in force from that day until the next snapshot): its head row and parts."""
+
+    currency: str
+    region: str
+    day: str  # YYYY-MM-DD
+    digest: str  # SHA-256 of the card's JSON as received: an equal digest is an unchanged card
+    meters: int
+    parts: int
+    fetched_at: str
+    checked_at: str | None = None
+
+    def head(self) -> dict[str, Any]:
+        """Its head row (RowKey: the day)."""
+        return {
+            "PartitionKey": rate_card_partition(self.currency, self.region),
+            "RowKey": self.day,
+            "currencyCode": self.currency,
+            "region": self.region,
+            "digest": self.digest,
+            "meters": self.meters,
+            "parts": self.parts,
+            "fetchedAt": self.fetched_at,
+            "checkedAt": self.checked_at,
+        }
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> RateCardSnapshot:
+        """The snapshot of a head row."""
+        return cls(
+            currency=str(row["currencyCode"]),
+            region=str(row["region"]),
+            day=str(row["RowKey"]),
+            digest=str(row["digest"]),
+            meters=int(row.get("meters") or 0),
+            parts=int(row["parts"]),
+            fetched_at=str(row["fetchedAt"]),
+            checked_at=_text(row.get("checkedAt")),
+        )
+
+    def part_rows(self, text: str) -> list[dict[str, Any]]:
+        """The card's JSON text, compressed, in parts of at most PART_BYTES (RowKey ``{day}|{n:03d}``)."""
+        data = zlib.compress(text.encode("utf-8"), 9)
+        chunks = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)] or [b""]
+        pk = rate_card_partition(self.currency, self.region)
+        return [{"PartitionKey": pk, "RowKey": f"{self.day}|{n:03d}", "data": c} for n, c in enumerate(chunks)]
+
+
+def card_text(parts: Iterable[Mapping[str, Any]]) -> str:
+    """The card's JSON text again, from its part rows in RowKey order."""
+    return zlib.decompress(b"".join(bytes(row["data"]) for row in parts)).decode("utf-8")
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _json_of(text: Any, empty: str) -> Any:
+    if isinstance(text, Mapping | list):  # a member of a JSON document already read
+        return text
+    try:
+        return jsonutil.loads(text or empty)
+    except ValueError:
+        return jsonutil.loads(empty)
+
+
+def _json_map(text: Any) -> dict[str, Any]:
+    found = _json_of(text, "{}")
+    return found if isinstance(found, dict) else {}
