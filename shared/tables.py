@@ -161,6 +161,11 @@ def utilization_key(usage_start: datetime | str, window_start: datetime, identit
     return f"{start}|{_window_text(window_start)}|{identity}"
 
 
+def window_key(window_start: datetime) -> str:
+    """A reported-time window's start as utilization RowKeys hold it (``YYYYMMDDTHHMMZ``)."""
+    return _window_text(window_start)
+
+
 @lru_cache(maxsize=256)
 def _window_text(window_start: datetime) -> str:
     # every record of a window formats the same start: once per window, not once per row

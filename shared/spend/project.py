@@ -1,10 +1,11 @@
 """Projecting a customer's month into the spend read model, from what the timers stored (never at read time).
 
-For one (customer, month): read its inventory, its Azure plan pointers (rated usage per Azure subscription and
-day), its legacy subscriptions' usage per day (UtilizationDays, summed from Utilization rows), the rate cards in
-force, its usage summaries and its usage record; compute each subject's days and total and the customer's
-totals, coverage and budget (``compute``, pure); then write the SpendDays rows, remove those of subjects gone,
-and write the SpendMonths row (``project``). A projection is idempotent: the same sources give the same rows.
+For one (customer, month): read its inventory, its Azure plan pointers (rated usage per Azure subscription and day),
+its legacy subscriptions' usage per day (UtilizationDays, tallied per reported window as the utilization sync stores
+its rows), the rate cards in force, its usage summaries and its usage record; compute each subject's days and total
+and the customer's totals, coverage and budget (``compute``, pure); then write the SpendDays rows, remove those of
+subjects gone, and write the SpendMonths row (``project``). A projection is idempotent: the same sources give the
+same rows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.keys import make_key, under
+from shared.spend import usage
 from shared.spend.ratecard import EXACT, RateCard, price_month
 from shared.spend.rows import (
     SPEND_DAYS,
@@ -45,7 +47,6 @@ from shared.tables import (
     SYNC_STATE,
     USAGE_RECORDS,
     USAGE_SUMMARIES,
-    UTILIZATION,
     UTILIZATION_STATE,
     ExportStream,
     RatedPointer,
@@ -129,12 +130,14 @@ class Stored:
             found.records[str(row["customerId"])] = row
         for row in store.partition(USAGE_RECORDS, LATEST):
             found.latest_records[str(row["customerId"])] = row
+        windows: dict[tuple[str, str], list[UtilizationDay]] = {}
         days = store.query(
             UTILIZATION_DAYS, "RowKey ge @lo and RowKey lt @hi", {"lo": period, "hi": next_month(period)}
         )
         for row in days:
             day = UtilizationDay.of_row(row)
-            found.legacy_days.setdefault((day.customer_id, day.subscription_id), []).append(day)
+            windows.setdefault((day.customer_id, day.subscription_id), []).append(day)
+        found.legacy_days = {key: usage.summed(rows) for key, rows in windows.items()}
         for row in store.partition(SYNC_STATE, UTILIZATION_STATE, select=["RowKey", "doneThrough"]):
             if row.get("doneThrough"):
                 found.fetched[str(row["RowKey"])] = str(row["doneThrough"])
@@ -175,7 +178,7 @@ class Stored:
             if sub.get("kind") != SubscriptionKind.LEGACY:
                 continue
             sid = str(sub["subscriptionId"])
-            found.legacy_days[(customer_id, sid)] = utilization_days(store, customer_id, sid, period)
+            found.legacy_days[(customer_id, sid)] = usage.month_days(store, customer_id, sid, period)
             state = store.get(SYNC_STATE, UTILIZATION_STATE, subscription_key(customer_id, sid))
             if state and state.get("doneThrough"):
                 found.fetched[subscription_key(customer_id, sid)] = str(state["doneThrough"])
@@ -222,46 +225,6 @@ class Stored:
             exported=exported,
             currency=currency or default_currency,
         )
-
-
-def _by_day(day: UtilizationDay) -> str:
-    return day.day
-
-
-def utilization_days(store: TableStore, customer_id: str, subscription_id: str, period: str) -> list[UtilizationDay]:
-    """A legacy subscription's usage days of a month, in day order (one range query of UtilizationDays)."""
-    rows = store.query(
-        UTILIZATION_DAYS,
-        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-        {"pk": subscription_key(customer_id, subscription_id), "lo": period, "hi": next_month(period)},
-    )
-    return [UtilizationDay.of_row(row) for row in rows]
-
-
-def sum_utilization_day(store: TableStore, customer_id: str, subscription_id: str, day: str) -> UtilizationDay:
-    """A legacy subscription's usage of one UTC day, summed per meter from its Utilization rows (every window
-    that reported part of it): RowKeys start with the usage start in UTC, so a day is one key range."""
-    rows = store.query(
-        UTILIZATION,
-        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-        {"pk": subscription_key(customer_id, subscription_id), "lo": day, "hi": day + "U"},  # "U" follows "T"
-        select=["raw", "quantity"],
-    )
-    meters: dict[str, list[Any]] = {}
-    count = 0
-    with decimal.localcontext(EXACT):
-        for row in rows:
-            record = json.loads(row["raw"])  # only the resource's names are read here: floats do not matter
-            resource = record.get("resource") if isinstance(record, dict) else None
-            if not isinstance(resource, dict) or not isinstance(resource.get("id"), str):
-                continue
-            meter_id = resource["id"].lower()
-            entry = meters.setdefault(meter_id, [Decimal(0), str(resource.get("name") or ""), str(record.get("unit"))])
-            entry[0] += Decimal(str(row.get("quantity") or "0"))
-            count += 1
-    return UtilizationDay(
-        customer_id, subscription_id, day, {m: (_text(q), name, unit) for m, (q, name, unit) in meters.items()}, count
-    )
 
 
 # -- the computation ----------------------------------------------------------------------------------------------

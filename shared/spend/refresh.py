@@ -1,12 +1,12 @@
 """Keeping the spend read model current: marks written by the syncs, projections at the end of every run.
 
-A sync that stores something a customer's spend is made of marks that customer's month (``mark``), and, for
-legacy usage, the subscription's usage day (``mark_days``), right after the rows themselves are stored. At the end
-of every timer run (``shared.sync.runner``), ``project_marked`` projects the marked months within the run's
-deadline: the usage days first (UtilizationDays summed again from Utilization), then each customer's month, then
-each changed month's per-reseller totals. A mark is removed only if it was not written again meanwhile (ETag), so
-a change stored during a projection is projected by the next one; marks left by a run that reached its deadline
-are projected by the next run of any timer. Nothing here runs when a portal reads.
+A sync that stores something a customer's spend is made of marks that customer's month (``mark``) right after the
+rows themselves are stored (the utilization sync stores its windows' usage days, UtilizationDays, beside its rows).
+At the end of every timer run (``shared.sync.runner``), ``project_marked`` projects the marked months within the
+run's deadline: each customer's month, then each changed month's per-reseller totals. A mark is removed only if it
+was not written again meanwhile (ETag), so a change stored during a projection is projected by the next one; marks
+left by a run that reached its deadline are projected by the next run of any timer. Nothing here runs when a portal
+reads.
 """
 
 from __future__ import annotations
@@ -29,17 +29,14 @@ from shared.spend.rows import (
     SPEND_MARKS,
     SPEND_MONTHS,
     SPEND_RESELLERS,
-    UTILIZATION_DAYS,
     RateCardSnapshot,
     ResellerMonth,
     SpendMark,
     SpendMonth,
     card_text,
-    month_of,
     rate_card_partition,
 )
 from shared.table_store import TableStore
-from shared.tables import subscription_key
 from shared.timeutil import utc_text
 
 log = logging.getLogger(__name__)
@@ -48,14 +45,6 @@ log = logging.getLogger(__name__)
 def mark(store: TableStore, customers: Iterable[str], periods: Iterable[str]) -> int:
     """Mark customers' months to be projected again; returns the marks written."""
     marks = [SpendMark(c.lower(), p).row() for c in sorted(set(customers)) for p in sorted(set(periods))]
-    return store.upsert(SPEND_MARKS, marks) if marks else 0
-
-
-def mark_days(store: TableStore, customer_id: str, subscription_id: str, days: Iterable[str]) -> int:
-    """Mark a legacy subscription's usage days (and their customer's months) to be summed and projected again."""
-    days = sorted(set(days))
-    marks = [SpendMark(customer_id.lower(), month_of(d), subscription_id.lower(), d).row() for d in days]
-    marks += [SpendMark(customer_id.lower(), p).row() for p in sorted({month_of(d) for d in days})]
     return store.upsert(SPEND_MARKS, marks) if marks else 0
 
 
@@ -106,7 +95,6 @@ class CardBook:
 class RefreshStats:
     """What one projection pass did."""
 
-    days: int = 0
     months: int = 0
     rows: int = 0
     left: int = 0  # marked months left for the next run (deadline)
@@ -123,24 +111,12 @@ def project_marked(
     """Project every marked month, oldest customer key first, until done or the deadline."""
     stats = RefreshStats()
     marks: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    days: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     for row in store.partition(SPEND_MARKS, MARKS_PARTITION):
         one = SpendMark.of_row(row)
         marks.setdefault((one.customer_id, one.period), []).append(row)
-        if one.subscription_id and one.day:
-            days.setdefault((one.customer_id, one.subscription_id, one.day), []).append(row)
     if not marks:
         return stats
     cards = CardBook(store, region)
-    for customer_id, subscription_id, day in sorted(days):
-        if deadline.passed():
-            break
-        summed = project.sum_utilization_day(store, customer_id, subscription_id, day)
-        if summed.records:
-            store.upsert_one(UTILIZATION_DAYS, summed.row())
-        else:
-            store.delete(UTILIZATION_DAYS, subscription_key(customer_id, subscription_id), day)
-        stats.days += 1
     exported = project.exported_periods(store)
     by_period: dict[str, list[str]] = {}
     for customer_id, period in sorted(marks):

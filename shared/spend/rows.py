@@ -333,20 +333,15 @@ class ResellerMonth:
 
 @dataclass(frozen=True)
 class SpendMark:
-    """A customer's month to project again; with a legacy subscription and a day, that day's usage changed."""
+    """A customer's month to project again."""
 
     customer_id: str
     period: str
-    subscription_id: str | None = None
-    day: str | None = None
 
     @property
     def row_key(self) -> str:
-        """``{customer}|{YYYY-MM}`` or ``{customer}|{YYYY-MM}|{subscription}|{day}``."""
-        parts = [self.customer_id.lower(), self.period]
-        if self.subscription_id and self.day:
-            parts += [self.subscription_id.lower(), self.day]
-        return make_key(*parts)
+        """``{customer}|{YYYY-MM}``."""
+        return make_key(self.customer_id.lower(), self.period)
 
     def row(self) -> dict[str, Any]:
         """Its SpendMarks row."""
@@ -355,14 +350,12 @@ class SpendMark:
             "RowKey": self.row_key,
             "customerId": self.customer_id.lower(),
             "period": self.period,
-            "subscriptionId": self.subscription_id,
-            "day": self.day,
         }
 
     @classmethod
     def of_row(cls, row: Mapping[str, Any]) -> SpendMark:
         """The mark of a SpendMarks row."""
-        return cls(str(row["customerId"]), str(row["period"]), _text(row.get("subscriptionId")), _text(row.get("day")))
+        return cls(str(row["customerId"]), str(row["period"]))
 
 
 # -- UtilizationDays --------------------------------------------------------------------------------------------
@@ -370,34 +363,38 @@ class SpendMark:
 
 @dataclass(frozen=True)
 class UtilizationDay:
-    """A legacy subscription's usage on one UTC day: quantity per meter (with its name and unit), exact."""
+    """A legacy subscription's usage of one UTC day reported in one window (``window``: its start key), or, with
+    ``window`` None, summed over every window that reported part of the day: quantity per meter, exact."""
 
     customer_id: str
     subscription_id: str
     day: str
     meters: Mapping[str, tuple[str, str, str]]  # meter id -> (quantity, name, unit)
     records: int
+    window: str | None = None
 
     def row(self) -> dict[str, Any]:
-        """Its UtilizationDays row."""
+        """Its UtilizationDays row (RowKey ``{day}|{window}``: a day is a key range over its windows)."""
         return {
             "PartitionKey": subscription_key(self.customer_id, self.subscription_id),
-            "RowKey": self.day,
+            "RowKey": f"{self.day}|{self.window or '-'}",
             "customerId": self.customer_id,
             "subscriptionId": self.subscription_id,
+            "day": self.day,
             "meters": jsonutil.dumps({k: list(v) for k, v in sorted(self.meters.items())}),
             "records": self.records,
         }
 
     @classmethod
     def of_row(cls, row: Mapping[str, Any]) -> UtilizationDay:
-        """The day of a UtilizationDays row."""
+        """The window's day of a UtilizationDays row."""
         meters = {
             str(k): (str(v[0]), str(v[1]), str(v[2]))
             for k, v in _json_map(row.get("meters")).items()
             if isinstance(v, list) and len(v) == 3
         }
-        return cls(str(row["customerId"]), str(row["subscriptionId"]), str(row["RowKey"]), meters, int(row["records"]))
+        day, _, window = str(row["RowKey"]).partition("|")  # window: its start key (and ``#n`` for a part)
+        return cls(str(row["customerId"]), str(row["subscriptionId"]), day, meters, int(row["records"]), window or None)
 
 
 # -- RateCards --------------------------------------------------------------------------------------------------

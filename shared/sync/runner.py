@@ -48,7 +48,7 @@ def refresh_spend(ctx: RunContext) -> None:
         return
     if stats.months or stats.left:
         left = f", {stats.left} left for the next run" if stats.left else ""
-        ctx.run.note(f"spend: {stats.months} customer months and {stats.days} usage days projected{left}")
+        ctx.run.note(f"spend: {stats.months} customer months projected{left}")
 
 
 def run_timer(name: str, *, past_due: bool) -> None:

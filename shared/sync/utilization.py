@@ -16,14 +16,23 @@ from typing import Any
 from shared.partner_center import DataNotReady, PartnerCenterClient
 from shared.records import BadRecord
 from shared.settings import MAX_BACKFILL_DAYS, Settings
-from shared.spend.refresh import mark_days
+from shared.spend.refresh import mark
+from shared.spend.rows import UTILIZATION_DAYS, month_of
+from shared.spend.usage import Tally
 from shared.sync import inventory
 from shared.sync.context import RunContext
 from shared.sync.each_subscription import Coverage, sync_each_subscription
 from shared.sync.runs import SyncRun
 from shared.sync.state import StateWriter
 from shared.table_store import BatchWriter
-from shared.tables import UTILIZATION, UTILIZATION_STATE, Subscription, SubscriptionKind, utilization_row
+from shared.tables import (
+    UTILIZATION,
+    UTILIZATION_STATE,
+    Subscription,
+    SubscriptionKind,
+    utilization_row,
+    window_key,
+)
 from shared.timeutil import floor_to, parse_time, utc_text
 
 log = logging.getLogger(__name__)
@@ -66,11 +75,12 @@ def fetch_window(
     run: SyncRun,
     sub: Subscription,
     window: tuple[datetime, datetime],
-) -> set[str]:
-    """Every page of one window, each row handed to the writer as it arrives; returns the UTC usage days its rows
-    are of. Raises if a page could not be read."""
+) -> Tally:
+    """Every page of one window, each row handed to the writer as it arrives; returns the window's usage per day
+    and meter (what the spend read model prices). Raises if a page could not be read."""
     start, end = window
     seen: dict[str, int] = {}
+    tally = Tally(sub.customer_id.lower(), sub.subscription_id.lower(), window_key(start))
     for page in client.utilization(
         sub.customer_id,
         sub.subscription_id,
@@ -90,10 +100,11 @@ def fetch_window(
                 if repeat:
                     row["RowKey"] += f"~{repeat}"
                 writer.add(row)  # checks what the service would refuse before queueing
+                tally.add(row["RowKey"][:10], record, row["quantity"])  # a RowKey starts with the usage start (UTC)
             except BadRecord as exc:  # unmappable, or a row the store cannot hold
                 source = f"{sub.customer_id}/{sub.subscription_id}/{utc_text(start)}/page-{page.number}/item-{index}"
                 run.quarantine(source=source, raw=record, reason=str(exc))
-    return {row_key[:10] for row_key in seen}  # a RowKey starts with the usage start, in UTC
+    return tally
 
 
 def sync_utilization(ctx: RunContext) -> None:
@@ -108,14 +119,14 @@ def sync_utilization(ctx: RunContext) -> None:
         writer = store.writer(UTILIZATION, on_refused=run.quarantine_refused)
         stored_through = None
         finished = True
-        days: set[str] = set()
+        tallies: list[Tally] = []
         try:
             for window in windows_to_fetch(done_through, now=now, settings=settings):
                 if run.out_of_time():
                     finished = False
                     break
                 try:
-                    days |= fetch_window(client, writer, settings, run, sub, window)
+                    tallies.append(fetch_window(client, writer, settings, run, sub, window))
                 except DataNotReady:
                     log.info("%s: window %s not ready (204); left for the next run", sub.label, utc_text(window[0]))
                     finished = False
@@ -128,8 +139,12 @@ def sync_utilization(ctx: RunContext) -> None:
                 writer.flush()
             run.add(rows=writer.written)
             if stored_through is not None and not writer.failed:
+                # The windows read in full: their usage days and their months' marks, then the watermark past
+                # them (a crash in between fetches the windows again, replacing the same rows).
+                days = [day for tally in tallies for day in tally.days()]
+                store.upsert(UTILIZATION_DAYS, [day.row() for day in days])
+                mark(store, [sub.customer_id], {month_of(day.day) for day in days})
                 watermarks.save(sub.key, doneThrough=utc_text(stored_through))
-                mark_days(store, sub.customer_id, sub.subscription_id, days)  # their spend is summed again
         return finished
 
     sync_each_subscription(
