@@ -21,6 +21,8 @@ from typing import Any, TypedDict, TypeVar
 
 from shared import jsonutil
 from shared.keys import digest, make_key
+from shared.pricing import amounts
+from shared.pricing.amounts import EXACT, Amounts
 from shared.records import (
     BadRecord,
     optional_number,
@@ -205,8 +207,6 @@ def rated_stream_key(billing_period: str, currency: str) -> str:
 # -- rated usage rows: the contracts the rated ingest writes and the API reads ---------------------------------------
 
 _Day = TypeVar("_Day")
-# Sums keep every digit: a trap, not a rounding, if a total ever needed more than 400 digits.
-EXACT = decimal.Context(prec=400, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
 
 
 def exact_sum(values: Iterable[str]) -> str:
@@ -252,6 +252,7 @@ class DayView:
     lines: int
     billing_pre_tax_total: str
     pricing_pre_tax_total: Mapping[str, str] = field(default_factory=dict)  # by pricing currency ("" if none)
+    by_category: Amounts = field(default_factory=dict)  # meter category -> [cost, list]: what prices are made of
 
     def as_json(self) -> dict[str, Any]:
         """Its shape inside the pointer's ``days``."""
@@ -260,7 +261,12 @@ class DayView:
             "lines": self.lines,
             "billingPreTaxTotal": self.billing_pre_tax_total,
             "pricingPreTaxTotal": dict(self.pricing_pre_tax_total),
+            "byCategory": amounts.as_json(self.by_category),
         }
+
+    def amounts(self) -> Amounts:
+        """Its cost and list per category; a day stored before categories were kept: its cost, list unknown."""
+        return self.by_category or {"": [Decimal(self.billing_pre_tax_total), None]}
 
     @classmethod
     def of_json(cls, value: Any) -> DayView | None:
@@ -273,6 +279,7 @@ class DayView:
             lines=int(value.get("lines") or 0),
             billing_pre_tax_total=str(value.get("billingPreTaxTotal") or "0"),
             pricing_pre_tax_total={str(k): str(v) for k, v in pricing.items()} if isinstance(pricing, Mapping) else {},
+            by_category=amounts.of_json(value.get("byCategory")),
         )
 
 

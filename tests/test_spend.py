@@ -277,10 +277,13 @@ def test_a_reseller_sees_its_share_of_a_customer_it_shares_labelled_as_such(worl
     month = months(store)[shared.id]
     mine = [s for s in subjects(store, shared.id) if s.reseller == reseller]
     (currency,) = item["currencies"]
-    assert currency["total"] == exact(s.total for s in mine) and currency["bySource"] is None
+    cost = exact(s.total for s in mine)
+    listed = exact(pair[1] for s in mine for day in s.amounts.values() for pair in day.values())
+    assert overview["figures"] == "price" and currency["bySource"] is None
+    assert currency["total"] == listed != cost  # no rule: list prices (legacy: the card's, before its discount)
     licences = sim.world.subscription_ids(shared.id, "licence")
     assert item["coverage"]["outsideGrant"] == len(licences) == 1
-    assert Decimal(month.currencies[currency["currencyCode"]].total) == currency["total"]  # the licence costs 0 here
+    assert Decimal(month.currencies[currency["currencyCode"]].total) == cost  # the licence costs 0 here
     body = call(f"/api/v1/customers/{shared.id}/spend?from=2026-11-01")
     assert body["scope"] == "grant" and body["partnerCenter"] is None
     assert {s["subscriptionId"] for s in body["subscriptions"]} == {s.subscription_id for s in mine}

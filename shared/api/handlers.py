@@ -8,9 +8,10 @@ request.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 from shared import jsonutil
-from shared.api import continuation, discovery, params, queries, rated, rendering
+from shared.api import continuation, discovery, params, queries, rated, rendering, spend
 from shared.api.context import Content, Context
 from shared.api.errors import (
     CODE_COST_WITHHELD,
@@ -21,8 +22,9 @@ from shared.api.errors import (
     unknown_subscription,
 )
 from shared.api.health import health as health_report
+from shared.pricing.spend import AZURE_PLAN_KIND, price_amounts
 from shared.pricing.view import COST_FIELDS, PRICE_COLUMNS, SCOPED_LINE_FIELDS, priced_line
-from shared.tables import LATEST, USAGE_SUMMARIES, UTILIZATION, period_key
+from shared.tables import LATEST, USAGE_SUMMARIES, UTILIZATION, DayView, RatedPointer, period_key
 
 
 def _subscription_ids(ctx: Context) -> tuple[str, str]:
@@ -230,23 +232,46 @@ def subscription(ctx: Context) -> Content:
     return discovery.subscription(ctx.store, *_subscription_ids(ctx))
 
 
+def _day_price(ctx: Context) -> rated.DayPrice | None:
+    """A scoped caller's price of a stored day of an Azure subscription (None: the caller sees cost)."""
+    pricing = spend.pricing_of(ctx)
+    if not pricing.priced:
+        return None
+    customer_id = ctx.path["customer_id"]
+
+    def price(pointer: RatedPointer, day: str, view: DayView) -> Decimal | None:
+        reseller = (pointer.tier2_mpn_id or "").strip().lower() or None
+        return price_amounts(pricing.rule(day, reseller, customer_id), view.amounts(), AZURE_PLAN_KIND)
+
+    return price
+
+
+def _priced_columns(content: Content, price: rated.DayPrice | None) -> Content:
+    if price is not None:
+        content.csv_columns = rated.PRICED_DAILY_COLUMNS
+    return content
+
+
 def customer_daily_cost(ctx: Context) -> Content:
     """A customer's Azure plan cost per day."""
     days = rated.day_range(ctx.query["from"], ctx.query["to"], ctx.now)
-    return rated.customer_daily_cost(ctx.store, ctx.path["customer_id"], days)
+    price = _day_price(ctx)
+    return _priced_columns(rated.customer_daily_cost(ctx.store, ctx.path["customer_id"], days, price), price)
 
 
 def azure_entitlements(ctx: Context) -> Content:
     """A customer's Azure subscriptions with stored rated usage (those in the caller's grant)."""
     customer_id = ctx.path["customer_id"]
     keep = None if ctx.scope.unrestricted else lambda eid: ctx.scope.entitlement_visible(customer_id, eid)
-    return rated.entitlements(ctx.store, customer_id, keep)
+    return rated.entitlements(ctx.store, customer_id, keep, _day_price(ctx))
 
 
 def entitlement_daily_cost(ctx: Context) -> Content:
     """One Azure subscription's cost per day."""
     days = rated.day_range(ctx.query["from"], ctx.query["to"], ctx.now)
-    return rated.entitlement_daily_cost(ctx.store, ctx.path["customer_id"], ctx.path["entitlement_id"], days)
+    price = _day_price(ctx)
+    found = rated.entitlement_daily_cost(ctx.store, ctx.path["customer_id"], ctx.path["entitlement_id"], days, price)
+    return _priced_columns(found, price)
 
 
 def line_items(ctx: Context) -> Content:

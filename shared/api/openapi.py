@@ -165,6 +165,65 @@ _SNAPSHOT_VERSION = {
     "snapshotCreatedAt": _maybe("when Graph created that export"),
 }
 
+FIGURES = {
+    "type": "string",
+    "enum": ["cost", "price"],
+    "description": "What the amounts are: `cost` (what the partner pays; the function key and grants with showCost) "
+    "or `price` (the caller's price under its price rule: every other scoped caller, which never receives cost)",
+}
+PRICE_PROPERTIES = {
+    "price": {**_ref("Money"), "description": "the price under the viewer's (or, beside cost, the buyer's) rule"},
+    "priceComplete": {
+        "type": "boolean",
+        "description": "false when some amounts came without a list price (usage summaries, lines without UnitPrice) "
+        "and are not in `price`",
+    },
+}
+# Fields that carry the partner's cost: never in an answer under /api/scoped/ to a caller shown prices.
+COST_ONLY = frozenset({"billingPreTaxTotal", "pricingPreTaxTotals", "margin", "partnerCenter", "budget"})
+# The schemas of answers that carry money: each has a ``Scoped...`` twin without the cost-only fields.
+PRICED_SCHEMAS = (
+    "DailyCost",
+    "DailyCostItem",
+    "StoredPeriod",
+    "AzureEntitlement",
+    "AzureEntitlementCollection",
+    "SpendTotal",
+    "SpendSeries",
+    "CustomerSpendItem",
+    "ResellerSpendItem",
+    "SpendOverview",
+    "SpendSubscription",
+    "CustomerSpend",
+)
+
+
+def _scoped_twin(node: Any) -> Any:
+    """A schema as a caller shown prices receives it: its cost-only fields gone, its references to the twins."""
+    if isinstance(node, list):
+        return [_scoped_twin(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "$ref" and isinstance(value, str) and value.rsplit("/", 1)[-1] in PRICED_SCHEMAS:
+            out[key] = value.rsplit("/", 1)[0] + "/Scoped" + value.rsplit("/", 1)[-1]
+        elif key == "properties" and isinstance(value, dict):
+            out[key] = {k: _scoped_twin(v) for k, v in value.items() if k not in COST_ONLY}
+            if "figures" in out[key]:
+                out[key]["figures"] = {**FIGURES, "const": "price"}
+        elif key == "required" and isinstance(value, list):
+            out[key] = [k for k in value if k not in COST_ONLY]
+        else:
+            out[key] = _scoped_twin(value)
+    return out
+
+
+def scoped_twins(schemas: dict[str, Any]) -> dict[str, Any]:
+    """The ``Scoped...`` twin of each priced schema."""
+    return {"Scoped" + name: _scoped_twin(schemas[name]) for name in PRICED_SCHEMAS}
+
+
 _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -285,11 +344,12 @@ _SCHEMAS: dict[str, Any] = {
     },
     "DailyCostItem": {
         "type": "object",
-        "required": ["usageDate", "currencyCode", "billingPreTaxTotal", "lineCount"],
+        "required": ["usageDate", "currencyCode", "lineCount"],
         "properties": {
             "usageDate": {"type": "string", "format": "date"},
             "currencyCode": {"type": "string", "description": "billing currency (BillingCurrency)"},
-            "billingPreTaxTotal": _ref("Money"),
+            "billingPreTaxTotal": {**_ref("Money"), "description": "the partner's cost (function key, showCost)"},
+            **PRICE_PROPERTIES,
             "lineCount": {"type": "integer"},
             "subscriptionCount": {"type": "integer", "description": "customer route: Azure subscriptions that day"},
             "pricingPreTaxTotals": {
@@ -309,7 +369,8 @@ _SCHEMAS: dict[str, Any] = {
             "period": {"type": "string", "description": "YYYY-MM"},
             "currencyCode": {"type": "string"},
             "lineCount": {"type": ["integer", "null"]},
-            "billingPreTaxTotal": _ref("Money"),
+            "billingPreTaxTotal": {**_ref("Money"), "description": "the partner's cost (function key, showCost)"},
+            **PRICE_PROPERTIES,
             "storedAt": _maybe("when this data last changed here"),
             **_SNAPSHOT_VERSION,
         },
@@ -328,6 +389,7 @@ _SCHEMAS: dict[str, Any] = {
             "tier2MpnId": _maybe("the indirect reseller of record"),
             "from": {"type": "string", "format": "date"},
             "to": {"type": "string", "format": "date"},
+            "figures": FIGURES,
             "totalCount": {"type": "integer"},
             "items": {"type": "array", "items": _ref("DailyCostItem")},
             "periods": {"type": "array", "items": _ref("StoredPeriod")},
@@ -497,13 +559,26 @@ def _operation(route: Route) -> dict[str, Any]:
     refs.append(_param_ref("ifNoneMatch"))
     if route.conditional:
         refs.append(_param_ref("ifModifiedSince"))
-    content: dict[str, Any] = {"application/json": {"schema": _ref(route.response)}}
+    schema: dict[str, Any] = _ref(route.response)
+    if route.response in PRICED_SCHEMAS:
+        schema = {
+            "anyOf": [schema, _ref("Scoped" + route.response)],
+            "description": f"`{route.response}` with the function key (and grants that show cost); "
+            f"`Scoped{route.response}` under /api/scoped/ for every other grant: prices, no cost field",
+        }
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
     if route.csv_columns is not None:
         content["text/csv"] = {
             "schema": {
                 "type": "string",
                 "description": "A header line, then one line per record, with exactly these columns: "
-                + ", ".join(route.csv_columns),
+                + ", ".join(route.csv_columns)
+                + (
+                    ""
+                    if route.scoped_csv_columns is None
+                    else "; under /api/scoped/ to a caller shown prices (cost columns only with showCost): "
+                    + ", ".join(route.scoped_csv_columns)
+                ),
             }
         }
     headers = {"ETag": {"$ref": "#/components/headers/ETag"}}
@@ -536,6 +611,8 @@ def _document() -> dict[str, Any]:
     from shared.api.routes import ROUTES  # the routes name the handlers, one of which serves this document
 
     used = {p.reference: p.openapi() for route in ROUTES for p in _route_parameters(route)}
+    schemas = {**_SCHEMAS, **{name: schema for route in ROUTES for name, schema in route.schemas.items()}}
+    schemas.update(scoped_twins(schemas))
     return {
         "openapi": "3.1.0",
         "info": {"title": "Partner Center usage cache", "version": "1.0.0", "description": DESCRIPTION},
@@ -556,7 +633,7 @@ def _document() -> dict[str, Any]:
                     "description": "Under /api/scoped/ only: an Entra ID access token for this API (RS256)",
                 },
             },
-            "schemas": {**_SCHEMAS, **{name: schema for route in ROUTES for name, schema in route.schemas.items()}},
+            "schemas": schemas,
             "parameters": {**dict(sorted(used.items())), **_HEADER_PARAMETERS},
             "headers": {
                 "ETag": {"description": "Strong validator of the body", "schema": {"type": "string"}},

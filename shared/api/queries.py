@@ -10,6 +10,8 @@ from typing import Any
 from shared.api.continuation import UtilizationQuery
 from shared.keys import make_key, under
 from shared.spend.rows import (
+    MAX_PARTS,
+    PRICEABLE,
     SPEND_DAYS,
     SPEND_MONTHS,
     SPEND_RESELLERS,
@@ -322,6 +324,11 @@ def spend_months_page(
     return bounded_page(store, SPEND_MONTHS, query_filter, parameters, size=size, select=_MONTH_TOTALS, keep=keep)
 
 
+def spend_months(store: TableStore, period: str) -> Iterable[dict[str, Any]]:
+    """Every customer's month of a period (without its daily series)."""
+    return store.partition(SPEND_MONTHS, period, select=_MONTH_TOTALS)
+
+
 # What an overview reads of a customer's month: everything but its daily series.
 _MONTH_TOTALS = [
     "RowKey",
@@ -337,6 +344,7 @@ _MONTH_TOTALS = [
     "asOf",
     "status",
     "storedAt",
+    *(f"{PRICEABLE}{n or ''}" for n in range(MAX_PARTS)),
 ]
 
 

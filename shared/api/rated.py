@@ -21,16 +21,17 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any, TypeVar
 
 from shared import jsonutil
 from shared.api import continuation, queries, rendering
 from shared.api.context import Content
 from shared.api.errors import CODE_NOT_COVERED, ApiError, no_rated_usage
+from shared.pricing.amounts import EXACT
 from shared.rated.chunks import texts_of as chunk_texts
 from shared.table_store import TableStore
-from shared.tables import RatedCustomerPeriod, RatedPointer, SubscriptionKind
+from shared.tables import DayView, RatedCustomerPeriod, RatedPointer, SubscriptionKind
 
 CODE_SNAPSHOT_REPLACED = 900410
 # The export's ``full`` attribute set, in Microsoft's documented order: every field a line can carry (a ``basic``
@@ -101,6 +102,18 @@ DAILY_COLUMNS = (
     "lineCount",
     "subscriptionCount",
 )
+# A scoped caller's (shown prices): its price of each day instead of the billed pre-tax total.
+PRICED_DAILY_COLUMNS = (
+    "customerId",
+    "entitlementId",
+    "usageDate",
+    "currencyCode",
+    "price",
+    "priceComplete",
+    "lineCount",
+    "subscriptionCount",
+)
+DayPrice = Callable[[RatedPointer, str, DayView], Decimal | None]  # a scoped caller's price of a stored day
 
 
 @dataclass(frozen=True)
@@ -148,12 +161,15 @@ def snapshots(store: TableStore, currencies: Iterable[str]) -> list[dict[str, An
     return sorted(out, key=lambda s: (str(s["currencyCode"]), str(s["billingPeriod"])))
 
 
-def _period_view(pointer: RatedPointer) -> dict[str, Any]:
+def _period_view(pointer: RatedPointer, price: DayPrice | None = None) -> dict[str, Any]:
+    money = {"billingPreTaxTotal": Decimal(pointer.billing_pre_tax_total)}
+    if price is not None:
+        money = _priced_total([(pointer, day, view) for day, view in pointer.days.items()], price)
     return {
         "period": pointer.period,
         "currencyCode": pointer.currency,
         "lineCount": pointer.line_count,
-        "billingPreTaxTotal": Decimal(pointer.billing_pre_tax_total),
+        **money,
         "storedAt": pointer.stored_at,
         "snapshotETag": pointer.snapshot_etag,
         "snapshotCreatedAt": pointer.snapshot_created_at,
@@ -183,6 +199,37 @@ def _content(
 
 def _item(day: str, currency: str, total: str, lines: int) -> dict[str, Any]:
     return {"usageDate": day, "currencyCode": currency, "billingPreTaxTotal": Decimal(total), "lineCount": lines}
+
+
+def _priced_total(figures: Iterable[tuple[RatedPointer, str, DayView]], price: DayPrice) -> dict[str, Any]:
+    """The price of these days (a scoped caller's, instead of their cost), and whether each had one."""
+    total, complete = Decimal(0), True
+    with localcontext(EXACT):
+        for pointer, day, view in figures:
+            found = price(pointer, day, view)
+            complete = complete and found is not None
+            total += found or 0
+    return {"price": total, "priceComplete": complete}
+
+
+def _priced_days(pointers: Iterable[RatedPointer], days: DayRange, price: DayPrice) -> list[dict[str, Any]]:
+    """Daily items at a scoped caller's price (over the Azure subscriptions given), and no cost."""
+    grouped: dict[tuple[str, str], list[tuple[RatedPointer, str, DayView]]] = {}
+    for pointer in pointers:
+        for day, view in pointer.days.items():
+            if days.holds(day):
+                grouped.setdefault((day, pointer.currency), []).append((pointer, day, view))
+    items = [
+        {
+            "usageDate": day,
+            "currencyCode": currency,
+            **_priced_total(figures, price),
+            "lineCount": sum(view.lines for _, _, view in figures),
+            "subscriptionCount": len(figures),
+        }
+        for (day, currency), figures in grouped.items()
+    ]
+    return sorted(items, key=lambda i: (i["usageDate"], i["currencyCode"]))
 
 
 def _entitlement_days(pointers: Iterable[RatedPointer], days: DayRange) -> list[dict[str, Any]]:
@@ -230,22 +277,28 @@ def _no_azure_subscription(store: TableStore, customer_id: str, entitlement_id: 
     return no_rated_usage(customer_id, entitlement_id)
 
 
-def entitlement_daily_cost(store: TableStore, customer_id: str, entitlement_id: str, days: DayRange) -> Content:
-    """One Azure subscription's cost per day."""
+def entitlement_daily_cost(
+    store: TableStore, customer_id: str, entitlement_id: str, days: DayRange, price: DayPrice | None = None
+) -> Content:
+    """One Azure subscription's cost per day (``price``: a scoped caller's price per day instead)."""
     pointers = queries.rated_pointers(store, customer_id, entitlement_id)
     rows = [pointer for pointer in _touching(pointers, days) if pointer.days]
     if not rows and not pointers:
         raise _no_azure_subscription(store, customer_id, entitlement_id)
-    items = _entitlement_days(rows, days)
+    if price is None:
+        items = _entitlement_days(rows, days)
+    else:
+        items = [{k: v for k, v in i.items() if k != "subscriptionCount"} for i in _priced_days(rows, days, price)]
     path = f"{rendering.customer_path(customer_id)}/azureentitlements/{entitlement_id}"
     body = {
         "customerId": customer_id,
         **(_names(rows[0]) if rows else {"entitlementId": entitlement_id}),
         "customerName": rows[0].customer_name if rows else None,
         **_range(days),
+        "figures": "cost" if price is None else "price",
         "totalCount": len(items),
         "items": items,
-        "periods": [_period_view(row) for row in rows],
+        "periods": [_period_view(row, price) for row in rows],
         "snapshots": snapshots(store, {row.currency for row in rows}),
         "links": {
             "self": rendering.link(rendering.query_uri(path + "/dailycost", _range(days))),
@@ -256,12 +309,16 @@ def entitlement_daily_cost(store: TableStore, customer_id: str, entitlement_id: 
     return _content(body, items, rows, {"customerId": customer_id, "entitlementId": entitlement_id})
 
 
-def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange) -> Content:
-    """A customer's cost per day over all its Azure subscriptions."""
+def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange, price: DayPrice | None = None) -> Content:
+    """A customer's cost per day over all its Azure subscriptions (``price``: a scoped caller's price instead)."""
     rows = _touching(queries.rated_customer_periods(store, customer_id), days)
     pointers = queries.rated_pointers(store, customer_id)
     if not rows and not pointers:
         raise no_rated_usage(customer_id)
+    if price is not None:
+        return _customer_prices(
+            customer_id, _touching(pointers, days), days, price, snapshots(store, {p.currency for p in pointers})
+        )
     items = _customer_days(rows, days)
     names = {str(pointer.customer_name) for pointer in _touching(pointers, days)}
     path = rendering.customer_path(customer_id)
@@ -269,6 +326,7 @@ def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange) -> 
         "customerId": customer_id,
         "customerName": sorted(names)[0] if names else None,
         **_range(days),
+        "figures": "cost",
         "totalCount": len(items),
         "items": items,
         "periods": [
@@ -291,7 +349,46 @@ def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange) -> 
     return _content(body, items, rows, {"customerId": customer_id})
 
 
-def entitlements(store: TableStore, customer_id: str, keep: Callable[[str], bool] | None = None) -> Content:
+def _customer_prices(
+    customer_id: str, pointers: list[RatedPointer], days: DayRange, price: DayPrice, streams: list[dict[str, Any]]
+) -> Content:
+    """A customer's daily items at a scoped caller's price, from its Azure subscriptions' stored days."""
+    items = _priced_days(pointers, days, price)
+    grouped: dict[tuple[str, str], list[RatedPointer]] = {}
+    for pointer in pointers:
+        grouped.setdefault((pointer.period, pointer.currency), []).append(pointer)
+    periods = [
+        {
+            "period": period,
+            "currencyCode": currency,
+            **_priced_total([(p, day, view) for p in group for day, view in p.days.items()], price),
+            "storedAt": max((p.stored_at for p in group if p.stored_at), default=None),
+        }
+        for (period, currency), group in sorted(grouped.items())
+    ]
+    names = {str(pointer.customer_name) for pointer in pointers}
+    path = rendering.customer_path(customer_id)
+    body = {
+        "customerId": customer_id,
+        "customerName": sorted(names)[0] if names else None,
+        **_range(days),
+        "figures": "price",
+        "totalCount": len(items),
+        "items": items,
+        "periods": periods,
+        "snapshots": streams,
+        "links": {
+            "self": rendering.link(rendering.query_uri(path + "/dailycost", _range(days))),
+            "azureEntitlements": rendering.link(path + "/azureentitlements"),
+        },
+        "attributes": {"objectType": "DailyCost"},
+    }
+    return _content(body, items, pointers, {"customerId": customer_id})
+
+
+def entitlements(
+    store: TableStore, customer_id: str, keep: Callable[[str], bool] | None = None, price: DayPrice | None = None
+) -> Content:
     """The customer's Azure subscriptions with rated usage (those ``keep`` accepts), each with its stored periods."""
     rows = [
         pointer
@@ -312,7 +409,7 @@ def entitlements(store: TableStore, customer_id: str, keep: Callable[[str], bool
                 **_names(newest),
                 "customerId": customer_id,
                 "customerName": newest.customer_name,
-                "periods": [_period_view(r) for r in sorted(group, key=lambda r: (r.period, r.currency))],
+                "periods": [_period_view(r, price) for r in sorted(group, key=lambda r: (r.period, r.currency))],
                 "links": {
                     "dailyCost": rendering.link(path + "/dailycost"),
                     "lineItems": rendering.link(path + "/lineitems"),

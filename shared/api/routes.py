@@ -19,6 +19,7 @@ from shared.api.context import Handler
 from shared.api.errors import ApiError, no_rated_usage, no_such_route, unknown_customer
 from shared.api.params import Param
 from shared.api.scope import REQUIRED_PATH, Access
+from shared.pricing.view import PRICE_COLUMNS, SCOPED_LINE_FIELDS
 
 Unknown = Callable[[Mapping[str, str]], ApiError]  # the 404 for ids that name nothing (or nothing in the grant)
 
@@ -37,6 +38,7 @@ class Route:
     query: tuple[Param, ...] = field(default=(), kw_only=True)
     paged: bool = field(default=False, kw_only=True)  # links.next + MS-ContinuationToken; seek_operation accepted
     csv_columns: tuple[str, ...] | None = field(default=None, kw_only=True)  # offers text/csv with these columns
+    scoped_csv_columns: tuple[str, ...] | None = field(default=None, kw_only=True)  # a priced caller's, if others
     not_found: Unknown | None = field(default=None, kw_only=True)  # unknown (or out-of-grant) ids, if not the class's
     responses: Mapping[str, Any] = field(default_factory=dict, kw_only=True)  # OpenAPI responses beside the usual
     conditional: bool = field(default=True, kw_only=True)  # answers If-Modified-Since (it has Last-Modified)
@@ -134,9 +136,15 @@ HEALTH_503 = {
 
 def _daily_cost(owner: str, handler: Handler, access: Access, not_found: Unknown | None = None) -> Route:
     """A ``.../dailycost`` route: a day range in, cost per day out (JSON or CSV)."""
-    columns = rated.DAILY_COLUMNS
     return Route(
-        owner + "/dailycost", handler, access, "DailyCost", query=DAY_RANGE, csv_columns=columns, not_found=not_found
+        owner + "/dailycost",
+        handler,
+        access,
+        "DailyCost",
+        query=DAY_RANGE,
+        csv_columns=rated.DAILY_COLUMNS,
+        scoped_csv_columns=rated.PRICED_DAILY_COLUMNS,
+        not_found=not_found,
     )
 
 
@@ -187,6 +195,7 @@ ROUTES: tuple[Route, ...] = (
         query=(*DAY_RANGE, params.SIZE),
         paged=True,
         csv_columns=rated.LINE_ITEM_COLUMNS,
+        scoped_csv_columns=SCOPED_LINE_FIELDS + PRICE_COLUMNS,
         responses=LINE_ITEMS_409,
     ),
     Route(

@@ -14,7 +14,9 @@ customer's other subscriptions (``outsideGrant``), never their figures.
 from __future__ import annotations
 
 import decimal
+import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -23,8 +25,21 @@ from shared import jsonutil
 from shared.api import continuation, queries, rendering
 from shared.api.context import Content, Context
 from shared.api.errors import ApiError, unknown_customer
-from shared.spend.ratecard import EXACT
+from shared.api.openapi import FIGURES, PRICE_PROPERTIES
+from shared.pricing.amounts import EXACT
+from shared.pricing.rules import RuleBook, Rules, Whom
+from shared.pricing.spend import (
+    NO_LIST_PRICE,
+    Priced,
+    RuleOf,
+    month_changes,
+    month_price,
+    priced_subject,
+    rule_of,
+    summed,
+)
 from shared.spend.rows import ESTIMATED, Reason, ResellerMonth, SpendMonth, SpendSubject
+from shared.table_store import TableStore
 
 CODE_NOT_FOR_THIS_GRANT = 900403
 LISTING = "spend"
@@ -35,7 +50,11 @@ OVERVIEW_COLUMNS = (
     "resellerMpnId",
     "scope",
     "currencyCode",
+    "figures",
     "total",
+    "price",
+    "margin",
+    "priceComplete",
     "status",
     "budgetAmount",
     "percentUsed",
@@ -52,6 +71,7 @@ CUSTOMER_COLUMNS = (
     "source",
     "status",
     "currencyCode",
+    "figures",
     "date",
     "amount",
 )
@@ -75,6 +95,77 @@ def _stored(stamps: Iterable[str | None]) -> datetime | None:
     return max(found) if found else None
 
 
+# -- whose price ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """How a caller's answer shows money: ``figures`` ``cost`` (the key, a grant that shows cost) with each buyer's
+    ``price`` beside it (and the partner's ``margin``), or ``price`` (every other scoped caller: its own price under
+    its rule, the only money it receives)."""
+
+    figures: str
+    rule: RuleOf
+    rules: Rules
+    whom: Whom | None
+    margins: bool
+
+    @property
+    def priced(self) -> bool:
+        """True when the figures themselves are prices."""
+        return self.figures == "price"
+
+
+_BOOKS: dict[int, tuple[TableStore, RuleBook]] = {}
+_BOOKS_LOCK = threading.Lock()
+
+
+def _partner_rules(ctx: Context) -> Rules:
+    """The price rules, for the partner's margins (read at most every API_GRANTS_CACHE_SECONDS, as grants)."""
+    with _BOOKS_LOCK:
+        found = _BOOKS.get(id(ctx.store))
+        if found is None or found[0] is not ctx.store:
+            if len(_BOOKS) > 8:
+                _BOOKS.clear()
+            found = _BOOKS[id(ctx.store)] = (ctx.store, RuleBook(ctx.store, ttl=ctx.settings.api_grants_cache_seconds))
+    return found[1].rules()
+
+
+def pricing_of(ctx: Context) -> Pricing:
+    """The caller's pricing: deny by default, a caller shown prices unless it is the key or its grant shows cost."""
+    viewer = ctx.scope.viewer
+    if viewer.priced and not viewer.shows_cost and viewer.rules is not None:
+        return Pricing("price", rule_of(viewer.rules, viewer.whom), viewer.rules, viewer.whom, False)
+    rules = viewer.rules if viewer.rules is not None else _partner_rules(ctx)
+    return Pricing("cost", rule_of(rules, viewer.whom), rules, viewer.whom, ctx.scope.unrestricted)
+
+
+def _month_prices(
+    ctx: Context, pricing: Pricing, month: SpendMonth, part: frozenset[str] | None, whole: bool
+) -> dict[str, tuple[Decimal, bool]]:
+    """A customer's month at the pricing's price per currency (the grant's part of it): from its month sums when
+    one rule prices the whole month, else day by day from its subjects (one more query)."""
+    resellers = None if whole else {owner for sid, owner in month.subscriptions.items() if sid in (part or ())}
+    sellers = {r for kinds in month.priceable.values() for r in kinds}
+    if not any(month_changes(pricing.rules, month.period, pricing.whom, r or None, month.customer_id) for r in sellers):
+        return {c: month_price(month, pricing.rule, c, resellers) for c in month.priceable}
+    _, subjects = queries.customer_spend(ctx.store, month.customer_id, month.period, month.period)
+    if not whole:
+        subjects = [s for s in subjects if s.subject_id in (part or ())]
+    priced = [priced_subject(s, pricing.rule) for s in subjects]
+    return {c: summed(priced, c) for c in sorted({s.currency for s in subjects})}
+
+
+def _price_fields(cost: Decimal, price: tuple[Decimal, bool] | None, pricing: Pricing) -> dict[str, Any]:
+    """Beside a cost: the buyer's price, whether every amount had one, and (the partner's) the margin."""
+    amount, complete = price if price is not None else (Decimal(0), True)
+    fields: dict[str, Any] = {"price": amount, "priceComplete": complete}
+    if pricing.margins:
+        with decimal.localcontext(EXACT):
+            fields["margin"] = amount - cost
+    return fields
+
+
 # -- the partner's month --------------------------------------------------------------------------------------------
 
 
@@ -89,7 +180,8 @@ def partner_spend(ctx: Context) -> Content:
     keep = None if ctx.scope.unrestricted else lambda row: _in_grant(ctx, SpendMonth.of_row(row))
     rows, more = queries.spend_months_page(ctx.store, period, after=after, size=size, keep=keep)
     months = [SpendMonth.of_row(row) for row in rows]
-    items = [_customer_item(ctx, month) for month in months]
+    pricing = pricing_of(ctx)
+    items = [_customer_item(ctx, month, pricing) for month in months]
     next_token = continuation.encode_period_listing(LISTING, period, size, rows[-1]["RowKey"]) if more else None
     links = rendering.page_links(
         LISTING, {"period": period, "size": size}, token=ctx.continuation, next_token=next_token
@@ -97,6 +189,7 @@ def partner_spend(ctx: Context) -> Content:
     body = {
         "period": period,
         "by": "customer",
+        "figures": pricing.figures,
         "status": ESTIMATED,
         "totalCount": len(items),
         "items": items,
@@ -104,7 +197,7 @@ def partner_spend(ctx: Context) -> Content:
         "attributes": {"objectType": "SpendOverview"},
     }
     headers = {rendering.CONTINUATION_HEADER: next_token} if next_token else {}
-    csv = [jsonutil.dumps(line) for item in items for line in _overview_lines(period, item)]
+    csv = [jsonutil.dumps(line) for item in items for line in _overview_lines(period, item, pricing.figures)]
     return Content(_body(body), csv_raws=csv, headers=headers, last_modified=_stored(m.stored_at for m in months))
 
 
@@ -113,22 +206,30 @@ def _in_grant(ctx: Context, month: SpendMonth) -> bool:
     return part is None or bool(part)
 
 
-def _customer_item(ctx: Context, month: SpendMonth) -> dict[str, Any]:
-    """One customer of the overview: its totals per currency (the caller's part of them), budget, coverage."""
+def _customer_item(ctx: Context, month: SpendMonth, pricing: Pricing) -> dict[str, Any]:
+    """One customer of the overview: its totals per currency (the caller's part of them), budget, coverage; at
+    cost with each buyer's price beside it, or at the caller's own price."""
     part = ctx.scope.granted_part(month.customer_id, month.subscriptions)
     whole = part is None or part >= set(month.subscriptions)
+    prices = _month_prices(ctx, pricing, month, part, whole)
     currencies = []
     for currency, totals in sorted(month.currencies.items()):
+        price = prices.get(currency)
+        if pricing.priced:
+            amount, complete = price or (Decimal(0), True)
+            currencies.append({"currencyCode": currency, "total": amount, "bySource": None, "priceComplete": complete})
+            continue
         if whole:
             total = _amount(totals.total)
         else:
             granted = {owner for sid, owner in month.subscriptions.items() if sid in (part or ())}
             total = _add(v for r, v in totals.by_reseller.items() if (r or None) in granted)
         by_source = {k: _amount(v) for k, v in sorted(totals.by_source.items())} if whole else None
-        currencies.append({"currencyCode": currency, "total": total, "bySource": by_source})
+        currency_item = {"currencyCode": currency, "total": total, "bySource": by_source}
+        currencies.append({**currency_item, **_price_fields(total, price, pricing)})
     outside = 0 if whole else len(set(month.subscriptions) - set(part or ()))
     record = month.usage_record or {}
-    budget = record.get("budget") if whole else None
+    budget = record.get("budget") if whole and not pricing.priced else None  # a budget of cost: not for prices
     return {
         "customerId": month.customer_id,
         "customerName": month.customer_name,
@@ -170,10 +271,11 @@ def _counts(excluded: Iterable[Mapping[str, Any]], outside: int) -> dict[str, in
     return counts
 
 
-def _overview_lines(period: str, item: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _overview_lines(period: str, item: Mapping[str, Any], figures: str) -> list[dict[str, Any]]:
     budget = item.get("budget") or {}
     common = {
         "period": period,
+        "figures": figures,
         "customerId": item.get("customerId"),
         "customerName": item.get("customerName"),
         "resellerMpnId": item.get("resellerMpnId"),
@@ -184,7 +286,8 @@ def _overview_lines(period: str, item: Mapping[str, Any]) -> list[dict[str, Any]
         "excluded": len(item.get("coverage", {}).get("excluded", [])) if "coverage" in item else None,
         "outsideGrant": item.get("coverage", {}).get("outsideGrant") if "coverage" in item else None,
     }
-    return [{**common, "currencyCode": c["currencyCode"], "total": c["total"]} for c in item["currencies"]] or [common]
+    money = ("currencyCode", "total", "price", "margin", "priceComplete")
+    return [{**common, **{k: c.get(k) for k in money}} for c in item["currencies"]] or [common]
 
 
 def _by_reseller(ctx: Context, period: str) -> Content:
@@ -200,27 +303,59 @@ def _by_reseller(ctx: Context, period: str) -> Content:
     resellers = [ResellerMonth.of_row(row) for row in queries.reseller_months(ctx.store, period)]
     if not ctx.scope.unrestricted:
         resellers = [r for r in resellers if r.reseller is not None and grant and r.reseller in grant.values]
-    items = [
-        {
-            "resellerMpnId": r.reseller,
-            "customers": r.customers,
-            "status": ESTIMATED,
-            "currencies": [{"currencyCode": c, "total": _amount(t)} for c, t in sorted(r.totals.items())],
-            "storedAt": r.stored_at,
-        }
-        for r in sorted(resellers, key=lambda r: r.reseller or "")
-    ]
+    pricing = pricing_of(ctx)
+    prices = _reseller_prices(ctx, pricing, period, {r.reseller for r in resellers})
+    items = []
+    for r in sorted(resellers, key=lambda r: r.reseller or ""):
+        currencies = []
+        for currency, total in sorted(r.totals.items()):
+            price = prices.get((r.reseller, currency))
+            if pricing.priced:
+                amount, complete = price or (Decimal(0), True)
+                currencies.append({"currencyCode": currency, "total": amount, "priceComplete": complete})
+            else:
+                cost = _amount(total)
+                currencies.append({"currencyCode": currency, "total": cost, **_price_fields(cost, price, pricing)})
+        item = {"resellerMpnId": r.reseller, "customers": r.customers, "status": ESTIMATED, "currencies": currencies}
+        items.append({**item, "storedAt": r.stored_at})
     body = {
         "period": period,
         "by": "reseller",
+        "figures": pricing.figures,
         "status": ESTIMATED,
         "totalCount": len(items),
         "items": items,
         "links": rendering.page_links(LISTING, {"period": period, "by": "reseller"}),
         "attributes": {"objectType": "SpendOverview"},
     }
-    csv = [jsonutil.dumps(line) for item in items for line in _overview_lines(period, item)]
+    csv = [jsonutil.dumps(line) for item in items for line in _overview_lines(period, item, pricing.figures)]
     return Content(_body(body), csv_raws=csv, last_modified=_stored(r.stored_at for r in resellers))
+
+
+def _reseller_prices(
+    ctx: Context, pricing: Pricing, period: str, wanted: set[str | None]
+) -> dict[tuple[str | None, str], tuple[Decimal, bool]]:
+    """Per (reseller of record, currency) the month at each buyer's price, from every customer's month sums (one
+    query of the month's partition); a customer whose rule changes within the month is priced day by day."""
+    found: dict[tuple[str | None, str], tuple[Decimal, bool]] = {}
+    for month in (SpendMonth.of_row(row) for row in queries.spend_months(ctx.store, period)):
+        subjects: list[Priced] | None = None
+        for currency, by_reseller in month.priceable.items():
+            for seller in by_reseller:
+                reseller = seller or None
+                if reseller not in wanted:
+                    continue
+                if month_changes(pricing.rules, period, pricing.whom, reseller, month.customer_id):
+                    if subjects is None:
+                        _, stored = queries.customer_spend(ctx.store, month.customer_id, period, period)
+                        subjects = [priced_subject(s, pricing.rule) for s in stored]
+                    price = summed((p for p in subjects if p.subject.reseller == reseller), currency)
+                else:
+                    price = month_price(month, pricing.rule, currency, [reseller])
+                before, complete = found.get((reseller, currency), (Decimal(0), True))
+                with decimal.localcontext(EXACT):
+                    found[(reseller, currency)] = (before + price[0], complete and price[1])
+    return found
 
 
 # -- one customer ---------------------------------------------------------------------------------------------------
@@ -252,6 +387,21 @@ def customer_spend(ctx: Context) -> Content:
     in_range = [s for s in subjects if first_text[:7] <= s.period <= last_text[:7]]
     outside = 0 if whole else len(set(sellers) - set(part or ()))
     customer_name = next((m.customer_name for m in months if m.customer_name), None)
+    pricing = pricing_of(ctx)
+    priced = [priced_subject(s, pricing.rule) for s in in_range]
+    missing = {id(p.subject): _missing(p, first_text, last_text) for p in priced}
+    shown = [p.subject for p in priced] if pricing.priced else in_range
+    currencies = _currencies(shown, first_text, last_text, granularity)
+    subscriptions = _subscriptions(shown, first_text, last_text, granularity)
+    coverage = _merged_coverage(months, part, whole, outside)
+    unpriceable = [p.subject for p in priced if missing[id(p.subject)]]
+    if pricing.priced:
+        _no_list_price(coverage, unpriceable, missing)
+    else:
+        price_currencies = _currencies([p.subject for p in priced], first_text, last_text, granularity)
+        _attach(currencies, price_currencies, {s.currency for s in unpriceable}, pricing)
+        price_subscriptions = _subscriptions([p.subject for p in priced], first_text, last_text, granularity)
+        _attach_subscriptions(subscriptions, price_subscriptions, unpriceable, pricing)
     body = {
         "customerId": customer_id,
         "customerName": customer_name,
@@ -260,11 +410,12 @@ def customer_spend(ctx: Context) -> Content:
         "to": last_text,
         "granularity": granularity,
         "scope": "customer" if whole else "grant",
+        "figures": pricing.figures,
         "status": ESTIMATED,
-        "currencies": _currencies(in_range, first_text, last_text, granularity),
-        "subscriptions": _subscriptions(in_range, first_text, last_text, granularity),
-        "coverage": _merged_coverage(months, part, whole, outside),
-        "partnerCenter": _partner_center(months) if whole else None,
+        "currencies": currencies,
+        "subscriptions": subscriptions,
+        "coverage": coverage,
+        "partnerCenter": _partner_center(months) if whole and not pricing.priced else None,
         "periods": [{"period": m.period, "storedAt": m.stored_at, "status": m.status} for m in months],
         "links": {
             "self": rendering.link(
@@ -278,12 +429,59 @@ def customer_spend(ctx: Context) -> Content:
         "attributes": {"objectType": "CustomerSpend"},
     }
     csv = [
-        jsonutil.dumps(line)
-        for subject in in_range
+        jsonutil.dumps({**line, "figures": pricing.figures})
+        for subject in shown
         for line in _subject_lines(customer_id, subject, first_text, last_text, granularity)
     ]
     stamps = [m.stored_at for m in months] + [s.stored_at for s in in_range]
     return Content(_body(body), csv_raws=csv, last_modified=_stored(stamps))
+
+
+def _missing(priced: Priced, first: str, last: str) -> list[str]:
+    """The days of a priced subject within [first, last] that have no price (a period total: its month)."""
+    if priced.subject.amounts or priced.subject.days:
+        return [day for day in priced.unpriced_days if first <= day <= last]
+    return [day for day in priced.unpriced_days if first[:7] <= day[:7] <= last[:7]]
+
+
+def _no_list_price(coverage: dict[str, Any], subjects: list[SpendSubject], missing: Mapping[int, list[str]]) -> None:
+    """Name in the coverage each subscription whose figures are in part without a price (no list price known)."""
+    for subject in subjects:
+        days = missing[id(subject)]
+        coverage["excluded"].append(
+            {
+                "period": subject.period,
+                "subscriptionId": subject.subscription_id or subject.subject_id,
+                "kind": subject.rule_kind,
+                "reason": NO_LIST_PRICE,
+                "detail": f"{len(days)} day(s) without a list price ({subject.source} gives none): not in the prices",
+            }
+        )
+    coverage["counts"] = _counts(coverage["excluded"], coverage["outsideGrant"])
+
+
+def _attach(costs: list[dict[str, Any]], prices: list[dict[str, Any]], incomplete: set[str], pricing: Pricing) -> None:
+    """Beside each currency's cost: its price (and margin), from the same figures priced."""
+    by_currency = {p["currencyCode"]: p["total"] for p in prices}
+    for entry in costs:
+        code = entry["currencyCode"]
+        entry.update(
+            _price_fields(entry["total"], (by_currency.get(code, Decimal(0)), code not in incomplete), pricing)
+        )
+
+
+def _attach_subscriptions(
+    costs: list[dict[str, Any]], prices: list[dict[str, Any]], unpriceable: list[SpendSubject], pricing: Pricing
+) -> None:
+    """Beside each subscription's (and Azure subscription's) cost: its price, from the same subjects priced."""
+    for entry, price_entry in zip(costs, prices, strict=True):
+        owner = entry["subscriptionId"]
+        incomplete = {s.currency for s in unpriceable if (s.subscription_id or s.subject_id) == owner}
+        _attach(entry["currencies"], price_entry["currencies"], incomplete, pricing)
+        azure_prices = price_entry.get("azureSubscriptions", [])
+        for azure, price_azure in zip(entry.get("azureSubscriptions", []), azure_prices, strict=True):
+            gaps = {s.currency for s in unpriceable if s.subject_id == azure["azureSubscriptionId"]}
+            _attach(azure["currencies"], price_azure["currencies"], gaps, pricing)
 
 
 def _series(days: Mapping[str, str], first: str, last: str, granularity: str) -> dict[str, Decimal]:
@@ -464,6 +662,17 @@ _SCOPE = {
 _SOURCES = "`ratedUsage` (Azure plan, Graph billing export), `utilization×rateCard` (legacy usage priced by the rate card), `usageSummary` (a period total without days)"  # noqa: RUF001, E501
 
 
+_PRICE_BESIDE = {
+    **PRICE_PROPERTIES,
+    "price": {
+        **_MONEY,
+        "description": "beside cost (the function key, showCost grants): the price its buyer is charged under the "
+        "buyer's rule (the reseller's, else the customer's, else the default, else list)",
+    },
+    "margin": {**_MONEY, "description": "the function key only: `price` - `total`, exact"},
+}
+
+
 def _object(description: str, required: list[str], **properties: Any) -> dict[str, Any]:
     return {
         "type": "object",
@@ -490,7 +699,8 @@ SCHEMAS: dict[str, Any] = {
                     "type": "string",
                     "description": "`unpriced` (meters the rate card does not price; quantities under the "
                     "subscription's `unpriced`), `notYetFetched`, `forbidden` (no relationship, 403/20002), "
-                    "`licenceNotCovered` (their charges come with billed data)",
+                    "`licenceNotCovered` (their charges come with billed data), `noListPrice` (prices only: days "
+                    "whose figures came without a list price, left out of a price on the list basis)",
                 },
                 detail=_TEXT_OR_NULL,
             ),
@@ -513,7 +723,8 @@ SCHEMAS: dict[str, Any] = {
         "A total in one currency",
         ["currencyCode", "total"],
         currencyCode={"type": "string"},
-        total=_MONEY,
+        total={**_MONEY, "description": "at the answer's `figures`: the partner's cost, or the caller's price"},
+        **_PRICE_BESIDE,
         bySource={
             "anyOf": [{"type": "object", "additionalProperties": _MONEY}, {"type": "null"}],
             "description": f"the total by source: {_SOURCES}; null for a `grant` scope",
@@ -523,7 +734,8 @@ SCHEMAS: dict[str, Any] = {
         "A series and its totals in one currency",
         ["currencyCode", "total", "datedTotal", "undatedTotal", "series"],
         currencyCode={"type": "string"},
-        total=_MONEY,
+        total={**_MONEY, "description": "at the answer's `figures`: the partner's cost, or the caller's price"},
+        **_PRICE_BESIDE,
         datedTotal={**_MONEY, "description": "the sum of the series"},
         undatedTotal={**_MONEY, "description": "period totals without days (usage summaries) of the months in range"},
         series={
@@ -566,6 +778,7 @@ SCHEMAS: dict[str, Any] = {
         ["period", "by", "status", "totalCount", "items", "links"],
         period={"type": "string"},
         by={"type": "string", "enum": ["customer", "reseller"]},
+        figures=FIGURES,
         status=_STATUS,
         totalCount={"type": "integer"},
         items={
@@ -625,6 +838,7 @@ SCHEMAS: dict[str, Any] = {
         **{"from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"}},
         granularity={"type": "string", "enum": ["day", "month"]},
         scope=_SCOPE,
+        figures=FIGURES,
         status=_STATUS,
         currencies={"type": "array", "items": {"$ref": "#/components/schemas/SpendSeries"}},
         subscriptions={"type": "array", "items": {"$ref": "#/components/schemas/SpendSubscription"}},

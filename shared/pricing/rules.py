@@ -28,13 +28,12 @@ from typing import Any
 
 from shared import jsonutil
 from shared.keys import make_key
+from shared.pricing.amounts import EXACT
 from shared.table_store import TableStore
 
 PRICE_RULES = "PriceRules"
 RULE_PARTITION = "rule"
 HUNDRED = Decimal(100)
-# Products keep every digit: a trap, not a rounding, if one ever needed more than 400 digits.
-EXACT = decimal.Context(prec=400, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
 
 
 class Whom(StrEnum):

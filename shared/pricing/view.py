@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from shared.pricing.rules import EXACT, LIST_PRICE, Basis, PriceRule, Rules, Whom
+from shared.pricing.amounts import EXACT
+from shared.pricing.rules import LIST_PRICE, Basis, PriceRule, Rules, Whom
 
 # The fields of a rated-usage line that carry no cost or price: who, what, where, when, how much.
 SCOPED_LINE_FIELDS = (

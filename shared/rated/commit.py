@@ -23,12 +23,13 @@ from typing import Any
 from shared import jsonutil
 from shared.deadline import NO_DEADLINE, Deadline
 from shared.keys import under
+from shared.pricing import amounts
+from shared.pricing.amounts import EXACT, Amounts
 from shared.rated.chunks import pack, raw_texts
 from shared.rated.versions import VERSION_CHARS, Slice, SlicePlan, Snapshot, add_to_customer, plan_slice, plan_vanished
 from shared.spend.refresh import mark
 from shared.table_store import TableStore
 from shared.tables import (
-    EXACT,
     RATED_CUSTOMER_DAYS,
     RATED_LINES,
     RATED_SLICES,
@@ -81,6 +82,7 @@ class _Day:
     digests: list[bytes] = field(default_factory=list)
     billing: Decimal = Decimal(0)
     pricing: dict[str, Decimal] = field(default_factory=dict)
+    by_category: Amounts = field(default_factory=dict)
     first: tuple[bytes, Any] | None = None  # (smallest digest, the names of its line)
 
     def add(self, chunk: Mapping[str, Any]) -> None:
@@ -91,13 +93,17 @@ class _Day:
             self.billing += Decimal(str(chunk["bt"]))
             for code, total in (jsonutil.loads(chunk["pt"]) if chunk.get("pt") else {}).items():
                 self.pricing[code] = self.pricing.get(code, Decimal(0)) + Decimal(str(total))
+        if chunk.get("ct"):
+            amounts.merge(self.by_category, amounts.of_json(jsonutil.loads(chunk["ct"])))
+        else:  # staged before chunks carried categories: their cost is known, their list price is not
+            amounts.add_to(self.by_category, "", Decimal(str(chunk["bt"])), None)
         if self.first is None or h[:32] < self.first[0]:
             self.first = (h[:32], chunk.get("nm"))
 
     def view(self) -> DayView:
         digest = hashlib.sha256(b"".join(sorted(self.digests))).hexdigest()[:VERSION_CHARS]
         pricing = {code: str(total) for code, total in sorted(self.pricing.items())}
-        return DayView(digest, len(self.digests), str(self.billing), pricing)
+        return DayView(digest, len(self.digests), str(self.billing), pricing, self.by_category)
 
 
 def _names(value: Any) -> tuple[str | None, str | None, str | None, str | None]:

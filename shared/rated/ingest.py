@@ -14,12 +14,13 @@ from datetime import datetime
 
 from shared.deadline import NO_DEADLINE, Deadline
 from shared.graph.blobs import BlobLine
+from shared.pricing.amounts import EXACT
 from shared.rated.commit import Committer, delete_versions
 from shared.rated.stage import BlobStager
 from shared.rated.versions import GRACE, Snapshot
 from shared.sync.runs import SyncRun
 from shared.table_store import TableStore
-from shared.tables import EXACT, BlobProgress, export_id_of, staging_table
+from shared.tables import BlobProgress, export_id_of, staging_table
 
 __all__ = ["EXACT", "GRACE", "Feed", "Ingest", "IngestStats", "Snapshot", "delete_versions"]
 

@@ -14,10 +14,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from functools import lru_cache
 from typing import Any
 
+from shared.pricing.amounts import EXACT
 from shared.records import BadRecord
 
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
@@ -39,6 +40,8 @@ class RatedLine:
     text: str
     digest: bytes  # SHA-256 of text
     names: tuple[str | None, str | None, str | None, str | None]  # customer, subscription, plan id, reseller
+    category: str = ""  # MeterCategory: what a price rule's adjustment may name
+    list_total: Decimal | None = None  # UnitPrice x Quantity (the retail price); None when either is missing
 
     @property
     def period(self) -> str:
@@ -144,6 +147,22 @@ def _money(fields: _Fields, name: str, *, required: bool) -> Decimal | None:
     return number
 
 
+def _optional_money(fields: _Fields, name: str) -> Decimal | None:
+    """A number the ingest does not need: None, not a quarantine, when it is missing or not a number."""
+    try:
+        return _money(fields, name, required=False)
+    except BadRecord:
+        return None
+
+
+def _list_total(fields: _Fields) -> Decimal | None:
+    unit, quantity = _optional_money(fields, "UnitPrice"), _optional_money(fields, "Quantity")
+    if unit is None or quantity is None:
+        return None
+    with localcontext(EXACT):
+        return unit * quantity
+
+
 def _required_money(fields: _Fields, name: str) -> Decimal:
     number = _money(fields, name, required=True)
     if number is None:  # _money raised already; this keeps the type exact
@@ -204,4 +223,6 @@ def parse_line(text: str) -> RatedLine:
             _text(fields, "SubscriptionId"),
             _text(fields, "Tier2MpnId"),
         ),
+        category=(_text(fields, "MeterCategory") or "").strip(),
+        list_total=_list_total(fields),
     )

@@ -25,12 +25,13 @@ from decimal import Decimal, localcontext
 from shared import jsonutil
 from shared.deadline import NO_DEADLINE, Deadline, DeadlineReached
 from shared.graph.blobs import BlobLine
+from shared.pricing import amounts
+from shared.pricing.amounts import EXACT, Amounts, add_to
 from shared.rated.chunks import CHUNK_LINES, CHUNK_RAW_BYTES, pack
 from shared.rated.lines import RatedLine, parse_line
 from shared.records import BadRecord
 from shared.table_store import TableStore
 from shared.tables import (
-    EXACT,
     STAGING_BLOBS,
     STAGING_INDEX,
     BlobProgress,
@@ -146,6 +147,9 @@ class BlobStager:
             part = records[at : at + chunk.count]
             at += chunk.count
             billing, pricing = _totals(part)
+            by_category: Amounts = {}
+            for ln in part:
+                add_to(by_category, ln.category, ln.billing_total, ln.list_total)
             self._chunks.add(
                 {
                     "PartitionKey": partition,
@@ -154,6 +158,7 @@ class BlobStager:
                     "h": b"".join(ln.digest for ln in part),
                     "bt": billing,
                     "pt": jsonutil.dumps(pricing) if pricing else None,
+                    "ct": jsonutil.dumps(amounts.as_json(by_category)),
                     "nm": jsonutil.dumps(list(part[0].names)),
                 }
             )

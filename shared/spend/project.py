@@ -19,8 +19,10 @@ from decimal import Decimal
 from typing import Any
 
 from shared.keys import make_key, under
+from shared.pricing import amounts
+from shared.pricing.amounts import EXACT, Amounts
 from shared.spend import usage
-from shared.spend.ratecard import EXACT, RateCard, price_month
+from shared.spend.ratecard import RateCard, price_month
 from shared.spend.rows import (
     SPEND_DAYS,
     SPEND_MONTHS,
@@ -304,6 +306,7 @@ def compute(sources: Sources, period: str, card_of: CardOf, now: datetime) -> Pr
                 total=pointer.billing_pre_tax_total,
                 as_of=pointer.snapshot_created_at,
                 stored_at=stamp,
+                amounts={day: view.amounts() for day, view in pointer.days.items()},
             )
         )
     for sid, sub in sorted(by_id.items()):
@@ -339,8 +342,13 @@ def compute(sources: Sources, period: str, card_of: CardOf, now: datetime) -> Pr
         return Projection([], None)
     totals: dict[str, _Totals] = {}
     as_of: dict[str, str] = {}
+    priceable: dict[str, dict[str, dict[str, Amounts]]] = {}
     for subject in subjects:
         totals.setdefault(subject.currency, _Totals()).add(subject)
+        kinds = priceable.setdefault(subject.currency, {}).setdefault(subject.reseller or "", {})
+        month_amounts = kinds.setdefault(subject.rule_kind, {})
+        for found in subject_amounts(subject).values():
+            amounts.merge(month_amounts, found)
         source = str(subject.source)
         if subject.as_of and (source not in as_of or subject.as_of < as_of[source]):
             as_of[source] = subject.as_of
@@ -356,8 +364,19 @@ def compute(sources: Sources, period: str, card_of: CardOf, now: datetime) -> Pr
         usage_record=record,
         as_of=as_of,
         stored_at=stamp,
+        priceable=priceable,
     )
     return Projection(subjects, month)
+
+
+def subject_amounts(subject: SpendSubject) -> Mapping[str, Amounts]:
+    """A subject's cost and list per day and category; a period total without days (a usage summary) as one
+    amount of its month's first day, its list price unknown."""
+    if subject.amounts:
+        return subject.amounts
+    if subject.days:  # stored before amounts were kept: each day's cost, list unknown
+        return {day: {"": [Decimal(cost), None]} for day, cost in subject.days.items()}
+    return {subject.period + "-01": {"": [Decimal(subject.total), None]}}
 
 
 def _name_of(sources: Sources) -> str | None:
@@ -437,6 +456,10 @@ def _legacy_subject(
         unpriced=unpriced,
         as_of=through,
         stored_at=stamp,
+        amounts={
+            day: {cat: [cost, listed] for cat, (cost, listed) in found.items()}
+            for day, found in priced.categories.items()
+        },
     )
     gap = None
     if unpriced:

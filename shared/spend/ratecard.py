@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from shared.pricing.amounts import EXACT, Amounts, add_to
 from shared.records import BadRecord
 
-# Products and sums keep every digit: a trap, not a rounding, if one ever needed more than 400 digits.
-EXACT = decimal.Context(prec=400, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
 ZERO = Decimal(0)
 
 
@@ -49,6 +48,7 @@ class Meter:
     tiers: tuple[tuple[Decimal, Decimal], ...]
     included: Decimal = ZERO
     effective_date: str | None = None
+    category: str = ""  # the meter's category (what a price rule's adjustment may name)
 
     def charge(self, quantity: Decimal) -> Decimal:
         """The cost of the first ``quantity`` units of a month, before discounts."""
@@ -134,14 +134,17 @@ def _meter(raw: Any) -> Meter:
         tiers=tuple(tiers),
         included=included,
         effective_date=effective if isinstance(effective, str) else None,
+        category=str(raw.get("category") or "").strip(),
     )
 
 
 @dataclass
 class PricedDays:
-    """A subscription's month priced day by day: cost per day, and the quantities no card prices."""
+    """A subscription's month priced day by day: cost per day, the same per meter category with the card's price
+    before discounts (its list price), and the quantities no card prices."""
 
     days: dict[str, Decimal] = field(default_factory=dict)
+    categories: dict[str, Amounts] = field(default_factory=dict)  # day -> category -> [cost, list]
     unpriced: dict[str, dict[str, Any]] = field(default_factory=dict)  # meter id -> name, unit, quantity
 
 
@@ -169,7 +172,10 @@ def price_month(
                     gap = priced.unpriced.setdefault(meter_id, {"name": name, "unit": unit, "quantity": ZERO})
                     gap["quantity"] += quantity
                     continue
-                cost += (meter.charge(before + quantity) - meter.charge(before)) * card.factor(meter.id)
+                listed = meter.charge(before + quantity) - meter.charge(before)
+                charged = listed * card.factor(meter.id)
+                cost += charged
+                add_to(priced.categories.setdefault(day, {}), meter.category, charged, listed)
                 any_priced = True
             if any_priced:
                 priced.days[day] = cost

@@ -21,8 +21,9 @@ from decimal import Decimal
 from typing import Any
 
 from shared.deadline import Deadline
+from shared.pricing.amounts import EXACT
 from shared.spend import project
-from shared.spend.ratecard import EXACT, RateCard
+from shared.spend.ratecard import RateCard
 from shared.spend.rows import (
     MARKS_PARTITION,
     RATE_CARDS,

@@ -27,6 +27,8 @@ from typing import Any
 
 from shared import jsonutil
 from shared.keys import make_key
+from shared.pricing import amounts
+from shared.pricing.amounts import Amounts
 from shared.tables import customer_key, subscription_key
 
 SPEND_DAYS = "SpendDays"
@@ -95,6 +97,14 @@ class SpendSubject:
     as_of: str | None = None  # how fresh its source is (export created, utilization stored through, modified)
     status: str = ESTIMATED
     stored_at: str | None = None
+    # day -> meter category -> [cost, list]: what each viewer's price is made of (a period total: none)
+    amounts: Mapping[str, Amounts] = field(default_factory=dict)
+
+    @property
+    def rule_kind(self) -> str:
+        """The subscription kind a price rule's adjustment names: ``azure_plan`` (an Azure plan, its Azure
+        subscriptions), ``legacy``, else the kind as stored."""
+        return "azure_plan" if self.kind == "azure_subscription" else self.kind
 
     @property
     def row_key(self) -> str:
@@ -121,6 +131,7 @@ class SpendSubject:
             "unpriced": jsonutil.dumps(self.unpriced) if self.unpriced else None,
             "asOf": self.as_of,
             "storedAt": self.stored_at,
+            **packed_json(AMOUNTS, {day: amounts.as_json(found) for day, found in sorted(self.amounts.items())}),
         }
 
     @classmethod
@@ -142,6 +153,7 @@ class SpendSubject:
             as_of=_text(row.get("asOf")),
             status=str(row.get("status") or ESTIMATED),
             stored_at=_text(row.get("storedAt")),
+            amounts={str(day): amounts.of_json(found) for day, found in _json_map(unpacked_json(AMOUNTS, row)).items()},
         )
 
 
@@ -239,6 +251,9 @@ class SpendMonth:
     as_of: Mapping[str, str] = field(default_factory=dict)  # source -> the oldest freshness of its figures
     status: str = ESTIMATED
     stored_at: str | None = None
+    # currency -> reseller of record ("" direct) -> rule kind -> category -> [cost, list]: the month's sums a
+    # price is made of when one rule prices the whole month
+    priceable: Mapping[str, Mapping[str, Mapping[str, Amounts]]] = field(default_factory=dict)
 
     @property
     def resellers(self) -> frozenset[str | None]:
@@ -268,6 +283,7 @@ class SpendMonth:
             "asOf": jsonutil.dumps(dict(sorted(self.as_of.items()))),
             "status": self.status,
             "storedAt": self.stored_at,
+            **packed_json(PRICEABLE, _nested(self.priceable, 3, amounts.as_json)),
         }
 
     @classmethod
@@ -288,6 +304,7 @@ class SpendMonth:
             as_of={str(k): str(v) for k, v in _json_map(row.get("asOf")).items()},
             status=str(row.get("status") or ESTIMATED),
             stored_at=_text(row.get("storedAt")),
+            priceable=_nested(_json_map(unpacked_json(PRICEABLE, row)), 3, amounts.of_json),
         )
 
 
@@ -460,6 +477,47 @@ def card_text(parts: Iterable[Mapping[str, Any]]) -> str:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
+
+AMOUNTS = "amounts"
+PRICEABLE = "priceable"
+MAX_PARTS = 16  # properties of PART_BYTES each: ~1 MB of compressed JSON, far above a month of any subscription
+
+
+def packed_json(name: str, value: Any) -> dict[str, bytes]:
+    """A JSON value as compressed binary properties ``name``, ``name1``, ... of at most PART_BYTES each (a binary
+    property holds 64 KiB); {} for an empty value."""
+    if not value:
+        return {}
+    data = zlib.compress(jsonutil.dumps(value).encode("utf-8"), 6)
+    chunks = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
+    if len(chunks) > MAX_PARTS:
+        raise ValueError(f"{name} is {len(data)} bytes compressed; a row holds at most {MAX_PARTS * PART_BYTES}")
+    return {f"{name}{n or ''}": chunk for n, chunk in enumerate(chunks)}
+
+
+def unpacked_json(name: str, row: Mapping[str, Any]) -> Any:
+    """The value ``packed_json`` stored (None when the row has none, or it is damaged)."""
+    parts = []
+    for n in range(MAX_PARTS):
+        part = row.get(f"{name}{n or ''}")
+        if part is None:
+            break
+        parts.append(bytes(part))
+    if not parts:
+        return None
+    try:
+        return jsonutil.loads(zlib.decompress(b"".join(parts)).decode("utf-8"))
+    except (zlib.error, ValueError):
+        return None
+
+
+def _nested(value: Any, depth: int, leaf: Any) -> Any:
+    """``leaf`` applied ``depth`` mappings down."""
+    if depth == 0:
+        return leaf(value)
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): _nested(v, depth - 1, leaf) for k, v in sorted(value.items())}
 
 
 def _text(value: Any) -> str | None:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from shared.spend.ratecard import EXACT
+from shared.pricing.amounts import EXACT
 from shared.spend.rows import UTILIZATION_DAYS, UtilizationDay, next_month
 from shared.table_store import TableStore
 from shared.tables import subscription_key
