@@ -79,7 +79,7 @@ def test_a_scoped_line_has_its_price_and_no_cost_field():
     viewer = Viewer(rules=Rules.of([rule(Whom.RESELLER, "123", "2026-11-01", "10")]), whom=Whom.RESELLER)
     shown = priced_line(line, viewer, "c1")
     assert shown["price"]["total"] == Decimal("0.1234567890123456789") * Decimal("2.5") * Decimal("1.1")
-    assert shown["price"]["unitPrice"] == Decimal("0.1234567890123456789") * Decimal("1.1")
+    assert shown["price"]["perUnit"] == Decimal("0.1234567890123456789") * Decimal("1.1")
     cost_fields = {"EffectiveUnitPrice", "BillingPreTaxTotal", "PricingPreTaxTotal", "PartnerEarnedCreditPercentage"}
     assert not cost_fields & set(shown) and "SomethingNewTomorrow" not in shown and "UnitPrice" not in shown
     with_cost = priced_line(line, Viewer(rules=Rules(), whom=Whom.RESELLER, shows_cost=True), "c1")

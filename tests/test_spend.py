@@ -273,7 +273,7 @@ def test_a_reseller_sees_its_share_of_a_customer_it_shares_labelled_as_such(worl
 
     overview = call(f"/api/v1/spend?period={PERIOD}")
     (item,) = overview["items"]
-    assert item["customerId"] == shared.id and item["scope"] == "grant" and item["budget"] is None
+    assert item["customerId"] == shared.id and item["scope"] == "grant" and "budget" not in item
     month = months(store)[shared.id]
     mine = [s for s in subjects(store, shared.id) if s.reseller == reseller]
     (currency,) = item["currencies"]
@@ -285,7 +285,7 @@ def test_a_reseller_sees_its_share_of_a_customer_it_shares_labelled_as_such(worl
     assert item["coverage"]["outsideGrant"] == len(licences) == 1
     assert Decimal(month.currencies[currency["currencyCode"]].total) == cost  # the licence costs 0 here
     body = call(f"/api/v1/customers/{shared.id}/spend?from=2026-11-01")
-    assert body["scope"] == "grant" and body["partnerCenter"] is None
+    assert body["scope"] == "grant" and "partnerCenter" not in body
     assert {s["subscriptionId"] for s in body["subscriptions"]} == {s.subscription_id for s in mine}
     assert licences[0].encode() not in jsonutil.dumps(body).encode()  # counted, never named
     by_reseller = call(f"/api/v1/spend?period={PERIOD}&by=reseller")

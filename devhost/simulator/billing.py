@@ -137,6 +137,16 @@ def _line_keys(
             yield j, resource, r, bool(every and j == 0 and resource == 0 and day.toordinal() % every == 0)
 
 
+# Partner earned credit on every other customer (odd index): its lines' retail UnitPrice is 1.25 x what the partner pays
+# (EffectiveUnitPrice, which the billed totals use), i.e. a 20 % credit, so list and cost differ there digit for digit.
+_PEC_PERCENT = 20
+_LIST_OVER_EFFECTIVE = Decimal("1.25")
+
+
+def _earns_credit(customer: Customer) -> bool:
+    return customer.index % 2 == 1
+
+
 def _priced(
     customer: Customer, day: date, r: int, options: BillingOptions
 ) -> tuple[Decimal, Decimal, Decimal, Decimal]:
@@ -203,7 +213,7 @@ def _day_lines(
             "ResourceGroup": group,
             "ResourceURI": uri,
             "ChargeType": "new",
-            "UnitPrice": price,
+            "UnitPrice": _EXACT.multiply(price, _LIST_OVER_EFFECTIVE) if _earns_credit(customer) else price,
             "Quantity": quantity,
             "UnitType": meter.unit,
             "BillingPreTaxTotal": total,
@@ -219,7 +229,7 @@ def _day_lines(
             "PCToBCExchangeRateDate": f"{period[0].isoformat()}T00:00:00Z",
             "EntitlementId": entitlement,
             "EntitlementDescription": f"{customer.name} - subscription {k + 1}",
-            "PartnerEarnedCreditPercentage": 0,
+            "PartnerEarnedCreditPercentage": _PEC_PERCENT if _earns_credit(customer) else 0,
             "CreditPercentage": 0,
             "CreditType": "None",
             "BenefitOrderID": "",

@@ -47,6 +47,10 @@ USAGE_SUMMARY_COLUMNS = (
     "currencyLocale",
     "lastModifiedDate",
 )
+# What a caller shown prices receives of them: no amount (those are the partner's cost), the rest as is.
+COST_COLUMNS = frozenset({"totalCost", "usdTotalCost", "percentUsed", "budget.amount"})
+USAGE_RECORD_PRICED_COLUMNS = tuple(c for c in USAGE_RECORD_COLUMNS if c not in COST_COLUMNS)
+USAGE_SUMMARY_PRICED_COLUMNS = tuple(c for c in USAGE_SUMMARY_COLUMNS if c not in COST_COLUMNS)
 UTILIZATION_COLUMNS = (
     "usageStartTime",
     "usageEndTime",

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from shared import jsonutil
-from shared.api import continuation, discovery, params, queries, rated, rendering, spend
+from shared.api import continuation, csv_format, discovery, params, queries, rated, rendering, spend
 from shared.api.context import Content, Context
 from shared.api.errors import (
     CODE_COST_WITHHELD,
@@ -88,7 +88,8 @@ def usage_records(ctx: Context) -> Content:
         raws.append(discovery.with_attributes(raw, attributes))
     links = rendering.page_links("customers/usagerecords", {"billing_month": month})
     written = queries.newest(stamp for _, _, stamp in stored)
-    return Content(rendering.collection(raws, links), csv_raws=raws, last_modified=written)
+    columns = None if ctx.scope.viewer.shows_cost else csv_format.USAGE_RECORD_PRICED_COLUMNS
+    return Content(rendering.collection(raws, links), csv_raws=raws, csv_columns=columns, last_modified=written)
 
 
 def _shared_total(customer_id: str) -> dict[str, object]:
@@ -132,11 +133,13 @@ def usage_summary(ctx: Context) -> Content:
             CODE_NO_USAGE_DATA,
         )
     raw, written = found
-    if not ctx.scope.viewer.shows_cost:
-        raw = discovery.with_attributes(
-            discovery.only(raw, _SUMMARY_IDENTITY), {"totalWithheld": _cost_withheld(customer_id)}
-        )
-    return Content(raw.encode("utf-8"), csv_raws=[raw], last_modified=written)
+    if ctx.scope.viewer.shows_cost:
+        return Content(raw.encode("utf-8"), csv_raws=[raw], last_modified=written)
+    raw = discovery.with_attributes(
+        discovery.only(raw, _SUMMARY_IDENTITY), {"totalWithheld": _cost_withheld(customer_id)}
+    )
+    columns = csv_format.USAGE_SUMMARY_PRICED_COLUMNS
+    return Content(raw.encode("utf-8"), csv_raws=[raw], csv_columns=columns, last_modified=written)
 
 
 def _first_page_query(ctx: Context) -> continuation.UtilizationQuery:

@@ -156,6 +156,7 @@ ROUTES: tuple[Route, ...] = (
         "UsageRecordCollection",
         query=(params.BILLING_MONTH,),
         csv_columns=csv_format.USAGE_RECORD_COLUMNS,
+        scoped_csv_columns=csv_format.USAGE_RECORD_PRICED_COLUMNS,
     ),
     Route("v1/customers", handlers.customers, Access.LISTING, "CustomerCollection", query=(params.SIZE,), paged=True),
     Route(CUSTOMER, handlers.customer, Access.CUSTOMER, "Customer"),
@@ -168,6 +169,7 @@ ROUTES: tuple[Route, ...] = (
         "SubscriptionUsageSummary",
         query=(params.BILLING_START,),
         csv_columns=csv_format.USAGE_SUMMARY_COLUMNS,
+        scoped_csv_columns=csv_format.USAGE_SUMMARY_PRICED_COLUMNS,
     ),
     Route(
         SUBSCRIPTION + "/utilizations/azure",
@@ -206,6 +208,7 @@ ROUTES: tuple[Route, ...] = (
         query=(params.PERIOD, params.BY, params.SIZE),
         paged=True,
         csv_columns=spend.OVERVIEW_COLUMNS,
+        scoped_csv_columns=spend.OVERVIEW_PRICED_COLUMNS,
         schemas=spend.SCHEMAS,
     ),
     Route(

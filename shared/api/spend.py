@@ -61,6 +61,10 @@ OVERVIEW_COLUMNS = (
     "excluded",
     "outsideGrant",
 )
+# A caller shown prices: its price in ``total``, no budget (set on cost) and no margin.
+OVERVIEW_PRICED_COLUMNS = tuple(
+    c for c in OVERVIEW_COLUMNS if c not in ("price", "margin", "budgetAmount", "percentUsed")
+)
 CUSTOMER_COLUMNS = (
     "customerId",
     "subscriptionId",
@@ -198,7 +202,9 @@ def partner_spend(ctx: Context) -> Content:
     }
     headers = {rendering.CONTINUATION_HEADER: next_token} if next_token else {}
     csv = [jsonutil.dumps(line) for item in items for line in _overview_lines(period, item, pricing.figures)]
-    return Content(_body(body), csv_raws=csv, headers=headers, last_modified=_stored(m.stored_at for m in months))
+    columns = OVERVIEW_PRICED_COLUMNS if pricing.priced else None
+    stamp = _stored(m.stored_at for m in months)
+    return Content(_body(body), csv_raws=csv, csv_columns=columns, headers=headers, last_modified=stamp)
 
 
 def _in_grant(ctx: Context, month: SpendMonth) -> bool:
@@ -229,7 +235,16 @@ def _customer_item(ctx: Context, month: SpendMonth, pricing: Pricing) -> dict[st
         currencies.append({**currency_item, **_price_fields(total, price, pricing)})
     outside = 0 if whole else len(set(month.subscriptions) - set(part or ()))
     record = month.usage_record or {}
-    budget = record.get("budget") if whole and not pricing.priced else None  # a budget of cost: not for prices
+    budget = record.get("budget") if whole else None
+    cost_only = {
+        "budget": None
+        if not budget
+        else {
+            "amount": _amount(budget["amount"]),
+            "currencyCode": record.get("currencyCode"),
+            "percentUsed": None if budget.get("percentUsed") is None else _amount(budget["percentUsed"]),
+        }
+    }
     return {
         "customerId": month.customer_id,
         "customerName": month.customer_name,
@@ -237,13 +252,7 @@ def _customer_item(ctx: Context, month: SpendMonth, pricing: Pricing) -> dict[st
         "scope": "customer" if whole else "grant",
         "status": month.status,
         "currencies": currencies,
-        "budget": None
-        if not budget
-        else {
-            "amount": _amount(budget["amount"]),
-            "currencyCode": record.get("currencyCode"),
-            "percentUsed": None if budget.get("percentUsed") is None else _amount(budget["percentUsed"]),
-        },
+        **({} if pricing.priced else cost_only),  # a budget of cost: not beside prices
         "coverage": _coverage(month, part, whole, outside),
         "asOf": dict(month.as_of),
         "storedAt": month.stored_at,
@@ -329,7 +338,10 @@ def _by_reseller(ctx: Context, period: str) -> Content:
         "attributes": {"objectType": "SpendOverview"},
     }
     csv = [jsonutil.dumps(line) for item in items for line in _overview_lines(period, item, pricing.figures)]
-    return Content(_body(body), csv_raws=csv, last_modified=_stored(r.stored_at for r in resellers))
+    columns = OVERVIEW_PRICED_COLUMNS if pricing.priced else None
+    return Content(
+        _body(body), csv_raws=csv, csv_columns=columns, last_modified=_stored(r.stored_at for r in resellers)
+    )
 
 
 def _reseller_prices(
@@ -415,7 +427,7 @@ def customer_spend(ctx: Context) -> Content:
         "currencies": currencies,
         "subscriptions": subscriptions,
         "coverage": coverage,
-        "partnerCenter": _partner_center(months) if whole and not pricing.priced else None,
+        **({} if pricing.priced else {"partnerCenter": _partner_center(months) if whole else None}),
         "periods": [{"period": m.period, "storedAt": m.stored_at, "status": m.status} for m in months],
         "links": {
             "self": rendering.link(

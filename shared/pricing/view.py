@@ -81,7 +81,7 @@ COST_FIELDS = (
 PRICE_COLUMNS = (
     "price.currencyCode",
     "price.total",
-    "price.unitPrice",
+    "price.perUnit",
     "price.basis",
     "price.adjustmentPercent",
     "price.effectiveFrom",
@@ -177,7 +177,7 @@ def priced_line(line: Mapping[str, Any], viewer: Viewer, customer_id: str) -> di
     shown["price"] = {
         "currencyCode": field(line, "BillingCurrency"),
         "total": total,
-        "unitPrice": unit,
+        "perUnit": unit,
         "basis": str(rule.basis),
         "adjustmentPercent": rule.percent(category, kind),
         "effectiveFrom": None if rule is LIST_PRICE else rule.effective_from,
