@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             found = spend.measure(cs, customers=mode.spend_customers)
             _progress(
                 f"spend {found['customers']} customers: {found['requests']} requests, answer CPU "
-                f"{found['answer_vs_raw']}x the raw read, projection {found['projection']['cpu_us_per_source_day']} "
+                f"{found['answer_vs_raw']}x the raw read, priced {found['priced_answer_vs_partner_answer']}x, "
+                f"projection {found['projection']['cpu_us_per_source_day']} "
                 "us per source day"
             )
             return found

@@ -12,13 +12,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from azure.data.tables import TableServiceClient
 
 from bench.common import new_prefix
 from shared.api import Request, Response, handle
+from shared.api.scope import Scope
 from shared.deadline import NO_DEADLINE
+from shared.pricing.amounts import Amounts
+from shared.pricing.rules import Adjustment, Basis, PriceRule, Rules, Whom
+from shared.pricing.view import Viewer
 from shared.settings import Settings
 from shared.spend import rows as spend_rows
 from shared.spend.refresh import mark, project_marked
@@ -30,6 +35,8 @@ from shared.tables import (
     SYNC_STATE,
     DayView,
     ExportStream,
+    Grant,
+    GrantKind,
     RatedPointer,
     customer_row,
     subscription_row,
@@ -44,6 +51,20 @@ Progress = Callable[[str], None]
 
 def _guid(kind: int, n: int, k: int = 0) -> str:
     return f"{kind:08x}-0000-4000-8000-{n * 16 + k:012x}"
+
+
+CATEGORIES = ("Virtual Machines", "Storage", "Bandwidth", "SQL Database")
+
+
+def _day(d: int, total: str) -> DayView:
+    """A stored day of an Azure subscription: its total, and its cost and list amounts over four categories (the
+    list 1.25 x the cost, as with partner earned credit)."""
+    cost = Decimal(total)
+    shares = [cost / 2, cost / 4, cost / 8]
+    by_category: Amounts = {c: [v, v * Decimal("1.25")] for c, v in zip(CATEGORIES, shares, strict=False)}
+    last = cost - sum(shares, Decimal(0))
+    by_category[CATEGORIES[-1]] = [last, last * Decimal("1.25")]
+    return DayView(f"{d:016x}", 80, total, {"USD": total}, by_category)
 
 
 def _seed(store: TableStore, customers: int, subscriptions: int, days: int) -> int:
@@ -63,9 +84,7 @@ def _seed(store: TableStore, customers: int, subscriptions: int, days: int) -> i
                     entitlement_id=_guid(3, n, k),
                     period=PERIOD,
                     currency="EUR",
-                    days={
-                        f"{PERIOD}-{d:02d}": DayView(f"{d:016x}", 80, total, {"USD": total}) for d in range(1, days + 1)
-                    },
+                    days={f"{PERIOD}-{d:02d}": _day(d, total) for d in range(1, days + 1)},
                     subscription_id=sid,
                     customer_name=f"Customer {n}",
                     snapshot_etag="0x1",
@@ -78,6 +97,36 @@ def _seed(store: TableStore, customers: int, subscriptions: int, days: int) -> i
     stream = ExportStream(billing_period="current", currency="EUR", snapshot_etag="0x1", periods=(PERIOD,))
     store.upsert_one(SYNC_STATE, stream.row())
     return customers * subscriptions * days
+
+
+def _rules(effective_from: str) -> Rules:
+    return Rules.of(
+        [PriceRule(whom=Whom.DEFAULT, who=None, basis=Basis.LIST, effective_from=effective_from,
+                   adjustments=(Adjustment(Decimal(10)),))]
+    )  # fmt: skip
+
+
+def _viewer_scope(store: TableStore, rules: Rules) -> Scope:
+    grant = Grant("bench-tenant", "bench-app", GrantKind.ALL)
+    return Scope(grant, store, Viewer(rules=rules, whom=None, shows_cost=False))
+
+
+def _overview(store: TableStore, settings: Settings, scope: Scope | None = None) -> tuple[float, int]:
+    """Every page of the month's overview: (app CPU seconds, requests)."""
+    cpu, requests, query = 0.0, 0, {"period": PERIOD}
+    headers: dict[str, str] = {}
+    while True:
+        request = Request.build("GET", "v1/spend", query=query, headers=headers)
+        started = time.thread_time()
+        response = handle(request, store, settings, NOW, scope)
+        cpu += time.thread_time() - started
+        requests += 1
+        if response.status != 200:
+            raise RuntimeError(f"spend answered {response.status}: {response.body[:300]!r}")
+        token = response.headers.get("MS-ContinuationToken")
+        if not token:
+            return cpu, requests
+        query, headers = {"seek_operation": "Next"}, {"MS-ContinuationToken": token}
 
 
 def _cpu(work: Callable[[], Any]) -> tuple[Any, float]:
@@ -120,6 +169,10 @@ def measure(connection_string: str, *, customers: int, subscriptions: int = 3, d
             return count
 
         rows, raw_cpu = _cpu(raw)
+        priced = {
+            name: _overview(store, settings, _viewer_scope(store, rules))
+            for name, rules in (("one_rule", _rules("2026-01-01")), ("rule_mid_month", _rules(PERIOD + "-15")))
+        }
         if rows != customers:
             raise RuntimeError(f"{rows} month rows for {customers} customers")
         return {
@@ -131,6 +184,10 @@ def measure(connection_string: str, *, customers: int, subscriptions: int = 3, d
             "answer_cpu_ms": round(answer_cpu * 1000, 1),
             "raw_cpu_ms": round(raw_cpu * 1000, 1),
             "answer_vs_raw": round(answer_cpu / raw_cpu, 2) if raw_cpu else None,
+            # a scoped caller's overview at its price (an `all` grant without showCost, list + 10 %): one rule over
+            # the month priced from the month sums; a rule from mid-month priced day by day (a query per customer)
+            "priced_answer_vs_partner_answer": {k: round(v[0] / answer_cpu, 2) for k, v in priced.items()},
+            "priced_requests": {k: v[1] for k, v in priced.items()},
             "bytes": sum(len(p.body) for p in pages),
             "projection": {
                 "months": stats.months,

@@ -26,9 +26,9 @@ from shared.access.tokens import TokenValidator
 from shared.api.scoped import TokenGate, handle_with_token
 from shared.api.spend import CUSTOMER_COLUMNS
 from shared.deadline import NO_DEADLINE
+from shared.pricing.amounts import EXACT
 from shared.settings import Settings
 from shared.spend import rows as spend_rows
-from shared.spend.ratecard import EXACT
 from shared.spend.refresh import mark, project_marked
 from shared.sync.jobs import JOB_NAMES
 from shared.table_store import TableStore
