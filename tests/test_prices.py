@@ -10,15 +10,12 @@ from __future__ import annotations
 import csv
 import decimal
 import io
-import uuid
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from azure.data.tables import TableServiceClient
 
-from devhost.simulator import Simulator, WorldConfig
 from devhost.simulator.billing import reseller_of
 from shared import jsonutil
 from shared.access.grants import Grant, GrantBook, GrantKind, add_grant, remove_grant
@@ -32,13 +29,11 @@ from shared.pricing.rules import Adjustment, Basis, PriceRule, RuleBook, Whom, a
 from shared.pricing.view import COST_FIELDS
 from shared.settings import Settings
 from shared.spend import rows as spend_rows
-from shared.sync.jobs import JOB_NAMES
 from shared.table_store import TableStore
 from shared.tables import RATED_SLICES, SUBSCRIPTIONS, RatedPointer, customer_key
 from tests.api_data import check, get, request_for
 from tests.rated_support import NOW
-from tests.stores import drop_tables
-from tests.sync_support import run_job, sim_env
+from tests.spend_support import every_timer_once
 from tests.test_spend import token_of
 
 PERIOD = "2026-11"
@@ -50,15 +45,7 @@ COST_NAMES |= {"totalcost", "budgetamount", "percentused", "billingpretaxtotal"}
 
 @pytest.fixture(scope="module")
 def world(azurite, azurite_blob) -> Iterator[dict[str, Any]]:
-    config = WorldConfig(now=NOW, customers=4, forbidden_customers=1, days=30)
-    with Simulator(world=config, blob_connection_string=azurite_blob.connection_string) as sim:
-        store = TableStore(
-            TableServiceClient.from_connection_string(azurite.connection_string), prefix="pr" + uuid.uuid4().hex[:10]
-        )
-        env = sim_env(sim, azurite, store.prefix, UTILIZATION_BACKFILL_DAYS="25", RATED_USAGE_CURRENCIES="")
-        for name in JOB_NAMES:
-            run = run_job(name, Settings.from_env(env), store, NOW)
-            assert not run.errors, (name, run.errors)
+    with every_timer_once(azurite, azurite_blob, "pr") as (sim, store, env):
         settings = Settings.from_env({**env, "API_ACCESS_MODE": "both", "API_AUDIENCE": sim.portal.api_client_id})
         validator = TokenValidator(
             authority=settings.authority, tenants=settings.api_allowed_tenants, audiences=settings.api_audiences
@@ -68,7 +55,6 @@ def world(azurite, azurite_blob) -> Iterator[dict[str, Any]]:
         gate.prices = RuleBook(store, ttl=60, clock=lambda: clock[0])  # the grants' bound; time moved by the test
         gate.grants = GrantBook(store, ttl=60, clock=lambda: clock[0])
         yield {"sim": sim, "store": store, "settings": settings, "gate": gate, "clock": clock}
-        drop_tables(store)
 
 
 def exact(values: Iterable[Any]) -> Decimal:

@@ -7,7 +7,6 @@ tests/test_simulator_story.py), so the spend this service computes can be held t
 from __future__ import annotations
 
 import decimal
-import uuid
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from decimal import Decimal
@@ -15,9 +14,8 @@ from typing import Any
 
 import pytest
 import requests
-from azure.data.tables import TableServiceClient
 
-from devhost.simulator import Simulator, WorldConfig
+from devhost.simulator import Simulator
 from devhost.simulator.billing import reseller_of
 from devhost.simulator.world import _METERS
 from shared import jsonutil
@@ -30,13 +28,12 @@ from shared.pricing.amounts import EXACT
 from shared.settings import Settings
 from shared.spend import rows as spend_rows
 from shared.spend.refresh import mark, project_marked
-from shared.sync.jobs import JOB_NAMES
 from shared.table_store import TableStore
 from shared.tables import RATED_SLICES, RatedPointer
 from tests.api_data import check, get, request_for
 from tests.rated_support import NOW
-from tests.stores import drop_tables
-from tests.sync_support import run_job, sim_env, snapshot
+from tests.spend_support import every_timer_once
+from tests.sync_support import run_job, snapshot
 
 PERIOD = "2026-11"
 UNPRICED_METER = _METERS[3]  # S0 DTUs: the world's card leaves it out (it has a hidden price)
@@ -45,17 +42,8 @@ UNPRICED_METER = _METERS[3]  # S0 DTUs: the world's card leaves it out (it has a
 @pytest.fixture(scope="module")
 def world(azurite, azurite_blob) -> Iterator[dict[str, Any]]:
     """Every timer once (the rate card last, so legacy usage is first unpriced, then priced), in its own tables."""
-    config = WorldConfig(now=NOW, customers=4, forbidden_customers=1, days=30)
-    with Simulator(world=config, blob_connection_string=azurite_blob.connection_string) as sim:
-        store = TableStore(
-            TableServiceClient.from_connection_string(azurite.connection_string), prefix="sp" + uuid.uuid4().hex[:10]
-        )
-        env = sim_env(sim, azurite, store.prefix, UTILIZATION_BACKFILL_DAYS="25", RATED_USAGE_CURRENCIES="")
-        for name in JOB_NAMES:
-            run = run_job(name, Settings.from_env(env), store, NOW)
-            assert not run.errors, (name, run.errors)
+    with every_timer_once(azurite, azurite_blob, "sp") as (sim, store, env):
         yield {"sim": sim, "store": store, "env": env}
-        drop_tables(store)
 
 
 def months(store: TableStore) -> dict[str, spend_rows.SpendMonth]:

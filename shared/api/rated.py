@@ -315,21 +315,13 @@ def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange, pri
     pointers = queries.rated_pointers(store, customer_id)
     if not rows and not pointers:
         raise no_rated_usage(customer_id)
+    touching = _touching(pointers, days)
     if price is not None:
-        return _customer_prices(
-            customer_id, _touching(pointers, days), days, price, snapshots(store, {p.currency for p in pointers})
-        )
-    items = _customer_days(rows, days)
-    names = {str(pointer.customer_name) for pointer in _touching(pointers, days)}
-    path = rendering.customer_path(customer_id)
-    body = {
-        "customerId": customer_id,
-        "customerName": sorted(names)[0] if names else None,
-        **_range(days),
-        "figures": "cost",
-        "totalCount": len(items),
-        "items": items,
-        "periods": [
+        items, periods = _priced_days(touching, days, price), _priced_periods(touching, price)
+        currencies = {p.currency for p in pointers}
+    else:
+        items = _customer_days(rows, days)
+        periods = [
             {
                 "period": row.period,
                 "currencyCode": row.currency,
@@ -338,26 +330,34 @@ def customer_daily_cost(store: TableStore, customer_id: str, days: DayRange, pri
                 "snapshotETag": row.snapshot_etag,
             }
             for row in rows
-        ],
-        "snapshots": snapshots(store, {row.currency for row in rows}),
+        ]
+        currencies = {row.currency for row in rows}
+    names = {str(pointer.customer_name) for pointer in touching}
+    path = rendering.customer_path(customer_id)
+    body = {
+        "customerId": customer_id,
+        "customerName": sorted(names)[0] if names else None,
+        **_range(days),
+        "figures": "cost" if price is None else "price",
+        "totalCount": len(items),
+        "items": items,
+        "periods": periods,
+        "snapshots": snapshots(store, currencies),
         "links": {
             "self": rendering.link(rendering.query_uri(path + "/dailycost", _range(days))),
             "azureEntitlements": rendering.link(path + "/azureentitlements"),
         },
         "attributes": {"objectType": "DailyCost"},
     }
-    return _content(body, items, rows, {"customerId": customer_id})
+    return _content(body, items, rows if price is None else touching, {"customerId": customer_id})
 
 
-def _customer_prices(
-    customer_id: str, pointers: list[RatedPointer], days: DayRange, price: DayPrice, streams: list[dict[str, Any]]
-) -> Content:
-    """A customer's daily items at a scoped caller's price, from its Azure subscriptions' stored days."""
-    items = _priced_days(pointers, days, price)
+def _priced_periods(pointers: list[RatedPointer], price: DayPrice) -> list[dict[str, Any]]:
+    """A customer's stored months at a scoped caller's price, over its Azure subscriptions."""
     grouped: dict[tuple[str, str], list[RatedPointer]] = {}
     for pointer in pointers:
         grouped.setdefault((pointer.period, pointer.currency), []).append(pointer)
-    periods = [
+    return [
         {
             "period": period,
             "currencyCode": currency,
@@ -366,24 +366,6 @@ def _customer_prices(
         }
         for (period, currency), group in sorted(grouped.items())
     ]
-    names = {str(pointer.customer_name) for pointer in pointers}
-    path = rendering.customer_path(customer_id)
-    body = {
-        "customerId": customer_id,
-        "customerName": sorted(names)[0] if names else None,
-        **_range(days),
-        "figures": "price",
-        "totalCount": len(items),
-        "items": items,
-        "periods": periods,
-        "snapshots": streams,
-        "links": {
-            "self": rendering.link(rendering.query_uri(path + "/dailycost", _range(days))),
-            "azureEntitlements": rendering.link(path + "/azureentitlements"),
-        },
-        "attributes": {"objectType": "DailyCost"},
-    }
-    return _content(body, items, pointers, {"customerId": customer_id})
 
 
 def entitlements(
