@@ -29,13 +29,16 @@ from shared.settings import BY_NAME
 from shared.sync.jobs import JOBS
 
 
-def _environment(sim: Simulator, connection_string: str, queue_connection_string: str) -> None:
+def _environment(
+    sim: Simulator, connection_string: str, queue_connection_string: str, blob_connection_string: str
+) -> None:
     """Point every setting at the local parts; other settings keep local.settings.json or their defaults."""
     os.environ.update(
         {
             **sim.app_settings(),
             "USAGE_STORAGE": connection_string,
             "USAGE_QUEUE": queue_connection_string,
+            "USAGE_BLOB": blob_connection_string,  # the FOCUS dataset, in Azurite's blob service (in memory)
             "KEY_VAULT_URL": "",
             # Both ways in: the function key (partner-wide) and the simulator's portal tokens under /api/scoped/.
             "API_ACCESS_MODE": "both",
@@ -145,7 +148,7 @@ def up(
         sim.graph.configure({"linesPerBlob": 100})
         say(f"azurite      {azurite.endpoint} (data in {data_dir})")
         say(f"simulator    {sim.base_url} ({customers} customers)")
-        _environment(sim, azurite.connection_string, queues.connection_string)
+        _environment(sim, azurite.connection_string, queues.connection_string, blobs.connection_string)
         failed = 0
         for job in JOBS:
             ok = trigger(job.name)

@@ -10,6 +10,7 @@ docs/architecture.md and local.settings.example.json list exactly these names, a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -51,6 +52,12 @@ def _url(name: str, raw: str) -> str:
 
 def _ids(name: str, raw: str) -> frozenset[str]:
     return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+
+
+def _container(name: str, raw: str) -> str:
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", raw):
+        raise SettingsError(f"setting {name} must be a blob container name (3-63 lowercase letters, digits, hyphens)")
+    return raw
 
 
 def _flag(name: str, raw: str) -> bool:
@@ -338,6 +345,40 @@ SETTINGS: tuple[Setting, ...] = (
         read_by=ReadBy.HOST,
     ),
     Setting(
+        "FOCUS_DATASET",
+        "true",
+        "write the stored cost as a FOCUS 1.2 dataset (Parquet) to the `focus` container of the app's storage "
+        "account after each period's spend changes (with `USAGE_BLOB` or `USAGE_BLOB__blobServiceUri`)",
+        "focus_dataset",
+        _flag,
+    ),
+    Setting(
+        "FOCUS_CONTAINER",
+        "focus",
+        "the blob container of the FOCUS dataset (the templates create `focus`)",
+        "focus_container",
+        _container,
+    ),
+    Setting(
+        "USAGE_BLOB",
+        "",
+        "blob connection string (Azurite / local only) for the FOCUS dataset",
+        "blob_connection_string",
+    ),
+    Setting(
+        "USAGE_BLOB__blobServiceUri",
+        "",
+        "Blob endpoint of the app's storage account, used with a managed identity (Azure): the FOCUS dataset",
+        "blob_service_uri",
+    ),
+    Setting(
+        "USAGE_BLOB__clientId",
+        "",
+        "client id of the user-assigned identity for the FOCUS dataset's blobs (default: `USAGE_STORAGE__clientId`)",
+        "blob_client_id",
+        fallback="USAGE_STORAGE__clientId",
+    ),
+    Setting(
         "RATE_CARD_CURRENCIES",
         "",
         "currencies of the Azure rate card that prices legacy MS-AZR-0145P usage, e.g. `USD` (empty: those the "
@@ -548,6 +589,11 @@ class Settings:
     queue_connection_string: str = field(default="", repr=False)
     queue_service_uri: str = ""
     queue_client_id: str = ""
+    focus_dataset: bool = _default("focus_dataset")
+    focus_container: str = _default("focus_container")
+    blob_connection_string: str = field(default="", repr=False)
+    blob_service_uri: str = ""
+    blob_client_id: str = ""
     api_access_mode: str = _default("api_access_mode")
     api_audiences: tuple[str, ...] = ()
     api_allowed_tenants: frozenset[str] = frozenset()

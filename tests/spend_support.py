@@ -21,14 +21,15 @@ from tests.sync_support import run_job, sim_env
 
 @contextmanager
 def every_timer_once(
-    azurite: Any, azurite_blob: Any, tag: str
+    azurite: Any, azurite_blob: Any, tag: str, **overrides: str
 ) -> Iterator[tuple[Simulator, TableStore, dict[str, str]]]:
     """Four customers (one forbidden) over 30 days; every timer once, in its own tables (prefix ``tag`` + random)."""
     config = WorldConfig(now=NOW, customers=4, forbidden_customers=1, days=30)
     with Simulator(world=config, blob_connection_string=azurite_blob.connection_string) as sim:
         service = TableServiceClient.from_connection_string(azurite.connection_string)
         store = TableStore(service, prefix=tag + uuid.uuid4().hex[:10])
-        env = sim_env(sim, azurite, store.prefix, UTILIZATION_BACKFILL_DAYS="25", RATED_USAGE_CURRENCIES="")
+        more = {"UTILIZATION_BACKFILL_DAYS": "25", "RATED_USAGE_CURRENCIES": "", **overrides}
+        env = sim_env(sim, azurite, store.prefix, **more)
         for name in JOB_NAMES:
             run = run_job(name, Settings.from_env(env), store, NOW)
             assert not run.errors, (name, run.errors)

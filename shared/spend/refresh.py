@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.deadline import Deadline
+from shared.focus.writer import mark_changed
 from shared.pricing.amounts import EXACT
 from shared.spend import project
 from shared.spend.ratecard import RateCard
@@ -141,6 +142,8 @@ def project_marked(
             store.delete_unchanged_rows(SPEND_MARKS, [row for cid in chunk for row in marks[(cid, period)]])
     for period in sorted(stats.periods):
         stats.rows += reseller_totals(store, period, now=now)
+    if stats.periods:
+        mark_changed(store, stats.periods, now)  # the FOCUS dataset of these periods is written again
     if stats.left:
         log.info("spend: %d marked months left for the next run (deadline)", stats.left)
     return stats

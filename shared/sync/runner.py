@@ -49,6 +49,33 @@ def refresh_spend(ctx: RunContext) -> None:
     if stats.months or stats.left:
         left = f", {stats.left} left for the next run" if stats.left else ""
         ctx.run.note(f"spend: {stats.months} customer months projected{left}")
+    write_focus(ctx)
+
+
+def write_focus(ctx: RunContext) -> None:
+    """Write the FOCUS dataset of the periods whose spend changed, within the run's deadline."""
+    from shared.focus import writer  # imported when a run ends, not when the host loads
+
+    settings = ctx.settings
+    if not writer.enabled(settings):
+        return
+    try:
+        stats = writer.write_marked(
+            ctx.store,
+            writer.container_client(settings),
+            billing_account=settings.tenant_id or "partner",
+            now=ctx.now,
+            deadline=ctx.deadline,
+        )
+    except Exception as exc:  # the spend is stored; the dataset is behind, the run record says why
+        ctx.run.fail("FOCUS dataset", exc)
+        return
+    if stats.periods or stats.left:
+        left = f", {stats.left} left for the next run" if stats.left else ""
+        ctx.run.note(
+            f"focus: {len(stats.periods)} periods, {stats.files_written} files written, "
+            f"{stats.files_unchanged} unchanged, {stats.rows} rows{left}"
+        )
 
 
 def run_timer(name: str, *, past_due: bool) -> None:

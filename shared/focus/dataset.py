@@ -1,0 +1,179 @@
+"""A billing period's stored cost as FOCUS rows: one per customer, subscription, usage day and meter category (the
+grain the spend read model keeps), with the day's cost and list amounts; a usage summary (a period total without
+days) is one row over the whole month.
+
+Rows are built from the spend read model (``SpendDays``) as the spend routes answer from it, so the dataset and
+the API agree: the sum of a customer's rows of a day and currency is the API's figure of that day.
+"""
+
+from __future__ import annotations
+
+import decimal
+import hashlib
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from shared.focus.columns import COLUMNS, MONEY_PRECISION, MONEY_SCALE, QUANTUM, service_category
+from shared.spend.project import subject_amounts
+from shared.spend.rows import SPEND_DAYS, SpendSubject, is_month_row, next_month, spend_days_range
+from shared.table_store import TableStore
+
+_ROUND = decimal.Context(prec=80, rounding=decimal.ROUND_HALF_EVEN)
+SUBACCOUNT_TYPES = {"azure_subscription": "Azure Subscription", "azure_plan": "Azure Plan", "legacy": "Subscription"}
+
+
+@dataclass
+class PeriodData:
+    """What the spend read model holds of one billing period: every subject, and each customer's name."""
+
+    period: str
+    subjects: list[SpendSubject] = field(default_factory=list)
+    customers: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, store: TableStore, period: str) -> PeriodData:
+        """One query over every customer's rows of the month."""
+        low, high = spend_days_range(period, period)
+        found = cls(period)
+        for row in store.query(SPEND_DAYS, "RowKey ge @lo and RowKey lt @hi", {"lo": low, "hi": high}):
+            if is_month_row(row):
+                found.customers[str(row["customerId"])] = row.get("customerName") or None
+            else:
+                found.subjects.append(SpendSubject.of_row(row))
+        return found
+
+    def currencies(self) -> list[str]:
+        """The billing currencies of the period."""
+        return sorted({s.currency for s in self.subjects})
+
+
+@dataclass
+class Built:
+    """One currency's dataset: its Parquet bytes and what the manifest says of it."""
+
+    currency: str
+    data: bytes
+    rows: int
+    billed_cost: Decimal
+    rounded: int  # amounts with more than MONEY_SCALE decimals, rounded half-even to fit the column
+    sha256: str
+
+
+def _utc(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+def _money(value: Decimal, rounded: list[int]) -> Decimal:
+    fitted = value.quantize(QUANTUM, context=_ROUND)
+    if fitted != value:
+        rounded[0] += 1
+    return fitted
+
+
+def rows_of(data: PeriodData, currency: str, billing_account: str) -> tuple[list[dict[str, Any]], int]:
+    """The FOCUS rows of one currency (as Python values, in a stable order), and how many amounts were rounded."""
+    start = date.fromisoformat(data.period + "-01")
+    end = date.fromisoformat(next_month(data.period) + "-01")
+    rounded = [0]
+    rows = []
+    for subject in sorted(
+        (s for s in data.subjects if s.currency == currency), key=lambda s: (s.customer_id, s.kind, s.subject_id)
+    ):
+        whole_month = not subject.days and not subject.amounts
+        for day, amounts in sorted(subject_amounts(subject).items()):
+            first = start if whole_month else date.fromisoformat(day)
+            last = end if whole_month else first + timedelta(days=1)
+            for category, (cost, listed) in sorted(amounts.items()):
+                cost = cost or Decimal(0)
+                billed = _money(cost, rounded)
+                rows.append(
+                    {
+                        "BilledCost": billed,
+                        "BillingAccountId": billing_account,
+                        "BillingAccountType": "CSP Partner",
+                        "BillingCurrency": currency,
+                        "BillingPeriodStart": _utc(start),
+                        "BillingPeriodEnd": _utc(end),
+                        "ChargeCategory": "Usage",
+                        "ChargeDescription": f"{category or 'Azure usage'} ({subject.name or subject.subject_id})",
+                        "ChargeFrequency": "Usage-Based",
+                        "ChargePeriodStart": _utc(first),
+                        "ChargePeriodEnd": _utc(last),
+                        "ContractedCost": billed,
+                        "EffectiveCost": billed,
+                        "InvoiceIssuerName": "Microsoft",
+                        "ListCost": billed if listed is None else _money(listed, rounded),
+                        "ProviderName": "Microsoft",
+                        "PublisherName": "Microsoft",
+                        "ServiceCategory": service_category(category),
+                        "ServiceName": category or ("Azure (legacy)" if subject.kind == "legacy" else "Azure plan"),
+                        "SubAccountId": subject.subject_id,
+                        "SubAccountName": subject.name,
+                        "SubAccountType": SUBACCOUNT_TYPES.get(subject.kind, subject.kind),
+                        "x_CustomerId": subject.customer_id,
+                        "x_CustomerName": data.customers.get(subject.customer_id),
+                        "x_ResellerId": subject.reseller,
+                        "x_SubscriptionId": subject.subscription_id,
+                        "x_SubscriptionKind": subject.rule_kind,
+                        "x_Source": str(subject.source),
+                        "x_Status": subject.status,
+                        "x_ListCostSource": "cost" if listed is None else "list",
+                    }
+                )
+    return rows, rounded[0]
+
+
+def arrow_schema() -> Any:
+    """The Arrow schema of the dataset (FOCUS types; every column present, in the specification's order)."""
+    import pyarrow as pa
+
+    types = {
+        "Decimal": pa.decimal128(MONEY_PRECISION, MONEY_SCALE),
+        "DateTime": pa.timestamp("us", tz="UTC"),
+        "Boolean": pa.bool_(),
+    }
+    fields = [pa.field(c.name, types.get(c.kind, pa.string()), nullable=c.nullable) for c in COLUMNS]
+    return pa.schema(fields, metadata={b"focus_version": b"1.2"})
+
+
+def build(data: PeriodData, currency: str, billing_account: str) -> Built:
+    """One currency's Parquet file (zstd, one row group per 100,000 rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, rounded = rows_of(data, currency, billing_account)
+    schema = arrow_schema()
+    columns = {c.name: [row.get(c.name) for row in rows] for c in COLUMNS}
+    table = pa.Table.from_pydict(columns, schema=schema)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", row_group_size=100_000, write_statistics=True)
+    payload = sink.getvalue()
+    with decimal.localcontext(_ROUND):
+        billed = sum((row["BilledCost"] for row in rows), Decimal(0))
+    return Built(currency, payload, len(rows), billed, rounded, hashlib.sha256(payload).hexdigest())
+
+
+def coverage(data: PeriodData) -> dict[str, Any]:
+    """FOCUS 1.3-style completeness of the period: per source, the days and subscriptions it covers."""
+    found: dict[str, dict[str, Any]] = {}
+    for subject in data.subjects:
+        entry = found.setdefault(str(subject.source), {"subscriptions": 0, "firstDay": None, "lastDay": None})
+        entry["subscriptions"] += 1
+        days = sorted(subject.days) or [data.period + "-01"]
+        entry["firstDay"] = min(filter(None, (entry["firstDay"], days[0])))
+        entry["lastDay"] = max(filter(None, (entry["lastDay"], days[-1])))
+    return dict(sorted(found.items()))
+
+
+def freshness(subjects: Iterable[SpendSubject]) -> Mapping[str, str]:
+    """Per source, how fresh its oldest figure is (export created, utilization stored through)."""
+    found: dict[str, str] = {}
+    for subject in subjects:
+        source = str(subject.source)
+        if subject.as_of and (source not in found or subject.as_of < found[source]):
+            found[source] = subject.as_of
+    return dict(sorted(found.items()))

@@ -1,0 +1,183 @@
+"""Writing the FOCUS dataset: the periods whose spend changed, one Parquet file per billing currency, and a manifest.
+
+Layout in the container ``FOCUS_CONTAINER`` (``focus``) of the app's storage account (Data Lake Storage Gen2
+style, one folder per period, so engines prune by period)::
+
+    v1.2/billingPeriod=2026-11/cost-EUR.parquet
+    v1.2/billingPeriod=2026-11/manifest.json
+
+- **Only what changed**: the spend projection marks a period when it wrote any of its months (``FocusState``: a
+  new ``change`` id, and ``changedAt``); a run writes the marked periods, and a file whose content (its SHA-256)
+  is what is stored already is not uploaded again.
+- **Readers never see half a file**: a file is replaced by one upload, which Blob Storage commits whole (a single
+  put, or a block list committed at the end): a run cut off mid-upload leaves the previous file, whole.
+- **Bounded and resumable**: the run deadline is checked before each file; a period cut short stays marked and the
+  next run writes it again (from the stored spend: nothing is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared import jsonutil
+from shared.deadline import Deadline
+from shared.focus.columns import FOCUS_VERSION, MONEY_SCALE
+from shared.focus.dataset import Built, PeriodData, build, coverage, freshness
+from shared.pricing.amounts import money_text
+from shared.settings import Settings
+from shared.table_store import TableStore
+from shared.timeutil import utc_text
+
+log = logging.getLogger(__name__)
+
+FOCUS_STATE = "FocusState"
+STATE_PARTITION = "period"
+
+
+def folder(period: str) -> str:
+    """The period's folder in the container."""
+    return f"v{FOCUS_VERSION}/billingPeriod={period}"
+
+
+def file_name(period: str, currency: str) -> str:
+    """A currency's Parquet file of a period."""
+    return f"{folder(period)}/cost-{currency.upper()}.parquet"
+
+
+@dataclass
+class FocusStats:
+    """What one pass did."""
+
+    periods: list[str] = field(default_factory=list)
+    files_written: int = 0
+    files_unchanged: int = 0
+    rows: int = 0
+    bytes: int = 0
+    left: int = 0  # marked periods left for the next run (deadline)
+
+
+def mark_changed(store: TableStore, periods: Iterable[str], now: datetime) -> None:
+    """Note that these periods' spend changed (the projection calls it)."""
+    stamp = utc_text(now)
+    for period in sorted(set(periods)):
+        row = store.get(FOCUS_STATE, STATE_PARTITION, period)
+        state = dict(row) if row is not None else {"PartitionKey": STATE_PARTITION, "RowKey": period}
+        state["changedAt"] = stamp
+        state["change"] = uuid.uuid4().hex  # a new one each time: two changes within one clock tick are two
+        store.upsert_one(FOCUS_STATE, state)
+
+
+def enabled(settings: Settings) -> bool:
+    """Is the dataset on, with a blob endpoint to write it to?"""
+    return settings.focus_dataset and bool(settings.blob_connection_string or settings.blob_service_uri)
+
+
+def container_client(settings: Settings) -> Any:
+    """The ``focus`` container (created if missing): a connection string locally, the managed identity in Azure."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import ContainerClient
+
+    from shared.identity import azure_credential
+
+    if settings.blob_connection_string:
+        client = ContainerClient.from_connection_string(settings.blob_connection_string, settings.focus_container)
+    else:
+        client = ContainerClient(
+            settings.blob_service_uri, settings.focus_container, credential=azure_credential(settings.blob_client_id)
+        )
+    try:
+        client.create_container()
+    except ResourceExistsError:
+        pass
+    return client
+
+
+def write_marked(
+    store: TableStore, container: Any, *, billing_account: str, now: datetime, deadline: Deadline
+) -> FocusStats:
+    """Write every marked period (oldest first) until done or the deadline."""
+    stats = FocusStats()
+    marked = [
+        row
+        for row in store.partition(FOCUS_STATE, STATE_PARTITION)
+        if row.get("change") and row.get("change") != row.get("writtenFor")
+    ]
+    for n, row in enumerate(sorted(marked, key=lambda r: str(r["RowKey"]))):
+        if deadline.passed():
+            stats.left = len(marked) - n
+            break
+        write_period(store, container, row, billing_account=billing_account, now=now, stats=stats, deadline=deadline)
+    return stats
+
+
+def write_period(
+    store: TableStore,
+    container: Any,
+    state: dict[str, Any],
+    *,
+    billing_account: str,
+    now: datetime,
+    stats: FocusStats,
+    deadline: Deadline,
+) -> bool:
+    """Write one period's files and manifest; True when done (False: the deadline came first; it stays marked)."""
+    period = str(state["RowKey"])
+    seen = str(state["change"])
+    data = PeriodData.read(store, period)
+    digests: dict[str, str] = jsonutil.loads(state.get("digests") or "{}")
+    files = []
+    for currency in data.currencies():
+        if deadline.passed():
+            return False
+        built = build(data, currency, billing_account)
+        name = file_name(period, currency)
+        if digests.get(currency) == built.sha256:
+            stats.files_unchanged += 1
+        else:
+            container.upload_blob(name, built.data, overwrite=True, max_concurrency=2)
+            stats.files_written += 1
+            stats.bytes += len(built.data)
+        stats.rows += built.rows
+        digests[currency] = built.sha256
+        files.append(_file_entry(name, built))
+    for gone in sorted(set(digests) - set(data.currencies())):
+        container.delete_blob(file_name(period, gone), delete_snapshots="include")
+        del digests[gone]
+    manifest = {
+        "focusVersion": FOCUS_VERSION,
+        "billingPeriod": period,
+        "status": "estimated",
+        "writtenAt": utc_text(now),
+        "dataChangedAt": state.get("changedAt"),
+        "grain": "customer, subscription, usage day and meter category (a usage summary: its month)",
+        "moneyScale": MONEY_SCALE,
+        "files": files,
+        "completeness": coverage(data),
+        "recency": freshness(data.subjects),
+    }
+    container.upload_blob(f"{folder(period)}/manifest.json", jsonutil.dumps(manifest).encode(), overwrite=True)
+    updated = {**state, "writtenFor": seen, "writtenAt": utc_text(now), "digests": jsonutil.dumps(digests)}
+    etag = (getattr(state, "metadata", None) or {}).get("etag")
+    if etag is None or not store.replace_if(FOCUS_STATE, updated, etag):
+        # marked again meanwhile (or read without an etag): written now, and once more by the next run
+        store.upsert_one(FOCUS_STATE, {**updated, "writtenFor": "" if etag else seen})
+    stats.periods.append(period)
+    log.info("focus: %s written (%d files, %d unchanged)", period, len(files), stats.files_unchanged)
+    return True
+
+
+def _file_entry(name: str, built: Built) -> dict[str, Any]:
+    return {
+        "path": name,
+        "billingCurrency": built.currency,
+        "rows": built.rows,
+        "bytes": len(built.data),
+        "sha256": built.sha256,
+        "billedCost": money_text(built.billed_cost),
+        "roundedAmounts": built.rounded,
+    }
