@@ -277,6 +277,13 @@ param utilizationGranularity string = 'daily'
 ])
 param utilizationShowDetails string = 'true'
 
+@description('Optional. Whether the stored cost is written as a FOCUS 1.2 dataset (Parquet) to the focus container of the app\'s storage account: true or false.')
+@allowed([
+  'true'
+  'false'
+])
+param focusDataset string = 'true'
+
 @description('Optional. Days of utilization fetched on the first run.')
 @minValue(1)
 @maxValue(90)
@@ -369,6 +376,10 @@ var refreshTokenSecretName = 'partner-center-refresh-token'
 var ratedIngestQueueName = 'rated-ingest'
 var ratedIngestPoisonQueueName = '${ratedIngestQueueName}-poison'
 
+// The FOCUS dataset's container in the app's storage account: the app identity's Storage Blob Data Owner there
+// (which the Functions host needs for AzureWebJobsStorage) covers writing it; no other role is added.
+var focusContainerName = 'focus'
+
 // ---------------------------------------------------------------------------------------------
 // Resources
 // ---------------------------------------------------------------------------------------------
@@ -410,6 +421,9 @@ module storage 'app/storage.bicep' = {
     queueNames: [
       ratedIngestQueueName
       ratedIngestPoisonQueueName
+    ]
+    containerNames: [
+      focusContainerName
     ]
     skuName: storageSkuName
     networkDefaultAction: storageNetworkDefaultAction
@@ -496,6 +510,7 @@ var syncSettings = {
   RATE_CARD_REGION: rateCardRegion
   UTILIZATION_GRANULARITY: utilizationGranularity
   UTILIZATION_SHOW_DETAILS: utilizationShowDetails
+  FOCUS_DATASET: focusDataset
   UTILIZATION_BACKFILL_DAYS: string(utilizationBackfillDays)
   UTILIZATION_WINDOW_HOURS: string(utilizationWindowHours)
   UTILIZATION_LAG_HOURS: string(utilizationLagHours)
@@ -520,6 +535,7 @@ module api 'app/function.bicep' = {
     deploymentIdentityId: deploymentIdentity.outputs.resourceId
     blobEndpoint: storage.outputs.blobEndpoint
     queueEndpoint: storage.outputs.queueEndpoint
+    focusContainerName: focusContainerName
     tableEndpoint: storage.outputs.tableEndpoint
     packageBlobEndpoint: packageStorage.outputs.blobEndpoint
     deploymentContainerName: deploymentContainerName

@@ -31,6 +31,9 @@ param blobEndpoint string
 @description('Required. Queue endpoint of the storage account.')
 param queueEndpoint string
 
+@description('Required. Blob container of the storage account that holds the FOCUS dataset.')
+param focusContainerName string
+
 @description('Required. Table endpoint of the storage account (host storage and usage tables).')
 param tableEndpoint string
 
@@ -174,6 +177,10 @@ var identitySettings = {
   USAGE_QUEUE__credential: 'managedidentity'
   USAGE_QUEUE__clientId: identityClientId
   USAGE_QUEUE__queueServiceUri: queueEndpoint
+  // The FOCUS dataset (shared/focus): blobs of the same account, written with the same identity.
+  USAGE_BLOB__clientId: identityClientId
+  USAGE_BLOB__blobServiceUri: blobEndpoint
+  FOCUS_CONTAINER: focusContainerName
   KEY_VAULT_URL: keyVaultUri
   PARTNER_CENTER_REFRESH_TOKEN_SECRET_NAME: refreshTokenSecretName
   // No secret version: the reference follows the newest version the app writes back.
