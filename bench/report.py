@@ -349,6 +349,19 @@ def render(results: dict[str, Any]) -> str:
             f"{r['bytes']:,} | {p['cpu_s']} | {p['cpu_us_per_source_day']} | {p['cpu_us_per_row_written']} |",
             "",
         ]
+        if "focus" in r:
+            f = r["focus"]
+            out += [
+                "FOCUS dataset of that month (Parquet, zstd), app CPU against reading the read model (the baseline):",
+                "",
+                "| rows | source lines | read µs/row | build µs/row | build vs read | rows/s | bytes | "
+                "bytes per 1M rows | bytes per 1M lines |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+                f"| {f['rows']:,} | {f['source_lines']:,} | {f['read_cpu_us_per_row']} | {f['build_cpu_us_per_row']} | "
+                f"{f['build_vs_read']}x | {f['rows_per_s']:,} | {f['bytes']:,} | {f['bytes_per_million_rows']:,} | "
+                f"{f['bytes_per_million_lines']:,} |",
+                "",
+            ]
     out += ["### Targets", "", "| target | measured | result | note |", "|---|---:|---|---|"]
     out += [f"| {t['target']} | {t['measured']} | {t['result']} | {t['note']} |" for t in results["targets"]]
     for name, error in results["errors"].items():

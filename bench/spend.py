@@ -21,6 +21,7 @@ from bench.common import new_prefix
 from shared.api import Request, Response, handle
 from shared.api.scope import Scope
 from shared.deadline import NO_DEADLINE
+from shared.focus.dataset import PeriodData, build
 from shared.pricing.amounts import Amounts
 from shared.pricing.rules import Adjustment, Basis, PriceRule, Rules, Whom
 from shared.pricing.view import Viewer
@@ -53,6 +54,7 @@ def _guid(kind: int, n: int, k: int = 0) -> str:
     return f"{kind:08x}-0000-4000-8000-{n * 16 + k:012x}"
 
 
+LINES_PER_DAY = 80  # rated-usage lines behind each seeded subscription day (DayView.lines)
 CATEGORIES = ("Virtual Machines", "Storage", "Bandwidth", "SQL Database")
 
 
@@ -64,7 +66,7 @@ def _day(d: int, total: str) -> DayView:
     by_category: Amounts = {c: [v, v * Decimal("1.25")] for c, v in zip(CATEGORIES, shares, strict=False)}
     last = cost - sum(shares, Decimal(0))
     by_category[CATEGORIES[-1]] = [last, last * Decimal("1.25")]
-    return DayView(f"{d:016x}", 80, total, {"USD": total}, by_category)
+    return DayView(f"{d:016x}", LINES_PER_DAY, total, {"USD": total}, by_category)
 
 
 def _seed(store: TableStore, customers: int, subscriptions: int, days: int) -> int:
@@ -129,6 +131,26 @@ def _overview(store: TableStore, settings: Settings, scope: Scope | None = None)
         query, headers = {"seek_operation": "Next"}, {"MS-ContinuationToken": token}
 
 
+def _focus(store: TableStore, lines: int) -> dict[str, Any]:
+    """The FOCUS dataset of the month: reading the spend read model (the baseline), then building the Parquet files
+    (app CPU; the upload is I/O and not counted), per row written and per million source lines."""
+    data, read_cpu = _cpu(lambda: PeriodData.read(store, PERIOD))
+    built, build_cpu = _cpu(lambda: [build(data, c, "bench") for c in data.currencies()])
+    rows = sum(b.rows for b in built)
+    size = sum(len(b.data) for b in built)
+    return {
+        "rows": rows,
+        "source_lines": lines,
+        "read_cpu_us_per_row": round(read_cpu * 1e6 / rows, 1),
+        "build_cpu_us_per_row": round(build_cpu * 1e6 / rows, 1),
+        "build_vs_read": round(build_cpu / read_cpu, 2) if read_cpu else None,
+        "rows_per_s": round(rows / build_cpu) if build_cpu else None,
+        "bytes": size,
+        "bytes_per_million_rows": round(size * 1e6 / rows),
+        "bytes_per_million_lines": round(size * 1e6 / lines),
+    }
+
+
 def _cpu(work: Callable[[], Any]) -> tuple[Any, float]:
     started = time.thread_time()
     result = work()
@@ -169,6 +191,7 @@ def measure(connection_string: str, *, customers: int, subscriptions: int = 3, d
             return count
 
         rows, raw_cpu = _cpu(raw)
+        focus = _focus(store, customers * subscriptions * days * LINES_PER_DAY)
         priced = {
             name: _overview(store, settings, _viewer_scope(store, rules))
             for name, rules in (("one_rule", _rules("2026-01-01")), ("rule_mid_month", _rules(PERIOD + "-15")))
@@ -188,6 +211,7 @@ def measure(connection_string: str, *, customers: int, subscriptions: int = 3, d
             # the month priced from the month sums; a rule from mid-month priced day by day (a query per customer)
             "priced_answer_vs_partner_answer": {k: round(v[0] / answer_cpu, 2) for k, v in priced.items()},
             "priced_requests": {k: v[1] for k, v in priced.items()},
+            "focus": focus,
             "bytes": sum(len(p.body) for p in pages),
             "projection": {
                 "months": stats.months,

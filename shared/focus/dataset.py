@@ -11,10 +11,11 @@ from __future__ import annotations
 import decimal
 import hashlib
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from shared.focus.columns import COLUMNS, MONEY_PRECISION, MONEY_SCALE, QUANTUM, service_category
@@ -74,12 +75,14 @@ def _money(value: Decimal, rounded: list[int]) -> Decimal:
     return fitted
 
 
-def rows_of(data: PeriodData, currency: str, billing_account: str) -> tuple[list[dict[str, Any]], int]:
-    """The FOCUS rows of one currency (as Python values, in a stable order), and how many amounts were rounded."""
+def rows_of(
+    data: PeriodData, currency: str, billing_account: str, rounded: list[int] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The FOCUS rows of one currency (as Python values, in a stable order); ``rounded[0]`` counts the amounts
+    rounded to fit the money columns."""
     start = date.fromisoformat(data.period + "-01")
     end = date.fromisoformat(next_month(data.period) + "-01")
-    rounded = [0]
-    rows = []
+    rounded = rounded if rounded is not None else [0]
     for subject in sorted(
         (s for s in data.subjects if s.currency == currency), key=lambda s: (s.customer_id, s.kind, s.subject_id)
     ):
@@ -90,7 +93,7 @@ def rows_of(data: PeriodData, currency: str, billing_account: str) -> tuple[list
             for category, (cost, listed) in sorted(amounts.items()):
                 cost = cost or Decimal(0)
                 billed = _money(cost, rounded)
-                rows.append(
+                yield (
                     {
                         "BilledCost": billed,
                         "BillingAccountId": billing_account,
@@ -124,7 +127,6 @@ def rows_of(data: PeriodData, currency: str, billing_account: str) -> tuple[list
                         "x_ListCostSource": "cost" if listed is None else "list",
                     }
                 )
-    return rows, rounded[0]
 
 
 def arrow_schema() -> Any:
@@ -140,21 +142,27 @@ def arrow_schema() -> Any:
     return pa.schema(fields, metadata={b"focus_version": b"1.2"})
 
 
+ROW_GROUP = 50_000  # rows held in memory at a time: one Parquet row group
+
+
 def build(data: PeriodData, currency: str, billing_account: str) -> Built:
-    """One currency's Parquet file (zstd, one row group per 100,000 rows)."""
+    """One currency's Parquet file (zstd), written a row group at a time: memory holds one group's rows and the
+    compressed file, whatever the period's size."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows, rounded = rows_of(data, currency, billing_account)
     schema = arrow_schema()
-    columns = {c.name: [row.get(c.name) for row in rows] for c in COLUMNS}
-    table = pa.Table.from_pydict(columns, schema=schema)
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", row_group_size=100_000, write_statistics=True)
+    rounded, count, billed = [0], 0, Decimal(0)
+    with pq.ParquetWriter(sink, schema, compression="zstd", write_statistics=True) as parquet:
+        rows = rows_of(data, currency, billing_account, rounded)
+        while batch := list(islice(rows, ROW_GROUP)):
+            parquet.write_table(pa.Table.from_pylist(batch, schema=schema))
+            count += len(batch)
+            with decimal.localcontext(_ROUND):
+                billed += sum((row["BilledCost"] for row in batch), Decimal(0))
     payload = sink.getvalue()
-    with decimal.localcontext(_ROUND):
-        billed = sum((row["BilledCost"] for row in rows), Decimal(0))
-    return Built(currency, payload, len(rows), billed, rounded, hashlib.sha256(payload).hexdigest())
+    return Built(currency, payload, count, billed, rounded[0], hashlib.sha256(payload).hexdigest())
 
 
 def coverage(data: PeriodData) -> dict[str, Any]:
