@@ -284,6 +284,13 @@ param utilizationShowDetails string = 'true'
 ])
 param focusDataset string = 'true'
 
+@description('Optional. Whether each grant shown prices also gets its own FOCUS dataset (its rows at its price) in a container of its own: true or false.')
+@allowed([
+  'true'
+  'false'
+])
+param focusGrantDatasets string = 'false'
+
 @description('Optional. Days of utilization fetched on the first run.')
 @minValue(1)
 @maxValue(90)
@@ -511,6 +518,7 @@ var syncSettings = {
   UTILIZATION_GRANULARITY: utilizationGranularity
   UTILIZATION_SHOW_DETAILS: utilizationShowDetails
   FOCUS_DATASET: focusDataset
+  FOCUS_GRANT_DATASETS: focusGrantDatasets
   UTILIZATION_BACKFILL_DAYS: string(utilizationBackfillDays)
   UTILIZATION_WINDOW_HOURS: string(utilizationWindowHours)
   UTILIZATION_LAG_HOURS: string(utilizationLagHours)

@@ -353,6 +353,14 @@ SETTINGS: tuple[Setting, ...] = (
         _flag,
     ),
     Setting(
+        "FOCUS_GRANT_DATASETS",
+        "false",
+        "also write each grant's own FOCUS dataset (its rows, at its price under its price rule) into a container of "
+        "its own, `{FOCUS_CONTAINER}-{20 hex}`",
+        "focus_grant_datasets",
+        _flag,
+    ),
+    Setting(
         "FOCUS_CONTAINER",
         "focus",
         "the blob container of the FOCUS dataset (the templates create `focus`)",
@@ -591,6 +599,7 @@ class Settings:
     queue_client_id: str = ""
     focus_dataset: bool = _default("focus_dataset")
     focus_container: str = _default("focus_container")
+    focus_grant_datasets: bool = _default("focus_grant_datasets")
     blob_connection_string: str = field(default="", repr=False)
     blob_service_uri: str = ""
     blob_client_id: str = ""

@@ -13,6 +13,7 @@ import io
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,14 +24,19 @@ import pyarrow.parquet as pq
 import pytest
 from azure.storage.blob import ContainerClient
 
+from devhost.simulator.billing import reseller_of
+from shared.access.grants import add_grant, remove_grant
 from shared.deadline import NO_DEADLINE
 from shared.focus import writer
 from shared.focus.columns import COLUMNS, MANDATORY, MONEY_PRECISION, MONEY_SCALE, SERVICE_CATEGORIES
 from shared.focus.dataset import PeriodData
+from shared.focus.grants import container_name
 from shared.focus.writer import FOCUS_STATE, STATE_PARTITION, file_name, mark_changed, write_marked
 from shared.pricing.amounts import EXACT
+from shared.pricing.rules import Adjustment, Basis, PriceRule, Whom, add_rule, remove_rule
 from shared.settings import Settings
 from shared.table_store import TableStore
+from shared.tables import Grant, GrantKind
 from tests.api_data import get
 from tests.rated_support import NOW
 from tests.spend_support import every_timer_once
@@ -185,7 +191,8 @@ def test_a_period_that_did_not_change_is_not_written_again(world):
     assert not run.errors
     mark_changed(store, [PERIOD], NOW)  # marked, as a projection of unchanged data marks it
     stats = write_marked(store, container, billing_account=account(world), now=NOW, deadline=NO_DEADLINE)
-    assert stats.periods == [PERIOD] and stats.files_written == 0 and stats.files_unchanged == len([n for n in before if PERIOD in n])
+    assert stats.periods == [PERIOD] and stats.files_written == 0
+    assert stats.files_unchanged == len([n for n in before if PERIOD in n])
     assert _etags(container) == before
 
 
@@ -250,3 +257,65 @@ def test_a_stored_month_without_a_store_of_its_own_is_not_needed(world):
     rows = list(store.partition(FOCUS_STATE, STATE_PARTITION))
     assert PERIOD in [r["RowKey"] for r in rows]
     assert set(rows[0]) >= {"change", "changedAt", "writtenFor", "digests", "writtenAt"}
+
+
+def test_a_grants_dataset_holds_its_rows_at_its_price_and_follows_a_rule_change(world, tmp_path, azurite_blob):
+    store, sim, container = world["store"], world["sim"], world["container"]
+    customer = sim.world.customer(1)  # sold by a reseller, with partner earned credit
+    reseller = reseller_of(sim.world, customer)
+    grant = Grant("tenant-of-the-reseller", "its-portal", GrantKind.RESELLERS, frozenset({reseller}))
+    add_grant(store, grant)
+    markup = PriceRule(
+        whom=Whom.RESELLER, who=reseller, basis=Basis.LIST, effective_from="2026-01-01",
+        adjustments=(Adjustment(Decimal(10)),),
+    )  # fmt: skip
+    add_rule(store, markup)
+    made: dict[str, ContainerClient] = {}
+
+    def grant_container(name: str) -> ContainerClient:
+        client = ContainerClient.from_connection_string(azurite_blob.connection_string, name)
+        if name not in made:
+            client.create_container()
+            made[name] = client
+        return client
+
+    def write() -> Any:
+        return write_marked(
+            store, container, billing_account=account(world), now=NOW, deadline=NO_DEADLINE,
+            grant_containers=grant_container, grant_base=container.container_name,
+        )  # fmt: skip
+
+    mine = [s for s in PeriodData.read(store, PERIOD).subjects if s.reseller == reseller]
+    try:
+        assert write().files_written > 0  # a new grant: every period written again, its files too
+        name = container_name(container.container_name, grant)
+        assert list(made) == [name]
+        root = local_copy(made[name], tmp_path / "grant")
+        assert query(root, "SELECT DISTINCT x_ResellerId, x_Figures FROM focus") == [(reseller, "price")]
+        for factor in ("1.1", "1.2"):
+            days = (
+                f"SELECT DISTINCT CAST(ChargePeriodStart AS DATE)::VARCHAR FROM focus WHERE billingPeriod = '{PERIOD}'"
+            )
+            for (day,) in query(root, days):
+                (found, rows), *_ = query(
+                    root, f"SELECT SUM(BilledCost), count(*) FROM focus WHERE CAST(ChargePeriodStart AS DATE) = '{day}'"
+                )
+                listed = exact(p[1] for s in mine for p in s.amounts.get(day, {}).values() if p[1] is not None)
+                with decimal.localcontext(EXACT):
+                    assert abs(found - listed * Decimal(factor)) <= rows * HALF_UNIT * 2, (factor, day)
+            partner = local_copy(container, tmp_path / f"partner{factor}")
+            same = query(
+                root,
+                f"SELECT count(*) FROM focus g JOIN read_parquet('{partner}/v1.2/billingPeriod={PERIOD}/*.parquet') p "
+                "USING (SubAccountId, ChargePeriodStart, ServiceName) WHERE g.BilledCost = p.BilledCost",
+            )
+            assert same == [(0,)]  # its price, never the partner's cost
+            add_rule(store, replace(markup, adjustments=(Adjustment(Decimal(20)),)))  # the rule changes
+            stats = write()
+            assert factor == "1.2" or stats.files_written > 0  # its files follow the rule without new data
+            root = local_copy(made[name], tmp_path / f"grant{factor}")
+    finally:
+        remove_grant(store, grant.tenant_id, grant.app_id)
+        remove_rule(store, Whom.RESELLER, reseller, "2026-01-01")
+        for client in made.values():
+            client.delete_container()

@@ -140,6 +140,7 @@ COLUMNS: tuple[Column, ...] = (
     _c("x_Source"),
     _c("x_Status"),
     _c("x_ListCostSource"),
+    _c("x_Figures"),
 )
 NAMES = tuple(column.name for column in COLUMNS)
 MANDATORY = tuple(column.name for column in COLUMNS if column.mandatory)

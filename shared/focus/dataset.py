@@ -11,7 +11,7 @@ from __future__ import annotations
 import decimal
 import hashlib
 import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -62,37 +62,62 @@ class Built:
     billed_cost: Decimal
     rounded: int  # amounts with more than MONEY_SCALE decimals, rounded half-even to fit the column
     sha256: str
+    unpriced: int = 0  # a grant's amounts without a price under its rule (no list price known): left out
 
 
 def _utc(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
-def _money(value: Decimal, rounded: list[int]) -> Decimal:
+def _money(value: Decimal, counts: Counts) -> Decimal:
     fitted = value.quantize(QUANTUM, context=_ROUND)
     if fitted != value:
-        rounded[0] += 1
+        counts.rounded += 1
     return fitted
 
 
+@dataclass(frozen=True)
+class View:
+    """Whose dataset: the partner's (every subject, at cost), or a grant's (``keep`` its subjects, ``price`` each
+    amount under its price rule: (subject, day, category, cost, list) -> price, None when it has none)."""
+
+    keep: Callable[[SpendSubject], bool] | None = None
+    price: Callable[[SpendSubject, str, str, Decimal, Decimal | None], Decimal | None] | None = None
+
+
+PARTNER_VIEW = View()
+
+
+@dataclass
+class Counts:
+    """What building a file met: amounts rounded to fit the money columns, amounts without a price (left out)."""
+
+    rounded: int = 0
+    unpriced: int = 0
+
+
 def rows_of(
-    data: PeriodData, currency: str, billing_account: str, rounded: list[int] | None = None
+    data: PeriodData, currency: str, billing_account: str, counts: Counts | None = None, view: View = PARTNER_VIEW
 ) -> Iterator[dict[str, Any]]:
-    """The FOCUS rows of one currency (as Python values, in a stable order); ``rounded[0]`` counts the amounts
-    rounded to fit the money columns."""
+    """The FOCUS rows of one currency (as Python values, in a stable order), for the partner or a grant."""
     start = date.fromisoformat(data.period + "-01")
     end = date.fromisoformat(next_month(data.period) + "-01")
-    rounded = rounded if rounded is not None else [0]
-    for subject in sorted(
-        (s for s in data.subjects if s.currency == currency), key=lambda s: (s.customer_id, s.kind, s.subject_id)
-    ):
+    counts = counts if counts is not None else Counts()
+    mine = (s for s in data.subjects if s.currency == currency and (view.keep is None or view.keep(s)))
+    for subject in sorted(mine, key=lambda s: (s.customer_id, s.kind, s.subject_id)):
         whole_month = not subject.days and not subject.amounts
         for day, amounts in sorted(subject_amounts(subject).items()):
             first = start if whole_month else date.fromisoformat(day)
             last = end if whole_month else first + timedelta(days=1)
             for category, (cost, listed) in sorted(amounts.items()):
                 cost = cost or Decimal(0)
-                billed = _money(cost, rounded)
+                if view.price is not None:
+                    priced = view.price(subject, day, category, cost, listed)
+                    if priced is None:
+                        counts.unpriced += 1
+                        continue
+                    cost = priced
+                billed = _money(cost, counts)
                 yield (
                     {
                         "BilledCost": billed,
@@ -109,7 +134,7 @@ def rows_of(
                         "ContractedCost": billed,
                         "EffectiveCost": billed,
                         "InvoiceIssuerName": "Microsoft",
-                        "ListCost": billed if listed is None else _money(listed, rounded),
+                        "ListCost": billed if listed is None else _money(listed, counts),
                         "ProviderName": "Microsoft",
                         "PublisherName": "Microsoft",
                         "ServiceCategory": service_category(category),
@@ -125,6 +150,7 @@ def rows_of(
                         "x_Source": str(subject.source),
                         "x_Status": subject.status,
                         "x_ListCostSource": "cost" if listed is None else "list",
+                        "x_Figures": "cost" if view.price is None else "price",
                     }
                 )
 
@@ -145,7 +171,7 @@ def arrow_schema() -> Any:
 ROW_GROUP = 50_000  # rows held in memory at a time: one Parquet row group
 
 
-def build(data: PeriodData, currency: str, billing_account: str) -> Built:
+def build(data: PeriodData, currency: str, billing_account: str, view: View = PARTNER_VIEW) -> Built:
     """One currency's Parquet file (zstd), written a row group at a time: memory holds one group's rows and the
     compressed file, whatever the period's size."""
     import pyarrow as pa
@@ -153,16 +179,17 @@ def build(data: PeriodData, currency: str, billing_account: str) -> Built:
 
     schema = arrow_schema()
     sink = io.BytesIO()
-    rounded, count, billed = [0], 0, Decimal(0)
+    counts, count, billed = Counts(), 0, Decimal(0)
     with pq.ParquetWriter(sink, schema, compression="zstd", write_statistics=True) as parquet:
-        rows = rows_of(data, currency, billing_account, rounded)
+        rows = rows_of(data, currency, billing_account, counts, view)
         while batch := list(islice(rows, ROW_GROUP)):
             parquet.write_table(pa.Table.from_pylist(batch, schema=schema))
             count += len(batch)
             with decimal.localcontext(_ROUND):
                 billed += sum((row["BilledCost"] for row in batch), Decimal(0))
     payload = sink.getvalue()
-    return Built(currency, payload, count, billed, rounded[0], hashlib.sha256(payload).hexdigest())
+    digest = hashlib.sha256(payload).hexdigest()
+    return Built(currency, payload, count, billed, counts.rounded, digest, counts.unpriced)
 
 
 def coverage(data: PeriodData) -> dict[str, Any]:

@@ -66,6 +66,10 @@ def write_focus(ctx: RunContext) -> None:
             billing_account=settings.tenant_id or "partner",
             now=ctx.now,
             deadline=ctx.deadline,
+            grant_containers=(lambda name: writer.container_client(settings, name))
+            if settings.focus_grant_datasets
+            else None,
+            grant_base=settings.focus_container,
         )
     except Exception as exc:  # the spend is stored; the dataset is behind, the run record says why
         ctx.run.fail("FOCUS dataset", exc)
