@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared import jsonutil
@@ -138,6 +138,7 @@ def write_marked(
         targets += [
             Target(name, grant_containers(name), view, about) for name, view, about in views if not deadline.passed()
         ]
+    _mark_unwritten_recent(store, now)
     marked = [
         row
         for row in store.partition(FOCUS_STATE, STATE_PARTITION)
@@ -150,6 +151,17 @@ def write_marked(
             stats.left = len(marked) - n
             break
     return stats
+
+
+def _mark_unwritten_recent(store: TableStore, now: datetime) -> None:
+    """This month and the last, when no run has written them yet (a first deployment over stored spend): later
+    months are marked by the projection as their spend changes."""
+    this = now.strftime("%Y-%m")
+    last = (now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    known = {str(r["RowKey"]) for r in store.partition(FOCUS_STATE, STATE_PARTITION, select=["RowKey"])}
+    missing = [p for p in (last, this) if p not in known]
+    if missing:
+        mark_changed(store, missing, now)
 
 
 def _mark_all_if_changed(store: TableStore, digest: str, now: datetime) -> None:
