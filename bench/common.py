@@ -20,6 +20,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from devhost.simulator import Simulator, WorldConfig
 from devhost.simulator.world import World
 from shared import tables
+from shared.focus.writer import FOCUS_STATE
 from shared.partner_center import PartnerCenterClient
 from shared.settings import Settings
 from shared.spend import rows as spend_rows
@@ -31,7 +32,9 @@ from shared.table_store import MAX_BATCH_OPERATIONS, ServicePage, TableStore
 # A fixed "now" for the world and the sync, so every run sees the same windows and records.
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 FUNCTION = "fetch_utilization"
-TABLES = (*tables.ALL_TABLES, *spend_rows.TABLES)
+# the spend read model's tables, and the FOCUS dataset's marks: kept for the answers, not by the sync itself
+READ_MODEL_TABLES = (*spend_rows.TABLES, FOCUS_STATE)
+TABLES = (*tables.ALL_TABLES, *READ_MODEL_TABLES)
 # The page size the client asks the customers listing for; the world may serve fewer per page.
 CUSTOMERS_REQUEST_SIZE: int = inspect.signature(PartnerCenterClient.customers).parameters["size"].default
 
@@ -372,8 +375,9 @@ def run_utilization_sync(
         finally:
             table_store.drop_tables()
     data_tx = table_store.tx_by_table[tables.UTILIZATION]
-    # the spend read model (its usage days, marks, projections) is reported apart from the sync's own writes
-    spend_tx = sum(table_store.tx_by_table[name] for name in spend_rows.TABLES)
+    # the spend read model (its usage days, marks, projections) and the FOCUS dataset's marks are reported apart
+    # from the sync's own writes
+    spend_tx = sum(table_store.tx_by_table[name] for name in READ_MODEL_TABLES)
     sync_tx = table_store.transactions - spend_tx
     return {
         "store": store,
