@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 from devhost.azurite import REPO_ROOT, running_azurite, running_azurite_blob, running_azurite_queue
@@ -73,6 +75,7 @@ def _grant_the_reseller_portal(sim: Simulator) -> str:
     """Give the simulated reseller's portal its customers (by the reseller's MPN id); its scoped request."""
     from devhost.simulator.billing import reseller_of
     from shared.access.grants import Grant, GrantKind, add_grant
+    from shared.pricing.rules import Adjustment, Basis, PriceRule, Whom, add_rule
     from shared.settings import Settings
     from shared.table_store import TableStore
 
@@ -81,6 +84,17 @@ def _grant_the_reseller_portal(sim: Simulator) -> str:
     store = TableStore.from_settings(Settings.from_env())
     note = "the simulated reseller's portal (devhost up)"
     add_grant(store, Grant(app.tenant_id, app.client_id, GrantKind.RESELLERS, resellers, note))
+    # its customers pay list + 10 %: the scoped answers show that price, never the partner's cost
+    for reseller in sorted(resellers):
+        rule = PriceRule(
+            whom=Whom.RESELLER,
+            who=reseller,
+            basis=Basis.LIST,
+            effective_from="2020-01-01",
+            adjustments=(Adjustment(Decimal(10)),),
+            note="devhost up",
+        )
+        add_rule(store, rule)
     partner = sim.portal.apps["partner-portal"]
     add_grant(
         store, Grant(partner.tenant_id, partner.client_id, GrantKind.ALL, note="the partner's portal (devhost up)")
@@ -89,6 +103,30 @@ def _grant_the_reseller_portal(sim: Simulator) -> str:
     form = f"-d grant_type=client_credentials -d client_id={app.client_id} -d client_secret={app.client_secret}"
     read = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
     return f'curl -s -H "Authorization: Bearer $(curl -s {form} -d scope={sim.portal.scope} {token_url} | {read})"'
+
+
+def _copy_focus(into: Path) -> list[str]:
+    """The FOCUS dataset the timers wrote to Azurite's blobs, copied to a folder; the lines that say how to read it."""
+    from azure.storage.blob import ContainerClient
+
+    from shared.settings import Settings
+
+    settings = Settings.from_env()
+    container = ContainerClient.from_connection_string(settings.blob_connection_string, settings.focus_container)
+    shutil.rmtree(into, ignore_errors=True)
+    files = 0
+    for item in container.list_blobs():
+        target = into / item.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(container.download_blob(item.name).readall())
+        files += 1
+    source = f"read_parquet('{into}/**/*.parquet', hive_partitioning = true)"
+    columns = "x_CustomerName, BillingCurrency, sum(BilledCost) AS cost, sum(ListCost) AS list"
+    query = " ".join(("SELECT", columns, "FROM", source, "GROUP BY ALL ORDER BY ALL"))  # printed, never run here
+    return [
+        f"FOCUS dataset: {files} files of the '{settings.focus_container}' container, copied to {into}; read it:",
+        f'  .venv/bin/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"',
+    ]
 
 
 def _azure_plan_example(sim: Simulator) -> tuple[str, str]:
@@ -176,7 +214,9 @@ def up(
                     "{END}", end.strftime("%Y-%m-%dT%H:%M:%SZ")
                 )
             )
-        say("a reseller's portal, with an Entra ID token of the simulator (its customers only):")
+        for line in _copy_focus(data_dir.parent / "focus"):
+            say(line)
+        say("a reseller's portal (list + 10 %), with an Entra ID token of the simulator (its customers only):")
         say(f'  {scoped} "http://127.0.0.1:$PORT/api/scoped/v1/spend"')
         say("Ctrl-C stops everything.")
         sys.stdout.flush()

@@ -91,6 +91,10 @@ def test_devhost_up_syncs_serves_answers_the_printed_curls_and_stops_cleanly(tmp
         )
         listed = json.loads(reseller.stdout)
         assert listed["totalCount"] == 1 and listed["items"][0]["scope"] == "grant", reseller.stdout  # its customer
+        assert listed["figures"] == "price", reseller.stdout  # list + 10 %, never the partner's cost
+        (duck,) = [line.strip() for line in lines if line.strip().startswith(".venv/bin/python -c")]
+        focus = subprocess.run(["bash", "-c", duck], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+        assert focus.returncode == 0 and "x_CustomerName" in focus.stdout, (focus.stdout, focus.stderr)
         curls = [line.strip() for line in lines if line.strip().startswith("curl ") and "/api/scoped/" not in line]
         assert len(curls) == 6 and '/api/v1/spend"' in curls[0] and curls[1].split('"')[3].endswith("/spend")
         assert any("/azureentitlements/" in curl and "/dailycost" in curl for curl in curls)
