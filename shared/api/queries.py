@@ -12,6 +12,7 @@ from shared.keys import make_key, under
 from shared.spend.rows import (
     MAX_PARTS,
     PRICEABLE,
+    PRICEABLE_DAYS,
     SPEND_DAYS,
     SPEND_MONTHS,
     SPEND_RESELLERS,
@@ -324,9 +325,21 @@ def spend_months_page(
     return bounded_page(store, SPEND_MONTHS, query_filter, parameters, size=size, select=_MONTH_TOTALS, keep=keep)
 
 
-def spend_months(store: TableStore, period: str) -> Iterable[dict[str, Any]]:
-    """Every customer's month of a period (without its daily series)."""
-    return store.partition(SPEND_MONTHS, period, select=_MONTH_TOTALS)
+def spend_months(store: TableStore, period: str, *, by_day: bool = False) -> Iterable[dict[str, Any]]:
+    """Every customer's month of a period (without its daily series; ``by_day``: with its day sums to price)."""
+    return store.partition(SPEND_MONTHS, period, select=_MONTH_TOTALS + (_MONTH_DAY_SUMS if by_day else []))
+
+
+def spend_month_day_sums(store: TableStore, period: str, first: str, last: str) -> dict[str, dict[str, Any]]:
+    """The day sums to price (``priceableDays``) of the customers' months from RowKey ``first`` to ``last``: one
+    query for a page of the overview."""
+    rows = store.query(
+        SPEND_MONTHS,
+        "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",
+        {"pk": period, "lo": first, "hi": last},
+        select=["RowKey", *_MONTH_DAY_SUMS],
+    )
+    return {str(row["RowKey"]): row for row in rows}
 
 
 # What an overview reads of a customer's month: everything but its daily series.
@@ -346,6 +359,7 @@ _MONTH_TOTALS = [
     "storedAt",
     *(f"{PRICEABLE}{n or ''}" for n in range(MAX_PARTS)),
 ]
+_MONTH_DAY_SUMS = [f"{PRICEABLE_DAYS}{n or ''}" for n in range(MAX_PARTS)]
 
 
 def customer_spend(

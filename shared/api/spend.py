@@ -16,7 +16,7 @@ from __future__ import annotations
 import decimal
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -32,13 +32,14 @@ from shared.pricing.spend import (
     NO_LIST_PRICE,
     Priced,
     RuleOf,
+    changes_within,
     month_changes,
     month_price,
     priced_subject,
     rule_of,
     summed,
 )
-from shared.spend.rows import ESTIMATED, Reason, ResellerMonth, SpendMonth, SpendSubject
+from shared.spend.rows import ESTIMATED, Reason, ResellerMonth, SpendMonth, SpendSubject, priceable_days_of
 from shared.table_store import TableStore
 
 CODE_NOT_FOR_THIS_GRANT = 900403
@@ -148,11 +149,14 @@ def _month_prices(
     ctx: Context, pricing: Pricing, month: SpendMonth, part: frozenset[str] | None, whole: bool
 ) -> dict[str, tuple[Decimal, bool]]:
     """A customer's month at the pricing's price per currency (the grant's part of it): from its month sums when
-    one rule prices the whole month, else day by day from its subjects (one more query)."""
+    one rule prices the whole month, else day by day from its day sums (read with the page), or, for a month
+    projected before those were kept, from its subjects (one more query)."""
     resellers = None if whole else {owner for sid, owner in month.subscriptions.items() if sid in (part or ())}
     sellers = {r for kinds in month.priceable.values() for r in kinds}
     if not any(month_changes(pricing.rules, month.period, pricing.whom, r or None, month.customer_id) for r in sellers):
         return {c: month_price(month, pricing.rule, c, resellers) for c in month.priceable}
+    if month.priceable_days:
+        return {c: month_price(month, pricing.rule, c, resellers, by_day=True) for c in month.priceable_days}
     _, subjects = queries.customer_spend(ctx.store, month.customer_id, month.period, month.period)
     if not whole:
         subjects = [s for s in subjects if s.subject_id in (part or ())]
@@ -185,6 +189,12 @@ def partner_spend(ctx: Context) -> Content:
     rows, more = queries.spend_months_page(ctx.store, period, after=after, size=size, keep=keep)
     months = [SpendMonth.of_row(row) for row in rows]
     pricing = pricing_of(ctx)
+    if months and changes_within(pricing.rules, period):  # priced by day: the page's day sums, in one query
+        sums = queries.spend_month_day_sums(ctx.store, period, str(rows[0]["RowKey"]), str(rows[-1]["RowKey"]))
+        months = [
+            replace(m, priceable_days=priceable_days_of(sums.get(str(r["RowKey"]), {})))
+            for m, r in zip(months, rows, strict=True)
+        ]
     items = [_customer_item(ctx, month, pricing) for month in months]
     next_token = continuation.encode_period_listing(LISTING, period, size, rows[-1]["RowKey"]) if more else None
     links = rendering.page_links(
@@ -350,20 +360,23 @@ def _reseller_prices(
     """Per (reseller of record, currency) the month at each buyer's price, from every customer's month sums (one
     query of the month's partition); a customer whose rule changes within the month is priced day by day."""
     found: dict[tuple[str | None, str], tuple[Decimal, bool]] = {}
-    for month in (SpendMonth.of_row(row) for row in queries.spend_months(ctx.store, period)):
+    by_day = changes_within(pricing.rules, period)
+    for month in (SpendMonth.of_row(row) for row in queries.spend_months(ctx.store, period, by_day=by_day)):
         subjects: list[Priced] | None = None
         for currency, by_reseller in month.priceable.items():
             for seller in by_reseller:
                 reseller = seller or None
                 if reseller not in wanted:
                     continue
-                if month_changes(pricing.rules, period, pricing.whom, reseller, month.customer_id):
+                if not month_changes(pricing.rules, period, pricing.whom, reseller, month.customer_id):
+                    price = month_price(month, pricing.rule, currency, [reseller])
+                elif month.priceable_days:
+                    price = month_price(month, pricing.rule, currency, [reseller], by_day=True)
+                else:  # projected before day sums were kept
                     if subjects is None:
                         _, stored = queries.customer_spend(ctx.store, month.customer_id, period, period)
                         subjects = [priced_subject(s, pricing.rule) for s in stored]
                     price = summed((p for p in subjects if p.subject.reseller == reseller), currency)
-                else:
-                    price = month_price(month, pricing.rule, currency, [reseller])
                 before, complete = found.get((reseller, currency), (Decimal(0), True))
                 with decimal.localcontext(EXACT):
                     found[(reseller, currency)] = (before + price[0], complete and price[1])

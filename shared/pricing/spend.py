@@ -12,6 +12,7 @@ import decimal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any
 
 from shared.pricing.amounts import EXACT, ZERO, money_text
 from shared.pricing.rules import PriceRule, Rules, Whom
@@ -83,24 +84,33 @@ def month_changes(rules: Rules, period: str, whom: Whom | None, reseller: str | 
 
 
 def month_price(
-    month: SpendMonth, rule: RuleOf, currency: str, resellers: Iterable[str | None] | None = None
+    month: SpendMonth, rule: RuleOf, currency: str, resellers: Iterable[str | None] | None = None, by_day: bool = False
 ) -> tuple[Decimal, bool]:
-    """A customer's month in one currency at a price, from its month sums (when ``month_changes`` is False):
-    (price, complete); ``resellers`` limits it to what those resellers sold (a grant's part)."""
+    """A customer's month in one currency at a price: (price, complete). From its month sums (one rule in force
+    over the month), or ``by_day`` from its day sums (a rule takes effect within it: each day its own rule);
+    ``resellers`` limits it to what those resellers sold (a grant's part)."""
     total, complete = ZERO, True
     wanted = None if resellers is None else {r or "" for r in resellers}
-    for reseller, kinds in month.priceable.get(currency, {}).items():
+    first = month.period + "-01"
+    for reseller, kinds in (month.priceable_days if by_day else month.priceable).get(currency, {}).items():
         if wanted is not None and reseller not in wanted:
             continue
-        chosen = rule(month.period + "-01", reseller or None, month.customer_id)
         for kind, found in kinds.items():
-            price = price_amounts(chosen, found, kind)
-            if price is None:
-                complete = False
-                continue
-            with decimal.localcontext(EXACT):
-                total += price
+            days: Mapping[str, Any] = found if by_day else {first: found}
+            for day, day_amounts in days.items():
+                price = price_amounts(rule(day, reseller or None, month.customer_id), day_amounts, kind)
+                if price is None:
+                    complete = False
+                    continue
+                with decimal.localcontext(EXACT):
+                    total += price
     return total, complete
+
+
+def changes_within(rules: Rules, period: str) -> bool:
+    """Does any rule take effect within the month (after its first day)? Then its figures are priced by day."""
+    first, after = period + "-01", period + "-32"
+    return any(first < rule.effective_from < after for found in rules.by_subject.values() for rule in found)
 
 
 def summed(subjects_priced: Iterable[Priced], currency: str) -> tuple[Decimal, bool]:

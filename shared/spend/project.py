@@ -343,12 +343,19 @@ def compute(sources: Sources, period: str, card_of: CardOf, now: datetime) -> Pr
     totals: dict[str, _Totals] = {}
     as_of: dict[str, str] = {}
     priceable: dict[str, dict[str, dict[str, Amounts]]] = {}
+    priceable_days: dict[str, dict[str, dict[str, dict[str, Amounts]]]] = {}
     for subject in subjects:
         totals.setdefault(subject.currency, _Totals()).add(subject)
-        kinds = priceable.setdefault(subject.currency, {}).setdefault(subject.reseller or "", {})
-        month_amounts = kinds.setdefault(subject.rule_kind, {})
-        for found in subject_amounts(subject).values():
+        seller = subject.reseller or ""
+        month_amounts = (
+            priceable.setdefault(subject.currency, {}).setdefault(seller, {}).setdefault(subject.rule_kind, {})
+        )
+        by_day = (
+            priceable_days.setdefault(subject.currency, {}).setdefault(seller, {}).setdefault(subject.rule_kind, {})
+        )
+        for day, found in subject_amounts(subject).items():
             amounts.merge(month_amounts, found)
+            amounts.merge(by_day.setdefault(day, {}), found)
         source = str(subject.source)
         if subject.as_of and (source not in as_of or subject.as_of < as_of[source]):
             as_of[source] = subject.as_of
@@ -365,6 +372,7 @@ def compute(sources: Sources, period: str, card_of: CardOf, now: datetime) -> Pr
         as_of=as_of,
         stored_at=stamp,
         priceable=priceable,
+        priceable_days=priceable_days,
     )
     return Projection(subjects, month)
 

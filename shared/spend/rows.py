@@ -254,6 +254,9 @@ class SpendMonth:
     # currency -> reseller of record ("" direct) -> rule kind -> category -> [cost, list]: the month's sums a
     # price is made of when one rule prices the whole month
     priceable: Mapping[str, Mapping[str, Mapping[str, Amounts]]] = field(default_factory=dict)
+    # the same per day (currency -> reseller -> kind -> day -> category -> [cost, list]), for a month in which a
+    # price rule takes effect: read only then (its own property)
+    priceable_days: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Amounts]]]] = field(default_factory=dict)
 
     @property
     def resellers(self) -> frozenset[str | None]:
@@ -284,6 +287,7 @@ class SpendMonth:
             "status": self.status,
             "storedAt": self.stored_at,
             **packed_json(PRICEABLE, _nested(self.priceable, 3, amounts.as_json)),
+            **packed_json(PRICEABLE_DAYS, _nested(self.priceable_days, 4, amounts.as_json)),
         }
 
     @classmethod
@@ -305,7 +309,14 @@ class SpendMonth:
             status=str(row.get("status") or ESTIMATED),
             stored_at=_text(row.get("storedAt")),
             priceable=_nested(_json_map(unpacked_json(PRICEABLE, row)), 3, amounts.of_json),
+            priceable_days=priceable_days_of(row),
         )
+
+
+def priceable_days_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A SpendMonths row's day sums (``priceableDays``), when it was read with them."""
+    found = _nested(_json_map(unpacked_json(PRICEABLE_DAYS, row)), 4, amounts.of_json)
+    return found if isinstance(found, dict) else {}
 
 
 # -- SpendResellers ---------------------------------------------------------------------------------------------
@@ -480,6 +491,7 @@ def card_text(parts: Iterable[Mapping[str, Any]]) -> str:
 
 AMOUNTS = "amounts"
 PRICEABLE = "priceable"
+PRICEABLE_DAYS = "priceableDays"
 MAX_PARTS = 16  # properties of PART_BYTES each: ~1 MB of compressed JSON, far above a month of any subscription
 
 
