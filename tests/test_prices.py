@@ -315,7 +315,7 @@ def test_a_rule_dated_mid_month_prices_the_days_before_and_after_differently(wor
         (item,) = overview["items"]
         assert item["currencies"][0]["total"] == series["total"]  # the month priced day by day there too
         # a month projected before its day sums were kept is priced from its subjects: the same figure
-        row = dict(store.get(spend_rows.SPEND_MONTHS, PERIOD, spend_rows.customer_key(customer.id)) or {})
+        row = dict(store.get(spend_rows.SPEND_MONTHS, PERIOD, customer_key(customer.id)) or {})
         store.upsert_one(spend_rows.SPEND_MONTHS, {k: v for k, v in row.items() if not k.startswith("priceableDays")})
         (again,) = caller.json(f"/api/v1/spend?period={PERIOD}")["items"]
         assert again["currencies"][0]["total"] == series["total"]
