@@ -274,6 +274,14 @@ def test_a_customer_app_without_a_rule_sees_list_prices_never_cost(world):
         (series,) = body["currencies"]
         assert body["figures"] == "price" and series["total"] == listed(mine) != exact(s.total for s in mine)
         assert MONEY_ROUTES <= walk_every_route(caller, [customer.id], store)
+        # a month projected before the price amounts were kept is priced from its subjects: the same figure
+        row = dict(store.get(spend_rows.SPEND_MONTHS, PERIOD, customer_key(customer.id)) or {})
+        try:
+            store.upsert_one(spend_rows.SPEND_MONTHS, {k: v for k, v in row.items() if not k.startswith("priceable")})
+            (item,) = caller.json(f"/api/v1/spend?period={PERIOD}")["items"]
+            assert item["currencies"][0]["total"] == series["total"] and item["currencies"][0]["priceComplete"]
+        finally:
+            store.upsert_one(spend_rows.SPEND_MONTHS, row)
     finally:
         caller.close()
 

@@ -153,9 +153,13 @@ def _month_prices(
     projected before those were kept, from its subjects (one more query)."""
     resellers = None if whole else {owner for sid, owner in month.subscriptions.items() if sid in (part or ())}
     sellers = {r for kinds in month.priceable.values() for r in kinds}
-    if not any(month_changes(pricing.rules, month.period, pricing.whom, r or None, month.customer_id) for r in sellers):
+    stored = bool(month.priceable) or not month.currencies  # projected with its sums (or nothing to price)
+    changes = any(
+        month_changes(pricing.rules, month.period, pricing.whom, r or None, month.customer_id) for r in sellers
+    )
+    if stored and not changes:
         return {c: month_price(month, pricing.rule, c, resellers) for c in month.priceable}
-    if month.priceable_days:
+    if stored and month.priceable_days:
         return {c: month_price(month, pricing.rule, c, resellers, by_day=True) for c in month.priceable_days}
     _, subjects = queries.customer_spend(ctx.store, month.customer_id, month.period, month.period)
     if not whole:
@@ -363,6 +367,16 @@ def _reseller_prices(
     by_day = changes_within(pricing.rules, period)
     for month in (SpendMonth.of_row(row) for row in queries.spend_months(ctx.store, period, by_day=by_day)):
         subjects: list[Priced] | None = None
+        if month.currencies and not month.priceable:  # projected before price amounts were kept
+            _, stored = queries.customer_spend(ctx.store, month.customer_id, period, period)
+            subjects = [priced_subject(s, pricing.rule) for s in stored]
+            for one in subjects:
+                if one.subject.reseller in wanted:
+                    key = (one.subject.reseller, one.subject.currency)
+                    before, complete = found.get(key, (Decimal(0), True))
+                    with decimal.localcontext(EXACT):
+                        found[key] = (before + Decimal(one.subject.total), complete and not one.unpriced_days)
+            continue
         for currency, by_reseller in month.priceable.items():
             for seller in by_reseller:
                 reseller = seller or None
