@@ -105,16 +105,9 @@ def test_the_unauthorized_rule_matches_a_401_and_a_refused_client() -> None:
 
 
 def _deployment_checks():
-    import importlib.util
-    import sys
+    from tests.infra_support import ROOT, load_script
 
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("check_deployment", root / "scripts" / "check_deployment.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_deployment"] = module
-    spec.loader.exec_module(module)
-    return module, root
+    return load_script("check_deployment"), ROOT
 
 
 def test_host_json_never_samples_the_telemetry_the_rules_read() -> None:

@@ -7,30 +7,19 @@ preview (denied) before anything changes.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.infra_support import ROOT, load_script
+
 RBAC = (ROOT / "infra" / "app" / "rbac.bicep").read_text(encoding="utf-8")
 WRITER = "11111111-2222-3333-4444-555555555555"
 APP, DEPLOY = "aaaaaaaa-0000-0000-0000-000000000001", "aaaaaaaa-0000-0000-0000-000000000002"
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-roles = _load("ci_role_condition")
+roles = load_script("ci_role_condition")
 
 
 def role_id(variable: str) -> str:

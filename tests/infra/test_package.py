@@ -7,28 +7,15 @@ and requirements.txt, every file of them and nothing else. CI compares it with a
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.infra_support import ROOT, load_script
 
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-package = _load("package_app")
+package = load_script("package_app")
 
 
 def write(path: Path, text: str = "") -> None:

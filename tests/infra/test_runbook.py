@@ -8,24 +8,11 @@ and each numbered step saying what to expect. Each test gives it a small runbook
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.infra_support import ROOT, load_script
 
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-deployment = _load("check_deployment")
+deployment = load_script("check_deployment")
 TIMERS = " ".join(job.name for job in deployment.JOBS)
 
 

@@ -8,31 +8,17 @@ the operator's. scripts/check_deployment.py holds this (make check-infra); each 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
 from shared.settings import SETTINGS, Bounds, Setting
+from tests.infra_support import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-deployment = _load("check_deployment")
+deployment = load_script("check_deployment")
 
 
 @pytest.fixture
@@ -212,7 +198,7 @@ def test_the_settings_resource_replaces_the_set_with_exactly_both_maps() -> None
 
 
 def test_the_azd_environment_s_settings_become_repository_variables() -> None:
-    variables = _load("ci_variables")
+    variables = load_script("ci_variables")
     values = {
         "API_ACCESS_MODE": "both",
         "USAGE_RECORDS_SCHEDULE": "0 5 * * * *",

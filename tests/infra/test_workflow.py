@@ -5,28 +5,16 @@ zizmor and the GitHub workflow schema (make check-infra) check the file's form; 
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.infra_support import ROOT, load_script
+
 WORKFLOW: dict[Any, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
 JOBS: dict[str, Any] = WORKFLOW["jobs"]
 RUNBOOK = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def runs(job: str) -> list[str]:
@@ -61,7 +49,7 @@ def test_the_real_azd_package_is_compared_with_the_offline_rebuild() -> None:
 def test_azd_is_pinned_to_a_version_that_honours_funcignore() -> None:
     major, minor, _patch = (int(p) for p in WORKFLOW["env"]["AZD_VERSION"].split("."))
     assert (major, minor) >= (1, 18)
-    assert WORKFLOW["env"]["AZD_VERSION"] == _load("package_app").AZD_VERSION
+    assert WORKFLOW["env"]["AZD_VERSION"] == load_script("package_app").AZD_VERSION
     for job in ("templates", "azure"):
         setup = next(s for s in JOBS[job]["steps"] if str(s.get("uses", "")).startswith("Azure/setup-azd@"))
         assert setup["with"]["version"] == "${{ env.AZD_VERSION }}"
