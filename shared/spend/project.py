@@ -20,7 +20,7 @@ from typing import Any
 
 from shared.keys import make_key, under
 from shared.pricing import amounts
-from shared.pricing.amounts import EXACT, Amounts
+from shared.pricing.amounts import EXACT, Amounts, money_text
 from shared.spend import usage
 from shared.spend.ratecard import RateCard, price_month
 from shared.spend.rows import (
@@ -65,11 +65,6 @@ CardOf = Callable[[str, str], RateCard | None]  # (currency, day) -> the card in
 def _sum(values: Iterable[Decimal | str]) -> Decimal:
     with decimal.localcontext(EXACT):
         return sum((Decimal(v) for v in values), Decimal(0))
-
-
-def _text(value: Decimal) -> str:
-    """An exact amount as text, without exponent notation for zero ("0", not "0E-20")."""
-    return "0" if value == 0 else format(value, "f")
 
 
 # -- the sources of one customer --------------------------------------------------------------------------------
@@ -260,10 +255,10 @@ class _Totals:
 
     def frozen(self) -> CurrencyTotals:
         return CurrencyTotals(
-            _text(self.total),
-            {d: _text(v) for d, v in self.days.items()},
-            {s: _text(v) for s, v in self.by_source.items()},
-            {r: _text(v) for r, v in self.by_reseller.items()},
+            money_text(self.total),
+            {d: money_text(v) for d, v in self.days.items()},
+            {s: money_text(v) for s, v in self.by_source.items()},
+            {r: money_text(v) for r, v in self.by_reseller.items()},
         )
 
 
@@ -446,7 +441,7 @@ def _legacy_subject(
     ]
     priced = price_month(quantities, lambda day: card_of(currency, day))
     unpriced = {
-        meter: {"name": str(gap["name"]), "unit": str(gap["unit"]), "quantity": _text(gap["quantity"])}
+        meter: {"name": str(gap["name"]), "unit": str(gap["unit"]), "quantity": money_text(gap["quantity"])}
         for meter, gap in priced.unpriced.items()
     }
     subject = SpendSubject(
@@ -459,8 +454,8 @@ def _legacy_subject(
         name=_str(name),
         reseller=reseller,
         source=Source.UTILIZATION_RATE_CARD,
-        days={day: _text(cost) for day, cost in priced.days.items()},
-        total=_text(_sum(priced.days.values())),
+        days={day: money_text(cost) for day, cost in priced.days.items()},
+        total=money_text(_sum(priced.days.values())),
         unpriced=unpriced,
         as_of=through,
         stored_at=stamp,

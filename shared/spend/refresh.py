@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.deadline import Deadline
 from shared.focus.writer import mark_changed
-from shared.pricing.amounts import EXACT
+from shared.pricing.amounts import EXACT, money_text
 from shared.spend import project
 from shared.spend.ratecard import RateCard
 from shared.spend.rows import (
@@ -170,7 +170,7 @@ def reseller_totals(store: TableStore, period: str, *, now: datetime) -> int:
             period=period,
             reseller=reseller,
             customers=customers[reseller],
-            totals={c: project._text(v) for c, v in figures.items()},
+            totals={c: money_text(v) for c, v in figures.items()},
             stored_at=utc_text(now),
         ).row()
         for reseller, figures in totals.items()

@@ -10,14 +10,10 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from shared.pricing.amounts import EXACT
+from shared.pricing.amounts import EXACT, money_text
 from shared.spend.rows import UTILIZATION_DAYS, UtilizationDay, next_month
 from shared.table_store import TableStore
 from shared.tables import subscription_key
-
-
-def _text(value: Decimal) -> str:
-    return "0" if value == 0 else format(value, "f")
 
 
 class Tally:
@@ -44,7 +40,7 @@ class Tally:
         """The window's day rows: one per day, or a few when a day's meters would not fit one property."""
         found = []
         for day, meters in sorted(self._days.items()):
-            parts = _parts({m: (_text(q), name, unit) for m, (q, name, unit) in sorted(meters.items())})
+            parts = _parts({m: (money_text(q), name, unit) for m, (q, name, unit) in sorted(meters.items())})
             for number, part in enumerate(parts):
                 window = self.window if number == 0 else f"{self.window}#{number}"
                 found.append(
@@ -94,7 +90,7 @@ def summed(rows: Iterable[UtilizationDay]) -> list[UtilizationDay]:
             first[day].customer_id,
             first[day].subscription_id,
             day,
-            {m: (_text(q), name, unit) for m, (q, name, unit) in meters.items()},
+            {m: (money_text(q), name, unit) for m, (q, name, unit) in meters.items()},
             records[day],
         )
         for day, meters in sorted(days.items())
