@@ -236,10 +236,11 @@ def subscription(ctx: Context) -> Content:
 
 
 def _day_price(ctx: Context) -> rated.DayPrice | None:
-    """A scoped caller's price of a stored day of an Azure subscription (None: the caller sees cost)."""
-    pricing = spend.pricing_of(ctx)
-    if not pricing.priced:
+    """A scoped caller's price of a stored day of an Azure subscription (None: the caller sees cost, and no price
+    rule is read for it)."""
+    if not ctx.scope.viewer.prices_only:
         return None
+    pricing = spend.pricing_of(ctx)
     customer_id = ctx.path["customer_id"]
 
     def price(pointer: RatedPointer, day: str, view: DayView) -> Decimal | None:

@@ -139,7 +139,7 @@ def _partner_rules(ctx: Context) -> Rules:
 def pricing_of(ctx: Context) -> Pricing:
     """The caller's pricing: deny by default, a caller shown prices unless it is the key or its grant shows cost."""
     viewer = ctx.scope.viewer
-    if viewer.priced and not viewer.shows_cost and viewer.rules is not None:
+    if viewer.prices_only and viewer.rules is not None:
         return Pricing("price", rule_of(viewer.rules, viewer.whom), viewer.rules, viewer.whom, False)
     rules = viewer.rules if viewer.rules is not None else _partner_rules(ctx)
     return Pricing("cost", rule_of(rules, viewer.whom), rules, viewer.whom, ctx.scope.unrestricted)

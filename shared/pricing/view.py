@@ -106,6 +106,11 @@ class Viewer:
         """True for a scoped caller: its figures are prices under its rule."""
         return self.rules is not None
 
+    @property
+    def prices_only(self) -> bool:
+        """True for a scoped caller whose grant does not show cost: prices are the only money it reads."""
+        return self.rules is not None and not self.shows_cost
+
     def rule(self, day: str, reseller: str | None, customer: str | None) -> PriceRule:
         """The rule a figure of ``day`` sold by ``reseller`` to ``customer`` is shown at."""
         return price_rule(self.rules or Rules(), day, reseller, customer, self.whom)
