@@ -116,3 +116,12 @@ def test_the_prices_command_adds_lists_and_removes(store, capsys):
     assert adjustment("-2.5").percent == Decimal("-2.5")
     with pytest.raises(ValueError):
         adjustment("5:colour=red")
+
+
+def test_every_line_item_column_is_either_shown_to_scoped_callers_or_a_cost_field():
+    from shared.api.rated import LINE_ITEM_COLUMNS
+    from shared.pricing.view import COST_FIELDS, SCOPED_LINE_FIELDS
+
+    # the allow-list is kept apart on purpose (deny by default); a column added to the export is classified here
+    assert not set(SCOPED_LINE_FIELDS) & set(COST_FIELDS)
+    assert set(SCOPED_LINE_FIELDS) | set(COST_FIELDS) == set(LINE_ITEM_COLUMNS)
