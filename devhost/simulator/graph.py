@@ -1,12 +1,14 @@
 """The simulator's Microsoft Graph partner billing export: export, operation, manifest, and blobs in Azurite.
 
-``POST .../usage/unbilled/export`` answers 202 with no body and ``Location``; the operation answers running
-(with ``Retry-After``) for ``polls`` looks, then finished; the data is written as gzip JSON Lines blobs to
-Azurite's blob service (a real part) and the manifest hands out a read+list SAS, so the app downloads them over
-HTTP exactly as from Azure. Behaviour switches (admin ``POST /_sim/graph``) cover every documented variant:
-inline manifest or link, ``succeeded`` or ``completed``, no data as failure 5000 or as ``blobCount`` 0, 410 on
-expired operations and manifests, an expired SAS, a connection cut halfway through a blob, multi-member gzip.
-Progress counts polls, never wall time, so tests are deterministic.
+Four exports share the machinery: ``usage/unbilled`` (the rated usage of ``current`` or ``last``,
+devhost.simulator.billing), ``usage/billed`` and ``reconciliation/billed`` (one invoice's, by ``invoiceId``) and
+``reconciliation/unbilled`` (devhost.simulator.reconciliation). ``POST .../{kind}/export`` answers 202 with no
+body and ``Location``; the operation answers running (with ``Retry-After``) for ``polls`` looks, then finished;
+the data is written as gzip JSON Lines blobs to Azurite's blob service (a real part) and the manifest hands out a
+read+list SAS, so the app downloads them over HTTP exactly as from Azure. Behaviour switches (admin
+``POST /_sim/graph``) cover every documented variant: inline manifest or link, ``succeeded`` or ``completed``, no
+data as failure 5000 or as ``blobCount`` 0, 410 on expired operations and manifests, an expired SAS, a connection
+cut halfway through a blob, multi-member gzip. Progress counts polls, never wall time, so tests are deterministic.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import io
 import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -25,11 +27,16 @@ from typing import Any
 
 import simplejson
 
+from devhost.simulator import invoices
 from devhost.simulator.billing import BillingOptions, lines
+from devhost.simulator.reconciliation import billed_lines, billed_usage_lines, unbilled_lines
 from devhost.simulator.world import World
 
 CONTAINER = "billing"
 BILLING_ROOT = "/graph/v1.0/reports/partners/billing"
+# The exports (``POST {BILLING_ROOT}/{kind}/export``): an unbilled one names a currency and a period, a billed
+# one an invoice.
+EXPORT_KINDS = ("usage/unbilled", "usage/billed", "reconciliation/unbilled", "reconciliation/billed")
 
 
 @dataclass
@@ -67,8 +74,10 @@ def _camel(name: str) -> str:
 @dataclass
 class Operation:
     id: str
-    billing_period: str
+    kind: str  # one of EXPORT_KINDS
+    billing_period: str  # current / last, or "invoice:" + the invoice id
     currency: str
+    invoice: dict[str, Any] | None = None  # a billed export's invoice, as listed when it was asked for
     looks: int = 0
     manifest_id: str | None = None
     failed: bool = False
@@ -101,12 +110,19 @@ class GraphReply:
 class GraphExports:
     """The export service of one simulated partner tenant."""
 
-    def __init__(self, world: World, base_url: Callable[[], str], blob_connection_string: str | None) -> None:
+    def __init__(
+        self,
+        world: World,
+        base_url: Callable[[], str],
+        blob_connection_string: str | None,
+        invoice_state: invoices.InvoiceState | None = None,
+    ) -> None:
         self.world = world
         self.base_url = base_url
         self.blob = _Blob(blob_connection_string) if blob_connection_string else None
         self.behaviour = Behaviour()
         self.options = BillingOptions()
+        self.invoice_state = invoice_state or invoices.InvoiceState()  # the invoices the billed exports serve
         self.operations: dict[str, Operation] = {}
         self.manifests: dict[str, dict[str, Any]] = {}
         self.exports_started = 0
@@ -139,7 +155,9 @@ class GraphExports:
     # ----- the API ------------------------------------------------------------------------------------
 
     def start(self, kind: str, body: str) -> GraphReply:
-        """``POST usage/{unbilled|billed}/export``."""
+        """``POST {kind}/export``, kind one of EXPORT_KINDS; an unknown invoice is 400 ``InvalidInvoiceId``."""
+        if kind not in EXPORT_KINDS:
+            raise ValueError(f"unknown export {kind!r}")
         if self.blob is None:
             message = "This simulator was started without a blob service (blob_connection_string): no exports."
             return error_reply(501, "NotImplemented", message)
@@ -149,7 +167,8 @@ class GraphExports:
             return error_reply(400, "BadRequest", "The request body is not JSON.")
         if not isinstance(request, dict):
             return error_reply(400, "BadRequest", "The request body is not a JSON object.")
-        if kind == "unbilled":
+        invoice = None
+        if kind.endswith("/unbilled"):
             period = str(request.get("billingPeriod", ""))
             currency = str(request.get("currencyCode", "")).upper()
             if period not in ("current", "last") or len(currency) != 3:
@@ -159,8 +178,11 @@ class GraphExports:
         else:
             if not request.get("invoiceId"):
                 return error_reply(400, "BadRequest", "invoiceId is required.")
-            period, currency = "invoice:" + str(request["invoiceId"]), ""
-        operation = Operation(str(uuid.uuid4()), period, currency)
+            invoice = invoices.find(self.world, str(request["invoiceId"]), self.invoice_state, self.options)
+            if invoice is None:
+                return error_reply(400, "InvalidInvoiceId", f"The invoice {request['invoiceId']} is not valid.")
+            period, currency = "invoice:" + invoice["id"], invoice["currencyCode"]
+        operation = Operation(str(uuid.uuid4()), kind, period, currency, invoice)
         with self._lock:
             self.operations[operation.id] = operation
             self.exports_started += 1
@@ -237,10 +259,20 @@ class GraphExports:
 
     # ----- producing an export -------------------------------------------------------------------------
 
+    def _lines(self, operation: Operation) -> Iterable[dict[str, Any]]:
+        """The lines of an export, computed when it finishes (from the world as it is then)."""
+        world, options, rerate = self.world, self.options, self.invoice_state.billed_rerate
+        if operation.kind == "usage/unbilled":
+            return lines(world, operation.billing_period, operation.currency, options)
+        if operation.kind == "reconciliation/unbilled":
+            return unbilled_lines(world, operation.currency, operation.billing_period, options)
+        if operation.invoice is None:
+            raise ValueError(f"a {operation.kind} export names an invoice")
+        if operation.kind == "usage/billed":
+            return billed_usage_lines(world, operation.invoice, options, rerate)
+        return billed_lines(world, operation.invoice, options, rerate)
+
     def _complete(self, operation: Operation) -> None:
-        if operation.billing_period.startswith("invoice:"):
-            operation.failed = True  # no invoices are simulated: a billed export has no data
-            return
         if self.blob is None:
             raise RuntimeError("the simulator has no blob service: start it with blob_connection_string")
         from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
@@ -261,7 +293,7 @@ class GraphExports:
             names.append(name)
             batch.clear()
 
-        for line in lines(self.world, operation.billing_period, operation.currency, self.options):
+        for line in self._lines(operation):
             encoded = _dumps(line)
             etag.update(encoded)
             batch.append(encoded)

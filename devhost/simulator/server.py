@@ -22,10 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from devhost.simulator import consent, wire
+from devhost.simulator import consent, invoices, wire
 from devhost.simulator.auth import APP_GRAPH, APP_USER, Credentials, TokenStore
 from devhost.simulator.faults import Fault, FaultSet
-from devhost.simulator.graph import GraphExports
+from devhost.simulator.graph import EXPORT_KINDS, GraphExports
 from devhost.simulator.graph import error_reply as graph_error
 from devhost.simulator.portal import PortalIssuer
 from devhost.simulator.world import UtilizationQuery, World, WorldConfig, epoch_us, stable_guid
@@ -123,13 +123,15 @@ def _route(path: str) -> tuple[str, dict[str, str]]:
         return "graph_blob", {}
     if low[:5] == ["graph", "v1.0", "reports", "partners", "billing"]:
         rest = low[5:]
-        if rest in (["usage", "unbilled", "export"], ["usage", "billed", "export"]):
-            return "graph_export", {"kind": rest[1]}
+        if len(rest) == 3 and rest[2] == "export" and f"{rest[0]}/{rest[1]}" in EXPORT_KINDS:
+            return "graph_export", {"kind": f"{rest[0]}/{rest[1]}"}
         if len(rest) == 2 and rest[0] in ("operations", "manifests"):
             return f"graph_{rest[0][:-1]}", {"id": seg[6]}
         return "graph_unknown", {}
     if low == ["v1", "ratecards", "azure"]:
         return "ratecard", {}
+    if low[:2] == ["v1", "invoices"] and len(seg) <= 3:
+        return ("invoices", {}) if len(seg) == 2 else ("invoice", {"id": seg[2]})
     if not low or low[0] != "v1" or len(low) < 2 or low[1] != "customers":
         return "unknown", {}
     if len(seg) == 2:
@@ -298,8 +300,10 @@ class Simulator:
             self.config.token_lifetime_s,
         )
         self.faults = FaultSet()
+        # What the admin API changed about the invoices (devhost.simulator.invoices): the billed exports' too.
+        self.invoice_state = invoices.InvoiceState()
         # The Graph billing export; its blobs go to the Azurite blob service of ``blob_connection_string``.
-        self.graph = GraphExports(self.world, lambda: self.base_url, blob_connection_string)
+        self.graph = GraphExports(self.world, lambda: self.base_url, blob_connection_string, self.invoice_state)
         self.world.billing_options = self.graph.options  # usage summaries and records add up the export's lines
         # Entra ID for the portal applications that call the usage API with tokens.
         self.portal = PortalIssuer(seed, self.tenant_id, lambda: self.base_url)
@@ -494,6 +498,13 @@ class Simulator:
                 return ok(self.graph.state())
             elif path == "/_sim/ratecard":
                 return ok(self._admin_rate_card(method, payload))
+            elif path == "/_sim/invoices":
+                if method == "POST":
+                    if not isinstance(payload, dict):
+                        raise ValueError('send {"mismatch"?, "amend"?, "billedRerate"?}')
+                    return ok(invoices.configure(self.world, self.invoice_state, payload))
+                if method == "GET":
+                    return ok(invoices.describe(self.world, self.invoice_state))
             elif path == "/_sim/info" and method == "GET":
                 return ok({**self.info(), "now": self.world.now().isoformat()})
         except (TypeError, ValueError, AttributeError) as exc:
@@ -599,6 +610,8 @@ class Simulator:
             return self._customers(request)
         if route == "ratecard":
             return self._rate_card(request)
+        if route in ("invoices", "invoice"):
+            return self._invoices(request, params.get("id"))
         if route == "usagerecords":
             return self._usage_records(request)
         customer = self.world.find_customer(params["cid"])
@@ -666,29 +679,53 @@ class Simulator:
     def _is_next(request: RecordedRequest) -> bool:
         return any(v.lower() == "next" for v in request.query.get("seek_operation", []))
 
-    def _customers(self, request: RecordedRequest) -> _Response:
-        total = self.config.customers
+    def _page_of(self, request: RecordedRequest, kind: str, default_size: int) -> tuple[int, int] | _Response:
+        """(offset, size) of a page of a collection: ``?size=`` (else ``default_size``) on the first page, the
+        continuation token's on a ``seek_operation=Next``; a 400 for a bad size or token."""
         if self._is_next(request):
-            payload = self._continuation(request, "customers")
+            payload = self._continuation(request, kind)
             if payload is None:
                 return _bad_request("Invalid or missing MS-ContinuationToken")
-            offset, size = int(payload["o"]), int(payload["z"])
-        else:
-            offset, size = 0, self.config.customers_page_size
-            raw = request.query.get("size", [""])[0]
-            if raw:
-                if not raw.isdigit() or int(raw) < 1:
-                    return _bad_request("size must be a positive integer")
-                size = int(raw)
-        page = min(size, self.config.customers_page_size)
-        end = min(total, offset + page)
-        items = [self.world.customer_json(self.world.customer(i)) for i in range(offset, end)]
-        body = self._collection(items, f"customers?size={size}")
+            return int(payload["o"]), int(payload["z"])
+        raw = request.query.get("size", [""])[0]
+        if raw and (not raw.isdigit() or int(raw) < 1):
+            return _bad_request("size must be a positive integer")
+        return 0, int(raw) if raw else default_size
+
+    def _page(self, items: list[Any], kind: str, size: int, end: int, total: int) -> _Response:
+        """A page of a collection ``kind`` (its path) ending at ``end`` of ``total``: ``links.next`` and
+        ``continuationToken`` carry the next page's offset and size."""
+        body = self._collection(items, f"{kind}?size={size}")
         if end < total:
-            token = self._codec.encode({"k": "customers", "o": end, "z": size})
-            body["links"]["next"] = wire.link(f"customers?size={size}&seek_operation=Next", token)
+            token = self._codec.encode({"k": kind, "o": end, "z": size})
+            body["links"]["next"] = wire.link(f"{kind}?size={size}&seek_operation=Next", token)
             body["continuationToken"] = token
         return _json(200, body)
+
+    def _customers(self, request: RecordedRequest) -> _Response:
+        paging = self._page_of(request, "customers", self.config.customers_page_size)
+        if isinstance(paging, _Response):
+            return paging
+        offset, size = paging
+        total = self.config.customers
+        end = min(total, offset + min(size, self.config.customers_page_size))
+        items = [self.world.customer_json(self.world.customer(i)) for i in range(offset, end)]
+        return self._page(items, "customers", size, end, total)
+
+    def _invoices(self, request: RecordedRequest, invoice_id: str | None) -> _Response:
+        """``GET /v1/invoices`` (paged, ``invoices_page_size`` by default) and ``GET /v1/invoices/{id}``."""
+        if invoice_id is not None:
+            found = invoices.find(self.world, invoice_id, self.invoice_state)
+            if found is None:
+                return _pc_error(404, wire.pc_error(404, f"Invoice {invoice_id} was not found"))
+            return _json(200, found)
+        listed = invoices.invoices(self.world, self.invoice_state)
+        paging = self._page_of(request, "invoices", self.config.invoices_page_size)
+        if isinstance(paging, _Response):
+            return paging
+        offset, size = paging
+        end = min(len(listed), offset + size)
+        return self._page(listed[offset:end], "invoices", size, end, len(listed))
 
     def _rate_card(self, request: RecordedRequest) -> _Response:
         """`GET /v1/ratecards/azure?currency=&region=` (app-only or App+User): the card in force today."""

@@ -206,6 +206,9 @@ class WorldConfig:
     ready_lag_s: int = 7200
     not_ready_204: bool = True
     split_every: int = 10
+    invoices_page_size: int = 2  # GET /v1/invoices without ?size= (small: paging is exercised by default)
+    invoice_months: int = 3  # closed calendar months with an invoice (devhost.simulator.invoices)
+    invoice_day: int = 8  # a month's invoices are dated this day of the following month, 06:00Z
 
     def __post_init__(self) -> None:
         counts = ("customers", "legacy_per_customer", "plan_per_customer", "licence_per_customer")
@@ -216,6 +219,8 @@ class WorldConfig:
             raise ValueError("forbidden_customers must be <= customers")
         if self.customers_page_size < 1 or self.token_lifetime_s < 1 or self.split_every < 0:
             raise ValueError("customers_page_size and token_lifetime_s must be >= 1, split_every >= 0")
+        if self.invoices_page_size < 1 or self.invoice_months < 0 or not 1 <= self.invoice_day <= 28:
+            raise ValueError("invoices_page_size must be >= 1, invoice_months >= 0, invoice_day 1..28")
         if self.customers >= 1 << 28 or self.subscriptions_per_customer >= 1 << 20:
             raise ValueError("world too large")
         if self.now is not None:
