@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -126,6 +127,16 @@ def _currencies(name: str, raw: str) -> tuple[str, ...]:
         if not (len(code) == 3 and code.isascii() and code.isalpha()):
             raise SettingsError(f"setting {name} must be ISO 4217 codes separated by commas, got {code!r}")
     return codes
+
+
+def _tolerance(name: str, raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except ArithmeticError:
+        raise SettingsError(f"{name} must be an amount such as 0 or 0.05, not {raw!r}") from None
+    if not value.is_finite() or value < 0 or value > 1000:
+        raise SettingsError(f"{name} must be an amount from 0 to 1000, not {raw!r}")
+    return value
 
 
 def _region(name: str, raw: str) -> str:
@@ -317,6 +328,14 @@ SETTINGS: tuple[Setting, ...] = (
         "(1 to 100)",
         "rated_usage_stalled_runs",
         Bounds(1, 100, integer=True),
+    ),
+    Setting(
+        "BILLING_TIEOUT_TOLERANCE",
+        "0",
+        "how far an invoice's lines, rounded to the currency's minor unit, may be from its total (and a customer's "
+        "billed usage from its usage charges) before the tie-out fails (an amount, 0 to 1000)",
+        "billing_tieout_tolerance",
+        _tolerance,
     ),
     Setting(
         "USAGE_QUEUE",
@@ -594,6 +613,7 @@ class Settings:
     rated_usage_fanout_blobs: int = _default("rated_usage_fanout_blobs")
     rated_usage_quarantine_share: float = _default("rated_usage_quarantine_share")
     rated_usage_stalled_runs: int = _default("rated_usage_stalled_runs")
+    billing_tieout_tolerance: Decimal = _default("billing_tieout_tolerance")
     queue_connection_string: str = field(default="", repr=False)
     queue_service_uri: str = ""
     queue_client_id: str = ""

@@ -239,6 +239,12 @@ class TableStore:
         """Upsert (replace) a single entity."""
         self.upsert(name, [entity])
 
+    def merge_one(self, name: str, entity: Mapping[str, Any]) -> None:
+        """Set the given properties of one entity (created if missing); its other properties stay."""
+        writer = self.writer(name, mode=UpdateMode.MERGE)
+        writer.add(entity)
+        writer.flush()
+
     def get(self, name: str, partition_key: str, row_key: str) -> dict[str, Any] | None:
         """One entity (its service metadata kept: ``written_at``), or None."""
         try:

@@ -160,8 +160,18 @@ class GraphBillingClient:
         return self._start("usage/unbilled/export", body)
 
     def start_billed(self, *, invoice_id: str, attribute_set: str = "full") -> str:
-        """Start a billed export of one invoice; returns the operation URL."""
+        """Start a billed usage export (final daily rated usage) of one invoice; returns the operation URL."""
         return self._start("usage/billed/export", {"invoiceId": invoice_id, "attributeSet": attribute_set})
+
+    def start_billed_reconciliation(self, *, invoice_id: str, attribute_set: str = "full") -> str:
+        """Start a billed reconciliation export (every charge of one invoice); returns the operation URL."""
+        body = {"invoiceId": invoice_id, "attributeSet": attribute_set}
+        return self._start("reconciliation/billed/export", body)
+
+    def start_unbilled_reconciliation(self, *, currency: str, billing_period: str, attribute_set: str = "full") -> str:
+        """Start an unbilled reconciliation export (the open period's charges that are not usage)."""
+        body = {"currencyCode": currency, "billingPeriod": billing_period, "attributeSet": attribute_set}
+        return self._start("reconciliation/unbilled/export", body)
 
     def poll(self, operation_url: str) -> Poll:
         """Look at an operation once. NoData for code 5000, ExportExpired for 410, GraphError for other failures."""

@@ -131,6 +131,10 @@ class PartnerCenterClient:
         body, _ = self.get_json("ratecards/azure", {"currency": currency, "region": region}, app_only=True)
         return body
 
+    def invoices(self, *, size: int = 200) -> Iterator[Page]:
+        """Pages of the partner's invoices and credit notes (app-only), newest first as Partner Center lists them."""
+        return self.pages("invoices", {"size": str(size)}, app_only=True)
+
     def subscriptions(self, customer_id: str) -> Iterator[Page]:
         """Pages of one customer's subscriptions (app-only)."""
         return self.pages(f"customers/{customer_id}/subscriptions", app_only=True)
