@@ -76,6 +76,13 @@ JOBS: tuple[Job, ...] = (
         snapshots=RATED_USAGE_STATE,
     ),
     Job(
+        "fetch_invoices",
+        "INVOICES_SCHEDULE",
+        "0 40 6 * * *",
+        "invoices",
+        "shared.sync.invoices:sync_invoices",
+    ),
+    Job(
         "fetch_rate_card",
         "RATE_CARD_SCHEDULE",
         "0 10 4 * * *",
