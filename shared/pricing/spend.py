@@ -66,7 +66,9 @@ def priced_subject(subject: SpendSubject, rule: RuleOf) -> Priced:
     with decimal.localcontext(EXACT):
         total = sum(days.values(), ZERO)
     shown = {day: money_text(price) for day, price in days.items()} if subject.days else {}
-    return Priced(replace(subject, days=shown, total=money_text(total), amounts={}), tuple(missing))
+    # at a price: no cost-side figure stays (the last estimate and the invoices are the partner's)
+    priced = replace(subject, days=shown, total=money_text(total), amounts={}, estimate=None, invoice_ids=())
+    return Priced(priced, tuple(missing))
 
 
 def month_changes(rules: Rules, period: str, whom: Whom | None, reseller: str | None, customer: str) -> bool:

@@ -13,17 +13,22 @@ from __future__ import annotations
 import decimal
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from shared.billing.lines import AZURE_USAGE
+from shared.billing.rows import BILLED_SPEND, BILLED_USAGE_KIND, CREDIT_NOTE, INVOICE_PARTITION, INVOICES, BilledSubject
 from shared.keys import make_key, under
 from shared.pricing import amounts
 from shared.pricing.amounts import EXACT, Amounts, money_text
 from shared.spend import usage
 from shared.spend.ratecard import RateCard, price_month
 from shared.spend.rows import (
+    BILLED,
+    ESTIMATED,
+    PARTLY_BILLED,
     SPEND_DAYS,
     SPEND_MONTHS,
     UTILIZATION_DAYS,
@@ -84,6 +89,19 @@ class Sources:
     fetched_through: dict[str, str]  # legacy subscription id -> utilization stored through (doneThrough)
     exported: frozenset[tuple[str, str]]  # (currency, period) covered by a stored export snapshot
     currency: str | None  # the customer's billing currency, when a source says it
+    billed: Sequence[BilledSubject] = ()  # what its invoices billed that month (BilledSpend)
+    closed: frozenset[tuple[str, str]] = frozenset()  # (currency, period) of every invoice stored billed
+
+
+def closed_periods(store: TableStore) -> frozenset[tuple[str, str]]:
+    """(currency, month) of every invoice (not a credit note) whose billed data is stored: its month is closed."""
+    found = set()
+    for row in store.partition(
+        INVOICES, INVOICE_PARTITION, select=["currencyCode", "period", "documentType", "billedVersion"]
+    ):
+        if row.get("billedVersion") and row.get("period") and str(row.get("documentType") or "").lower() != CREDIT_NOTE:
+            found.add((str(row["currencyCode"]).upper(), str(row["period"])))
+    return frozenset(found)
 
 
 def exported_periods(store: TableStore) -> frozenset[tuple[str, str]]:
@@ -110,6 +128,7 @@ class Stored:
     legacy_days: dict[tuple[str, str], list[UtilizationDay]] = field(default_factory=dict)
     fetched: dict[str, str] = field(default_factory=dict)  # subscription key -> doneThrough
     spend_keys: dict[str, set[str]] = field(default_factory=dict)  # customer key -> its SpendDays RowKeys
+    billed: dict[str, list[BilledSubject]] = field(default_factory=dict)  # customer -> its month's BilledSpend
 
     @classmethod
     def many(cls, store: TableStore, period: str) -> Stored:
@@ -144,6 +163,9 @@ class Stored:
         )
         for row in keys:
             found.spend_keys.setdefault(str(row["PartitionKey"]), set()).add(str(row["RowKey"]))
+        for row in store.query(BILLED_SPEND, "RowKey ge @lo and RowKey lt @hi", {"lo": low, "hi": high}):
+            billed = BilledSubject.of_row(row)
+            found.billed.setdefault(billed.customer_id, []).append(billed)
         return found
 
     @classmethod
@@ -189,10 +211,22 @@ class Stored:
                 select=["RowKey"],
             )
         }
+        found.billed[customer_id] = [
+            BilledSubject.of_row(row)
+            for row in store.query(
+                BILLED_SPEND,
+                "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                {"pk": key, "lo": days_low, "hi": days_high},
+            )
+        ]
         return found
 
     def sources(
-        self, customer_id: str, exported: frozenset[tuple[str, str]], default_currency: str | None = None
+        self,
+        customer_id: str,
+        exported: frozenset[tuple[str, str]],
+        default_currency: str | None = None,
+        closed: frozenset[tuple[str, str]] = frozenset(),
     ) -> Sources:
         """One customer's sources from these rows."""
         subscriptions = self.subscriptions.get(customer_id, [])
@@ -221,6 +255,8 @@ class Stored:
             },
             exported=exported,
             currency=currency or default_currency,
+            billed=self.billed.get(customer_id, []),
+            closed=closed,
         )
 
 
@@ -241,6 +277,11 @@ class _Totals:
     days: dict[str, Decimal] = field(default_factory=dict)
     by_source: dict[str, Decimal] = field(default_factory=dict)
     by_reseller: dict[str, Decimal] = field(default_factory=dict)
+    by_kind: dict[str, Decimal] = field(default_factory=dict)
+    statuses: set[str] = field(default_factory=set)
+    invoice_ids: set[str] = field(default_factory=set)
+    estimate: Decimal | None = None  # of the billed subjects that had one
+    estimated_part: Decimal = Decimal(0)  # the billed figures of those subjects
 
     def add(self, subject: SpendSubject) -> None:
         with decimal.localcontext(EXACT):
@@ -252,14 +293,44 @@ class _Totals:
             self.by_source[source] = self.by_source.get(source, Decimal(0)) + amount
             reseller = subject.reseller or ""
             self.by_reseller[reseller] = self.by_reseller.get(reseller, Decimal(0)) + amount
+            kind = spend_kind(subject)
+            self.by_kind[kind] = self.by_kind.get(kind, Decimal(0)) + amount
+            self.statuses.add(subject.status)
+            self.invoice_ids.update(subject.invoice_ids)
+            if subject.status == BILLED and subject.estimate is not None:
+                self.estimate = (self.estimate or Decimal(0)) + Decimal(subject.estimate)
+                self.estimated_part += amount
 
     def frozen(self) -> CurrencyTotals:
+        delta = None
+        if self.estimate is not None:
+            with decimal.localcontext(EXACT):
+                delta = money_text(self.estimated_part - self.estimate)
         return CurrencyTotals(
             money_text(self.total),
             {d: money_text(v) for d, v in self.days.items()},
             {s: money_text(v) for s, v in self.by_source.items()},
             {r: money_text(v) for r, v in self.by_reseller.items()},
+            status=combined_status(self.statuses),
+            by_kind={k: money_text(v) for k, v in self.by_kind.items()},
+            invoice_ids=tuple(sorted(self.invoice_ids)),
+            estimate=None if self.estimate is None else money_text(self.estimate),
+            estimate_delta=delta,
         )
+
+
+def combined_status(statuses: Iterable[str]) -> str:
+    """``billed`` when every figure is, ``estimated`` when none is, else ``partlyBilled``."""
+    found = set(statuses)
+    if found == {BILLED}:
+        return BILLED
+    return PARTLY_BILLED if BILLED in found else ESTIMATED
+
+
+def spend_kind(subject: SpendSubject) -> str:
+    """What a subject's figure is, as spend answers list it: ``azureUsage`` (Azure plan and legacy consumption)
+    or the charge kind of a reconciliation line (``licence``, ``reservation``, ``marketplace``...)."""
+    return subject.kind if subject.source == Source.RECONCILIATION else AZURE_USAGE
 
 
 def _mpn(value: Any) -> str | None:
@@ -332,6 +403,7 @@ def compute(sources: Sources, period: str, card_of: CardOf, now: datetime) -> Pr
             detail = "licence and other charges arrive with billed (reconciliation) data"
             excluded.append(Excluded(sid, str(kind or "other"), Reason.LICENCE_NOT_COVERED, name, reseller, detail))
 
+    subjects, excluded = _with_billed(sources, period, subjects, excluded, sellers, stamp)
     record = _usage_record(sources.usage_record)
     if not subjects and not excluded and record is None and sources.customer is None:
         return Projection([], None)
@@ -368,8 +440,100 @@ def compute(sources: Sources, period: str, card_of: CardOf, now: datetime) -> Pr
         stored_at=stamp,
         priceable=priceable,
         priceable_days=priceable_days,
+        status=combined_status(s.status for s in subjects) if subjects else ESTIMATED,
     )
     return Projection(subjects, month)
+
+
+def _with_billed(
+    sources: Sources,
+    period: str,
+    subjects: list[SpendSubject],
+    excluded: list[Excluded],
+    sellers: dict[str, str | None],
+    stamp: str,
+) -> tuple[list[SpendSubject], list[Excluded]]:
+    """The month's figures with what its invoices billed: an Azure subscription's billed usage replaces its
+    estimate (kept as ``estimate``); in a closed month (its invoice stored) an estimate nothing billed is billed 0;
+    every other charge (licences, reservations, marketplace...) is its own subject, a period total."""
+    rows: dict[tuple[str, str, str], list[BilledSubject]] = {}
+    for billed in sources.billed:
+        if billed.period == period:
+            rows.setdefault((billed.currency, billed.kind, billed.subject_id), []).append(billed)
+    if not rows and not any((s.currency, period) in sources.closed for s in subjects):
+        return subjects, excluded
+    out: list[SpendSubject] = []
+    for subject in subjects:
+        if subject.kind == BILLED_USAGE_KIND and subject.source == Source.RATED_USAGE:
+            found = rows.pop((subject.currency, subject.kind, subject.subject_id), None)
+            if found:
+                out.append(_billed_subject(sources.customer_id, period, found, stamp, estimate=subject.total))
+                continue
+            if (subject.currency, period) in sources.closed:
+                out.append(
+                    replace(
+                        subject, status=BILLED, estimate=subject.total, total="0", days={}, amounts={}, stored_at=stamp
+                    )
+                )
+                continue
+        out.append(subject)
+    for (_, kind, subject_id), found in sorted(rows.items()):
+        estimate = "0" if kind == BILLED_USAGE_KIND else None  # billed usage no estimate showed: it was 0
+        out.append(_billed_subject(sources.customer_id, period, found, stamp, estimate=estimate))
+        sellers.setdefault(subject_id, found[0].reseller)
+    charged = {b.subscription_id for b in sources.billed if b.period == period and b.kind != BILLED_USAGE_KIND}
+    kept = [e for e in excluded if not (e.reason == Reason.LICENCE_NOT_COVERED and e.subscription_id in charged)]
+    return out, kept
+
+
+def _billed_subject(
+    customer_id: str, period: str, found: list[BilledSubject], stamp: str, *, estimate: str | None
+) -> SpendSubject:
+    """One subject from its BilledSpend rows (an invoice and its credit notes), summed exactly."""
+    first = found[0]
+    days: dict[str, Decimal] = {}
+    by_day: dict[str, Amounts] = {}
+    with decimal.localcontext(EXACT):
+        total = sum((b.total for b in found), Decimal(0))
+        for billed in found:
+            for day, value in billed.days.items():
+                days[day] = days.get(day, Decimal(0)) + value
+            for day, day_amounts in billed.amounts.items():
+                amounts.merge(by_day.setdefault(day, {}), day_amounts)
+    usage = first.kind == BILLED_USAGE_KIND
+    return SpendSubject(
+        customer_id=customer_id,
+        period=period,
+        currency=first.currency,
+        kind=first.kind,
+        subject_id=first.subject_id,
+        subscription_id=first.subscription_id,
+        name=first.name,
+        reseller=first.reseller,
+        source=Source.BILLED_USAGE if usage else Source.RECONCILIATION,
+        days={day: money_text(v) for day, v in sorted(days.items())},
+        total=money_text(total),
+        status=BILLED,
+        stored_at=stamp,
+        amounts=by_day,
+        estimate=estimate,
+        invoice_ids=tuple(sorted({b.invoice_id for b in found})),
+        billing=None if usage else _billing(found),
+    )
+
+
+def _billing(found: list[BilledSubject]) -> dict[str, Any]:
+    """A charge's billing cycle and charge period over its rows."""
+    starts = [b.billing["chargeStart"] for b in found if b.billing.get("chargeStart")]
+    ends = [b.billing["chargeEnd"] for b in found if b.billing.get("chargeEnd")]
+    return {
+        "billingCycle": next((b.billing["billingCycle"] for b in found if b.billing.get("billingCycle")), None),
+        "term": next((b.billing["term"] for b in found if b.billing.get("term")), None),
+        "chargeTypes": sorted({t for b in found for t in b.billing.get("chargeTypes") or []}),
+        "chargeStart": min(starts) if starts else None,
+        "chargeEnd": max(ends) if ends else None,
+        "prorated": any(b.billing.get("prorated") for b in found),
+    }
 
 
 def subject_amounts(subject: SpendSubject) -> Mapping[str, Amounts]:

@@ -120,6 +120,7 @@ def project_marked(
         return stats
     cards = CardBook(store, region)
     exported = project.exported_periods(store)
+    closed = project.closed_periods(store)
     by_period: dict[str, list[str]] = {}
     for customer_id, period in sorted(marks):
         by_period.setdefault(period, []).append(customer_id)
@@ -133,7 +134,7 @@ def project_marked(
             chunk = customers[start : start + size]
             found = stored or project.Stored.one(store, chunk[0], period)
             projections = {
-                cid: project.compute(found.sources(cid, exported, default_currency), period, cards.card, now)
+                cid: project.compute(found.sources(cid, exported, default_currency, closed), period, cards.card, now)
                 for cid in chunk
             }
             stats.rows += project.write(store, period, projections, found)

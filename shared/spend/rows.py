@@ -14,7 +14,8 @@
 - ``RateCards`` (``RateCardSnapshot``): dated snapshots of the rate card per (currency, region), the card's JSON
   as received, compressed, in parts.
 
-Money is text with every digit. Every figure here is an *estimate* until billed data exists (``status``).
+Money is text with every digit. Every figure is an *estimate* until its invoice's billed data is stored; then it
+is ``billed`` and keeps its last estimate beside it (``estimate``; ``estimateDelta`` per currency).
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ TABLES = (SPEND_DAYS, SPEND_MONTHS, SPEND_RESELLERS, SPEND_MARKS, UTILIZATION_DA
 
 MARKS_PARTITION = "marks"
 DIRECT = "direct"  # the RowKey of what no reseller sold (SpendResellers)
-ESTIMATED = "estimated"  # until the billing issue brings billed figures
+ESTIMATED = "estimated"  # until the invoice's billed data is stored
+BILLED = "billed"  # from an invoice's billed data (final)
+PARTLY_BILLED = "partlyBilled"  # a month (or currency) whose figures are some billed, some still estimated
 PART_BYTES = 60_000  # of compressed rate card per row (a binary property holds 64 KiB)
 
 
@@ -52,6 +55,8 @@ class Source(StrEnum):
     UTILIZATION_RATE_CARD = "utilization×rateCard"  # noqa: RUF001 (the issue's name) legacy usage x rate card
     USAGE_SUMMARY = "usageSummary"  # Partner Center's subscription usage summary (a period total, no days)
     USAGE_RECORD = "usageRecord"  # Partner Center's customer usage record (a month total, no days)
+    BILLED_USAGE = "billedUsage"  # the Graph billed usage export of an invoice (final daily rated usage)
+    RECONCILIATION = "reconciliation"  # the Graph billed reconciliation export of an invoice (every charge)
 
 
 class Reason(StrEnum):
@@ -99,6 +104,9 @@ class SpendSubject:
     stored_at: str | None = None
     # day -> meter category -> [cost, list]: what each viewer's price is made of (a period total: none)
     amounts: Mapping[str, Amounts] = field(default_factory=dict)
+    estimate: str | None = None  # billed: the last estimate of the same figure (None: it had none)
+    invoice_ids: tuple[str, ...] = ()  # billed: the invoices (and credit notes) it comes from
+    billing: Mapping[str, Any] | None = None  # a charge's billingCycle, term, chargeTypes, chargeStart/End, prorated
 
     @property
     def rule_kind(self) -> str:
@@ -132,6 +140,9 @@ class SpendSubject:
             "asOf": self.as_of,
             "storedAt": self.stored_at,
             **packed_json(AMOUNTS, {day: amounts.as_json(found) for day, found in sorted(self.amounts.items())}),
+            "estimate": self.estimate,
+            "invoiceIds": jsonutil.dumps(list(self.invoice_ids)) if self.invoice_ids else None,
+            "billing": jsonutil.dumps(self.billing) if self.billing else None,
         }
 
     @classmethod
@@ -154,6 +165,9 @@ class SpendSubject:
             status=str(row.get("status") or ESTIMATED),
             stored_at=_text(row.get("storedAt")),
             amounts={str(day): amounts.of_json(found) for day, found in _json_map(unpacked_json(AMOUNTS, row)).items()},
+            estimate=_text(row.get("estimate")),
+            invoice_ids=tuple(str(i) for i in _json_of(row.get("invoiceIds"), "[]")),
+            billing=_json_map(row.get("billing")) or None,
         )
 
 
@@ -215,6 +229,11 @@ class CurrencyTotals:
     days: Mapping[str, str]
     by_source: Mapping[str, str]
     by_reseller: Mapping[str, str]
+    status: str = ESTIMATED  # estimated, billed, or partlyBilled
+    by_kind: Mapping[str, str] = field(default_factory=dict)  # azure usage and each charge kind
+    invoice_ids: tuple[str, ...] = ()
+    estimate: str | None = None  # billed: the last estimate of what is now billed
+    estimate_delta: str | None = None  # billed: billed - that estimate (of the figures that had one)
 
     def as_json(self) -> dict[str, Any]:
         """Its shape in the row's ``currencies`` (the days go to the row's ``days``, which an overview skips)."""
@@ -222,16 +241,27 @@ class CurrencyTotals:
             "total": self.total,
             "bySource": dict(sorted(self.by_source.items())),
             "byReseller": dict(sorted(self.by_reseller.items())),
+            "status": self.status,
+            "byKind": dict(sorted(self.by_kind.items())),
+            "invoiceIds": list(self.invoice_ids),
+            "estimate": self.estimate,
+            "estimateDelta": self.estimate_delta,
         }
 
     @classmethod
     def of_json(cls, value: Mapping[str, Any], days: Mapping[str, Any] | None = None) -> CurrencyTotals:
         """One as stored (``days``: its series, when the row's ``days`` were read)."""
+        invoices = value.get("invoiceIds")
         return cls(
             str(value.get("total") or "0"),
             _json_map(days),
             _json_map(value.get("bySource")),
             _json_map(value.get("byReseller")),
+            status=str(value.get("status") or ESTIMATED),
+            by_kind=_json_map(value.get("byKind")),
+            invoice_ids=tuple(str(i) for i in invoices) if isinstance(invoices, list) else (),
+            estimate=_text(value.get("estimate")),
+            estimate_delta=_text(value.get("estimateDelta")),
         )
 
 
