@@ -167,6 +167,7 @@ def concrete(route: Route, sim: Simulator, customer_index: int) -> str:
         "customer_id": customer.id,
         "subscription_id": sim.world.subscription_ids(customer.id, "legacy")[0],
         "entitlement_id": entitlement_ids(sim.world, plan, 1)[0],
+        "invoice_id": "G000000001",  # partner routes: refused to every token before anything is read
     }
     path = "/".join(ids[part[1:-1]] if part.startswith("{") else part for part in route.template)
     return f"/api/scoped/{path}" + ("?from=2026-11-01" if params.FROM_DAY in route.query else "")

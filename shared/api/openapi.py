@@ -180,7 +180,10 @@ PRICE_PROPERTIES = {
     },
 }
 # Fields that carry the partner's cost: never in an answer under /api/scoped/ to a caller shown prices.
-COST_ONLY = frozenset({"billingPreTaxTotal", "pricingPreTaxTotals", "margin", "partnerCenter", "budget"})
+COST_ONLY = frozenset(
+    {"billingPreTaxTotal", "pricingPreTaxTotals", "margin", "partnerCenter", "budget", "estimate", "estimateDelta"}
+    | {"invoiceIds"}  # the partner's Microsoft invoices: not a buyer's
+)
 # The schemas of answers that carry money: each has a ``Scoped...`` twin without the cost-only fields.
 PRICED_SCHEMAS = (
     "DailyCost",
@@ -510,6 +513,17 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "required": list(JOB_NAMES),
                 "additionalProperties": _ref("FunctionHealth"),
+            },
+            "invoices": {
+                "type": "object",
+                "description": "invoices stored (`listed`), with their billed data stored (`billed`) or not yet "
+                "(`pending`), and those whose tie-out failed (`tieOutFailed`: id and why)",
+                "properties": {
+                    "listed": {"type": "integer"},
+                    "billed": {"type": "integer"},
+                    "pending": {"type": "integer"},
+                    "tieOutFailed": {"type": "array", "items": {"type": "object"}},
+                },
             },
         },
         "additionalProperties": False,

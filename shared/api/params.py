@@ -217,7 +217,31 @@ ENTITLEMENT_ID = _id(
     "Azure subscription (entitlement) id",
     "The Azure subscription id (EntitlementId of the export; GUID, any case).",
 )
-PATH_PARAMS: Mapping[str, Param] = {p.name: p for p in (CUSTOMER_ID, SUBSCRIPTION_ID, ENTITLEMENT_ID)}
+_INVOICE_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
+def invoice_id(value: str) -> str:
+    """An invoice id (letters, digits, ``-``; any case), upper-cased as Partner Center writes it."""
+    text = value.strip().upper()
+    if not 1 <= len(text) <= 40 or not set(text) <= _INVOICE_ID_CHARS:
+        raise bad_request(f"{_preview(value)} is not an invoice id (letters, digits and -, at most 40).")
+    return text
+
+
+INVOICE_ID = Param(
+    "invoice_id",
+    "Invoice (or credit note) id as Partner Center lists it, e.g. G016907411 (any case).",
+    {"type": "string", "pattern": "^[A-Za-z0-9-]{1,40}$"},
+    invoice_id,
+    where="path",
+)
+PATH_PARAMS: Mapping[str, Param] = {p.name: p for p in (CUSTOMER_ID, SUBSCRIPTION_ID, ENTITLEMENT_ID, INVOICE_ID)}
+CUSTOMER = Param(
+    "customer",
+    "Only this customer's lines (customer tenant id, GUID, any case).",
+    _GUID_SCHEMA,
+    lambda value: guid(value, "customer id"),
+)
 
 _SIZE_TEXT = f"Records per page, default and maximum {MAX_PAGE_SIZE} (a next-page call keeps page 1's)."
 SIZE = Param(

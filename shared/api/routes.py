@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.api import csv_format, handlers, params, rated, spend
+from shared.api import csv_format, handlers, invoices, params, rated, spend
 from shared.api.context import Handler
 from shared.api.errors import ApiError, no_rated_usage, no_such_route, unknown_customer
 from shared.api.params import Param
@@ -218,6 +218,16 @@ ROUTES: tuple[Route, ...] = (
         "CustomerSpend",
         query=(*DAY_RANGE, params.SPEND_GRANULARITY),
         csv_columns=spend.CUSTOMER_COLUMNS,
+    ),
+    Route("v1/invoices", invoices.invoices, Access.PARTNER, "InvoiceCollection", schemas=invoices.SCHEMAS),
+    Route("v1/invoices/{invoice_id}", invoices.invoice, Access.PARTNER, "Invoice"),
+    Route(
+        "v1/invoices/{invoice_id}/lineitems",
+        invoices.invoice_line_items,
+        Access.PARTNER,
+        "InvoiceLineCollection",
+        query=(params.CUSTOMER, params.SIZE),
+        paged=True,
     ),
     Route("health", handlers.health, Access.PARTNER, "Health", conditional=False, responses=HEALTH_503),
     Route("openapi.json", handlers.openapi, Access.PUBLIC, "OpenApiDocument", conditional=False),

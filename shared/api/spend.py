@@ -39,7 +39,17 @@ from shared.pricing.spend import (
     rule_of,
     summed,
 )
-from shared.spend.rows import ESTIMATED, Reason, ResellerMonth, SpendMonth, SpendSubject, priceable_days_of
+from shared.spend.project import combined_status, spend_kind
+from shared.spend.rows import (
+    ESTIMATED,
+    CurrencyTotals,
+    Reason,
+    ResellerMonth,
+    Source,
+    SpendMonth,
+    SpendSubject,
+    priceable_days_of,
+)
 from shared.table_store import TableStore
 
 CODE_NOT_FOR_THIS_GRANT = 900403
@@ -208,7 +218,7 @@ def partner_spend(ctx: Context) -> Content:
         "period": period,
         "by": "customer",
         "figures": pricing.figures,
-        "status": ESTIMATED,
+        "status": combined_status(m.status for m in months) if months else ESTIMATED,
         "totalCount": len(items),
         "items": items,
         "links": links,
@@ -237,7 +247,15 @@ def _customer_item(ctx: Context, month: SpendMonth, pricing: Pricing) -> dict[st
         price = prices.get(currency)
         if pricing.priced:
             amount, complete = price or (Decimal(0), True)
-            currencies.append({"currencyCode": currency, "total": amount, "bySource": None, "priceComplete": complete})
+            currencies.append(
+                {
+                    "currencyCode": currency,
+                    "total": amount,
+                    "bySource": None,
+                    "priceComplete": complete,
+                    "status": totals.status,
+                }
+            )
             continue
         if whole:
             total = _amount(totals.total)
@@ -245,7 +263,9 @@ def _customer_item(ctx: Context, month: SpendMonth, pricing: Pricing) -> dict[st
             granted = {owner for sid, owner in month.subscriptions.items() if sid in (part or ())}
             total = _add(v for r, v in totals.by_reseller.items() if (r or None) in granted)
         by_source = {k: _amount(v) for k, v in sorted(totals.by_source.items())} if whole else None
-        currency_item = {"currencyCode": currency, "total": total, "bySource": by_source}
+        currency_item = {"currencyCode": currency, "total": total, "bySource": by_source, "status": totals.status}
+        if whole:
+            currency_item |= _billed_fields(totals)
         currencies.append({**currency_item, **_price_fields(total, price, pricing)})
     outside = 0 if whole else len(set(month.subscriptions) - set(part or ()))
     record = month.usage_record or {}
@@ -272,6 +292,17 @@ def _customer_item(ctx: Context, month: SpendMonth, pricing: Pricing) -> dict[st
         "storedAt": month.stored_at,
         "links": {"spend": rendering.link(rendering.customer_path(month.customer_id) + "/spend")},
     }
+
+
+def _billed_fields(totals: CurrencyTotals) -> dict[str, Any]:
+    """A month's figures by kind, and once billed its invoices and how far the last estimate was (at cost)."""
+    found: dict[str, Any] = {"byKind": {k: _amount(v) for k, v in sorted(totals.by_kind.items())}}
+    if totals.invoice_ids:
+        found["invoiceIds"] = list(totals.invoice_ids)
+    if totals.estimate is not None:
+        found["estimate"] = _amount(totals.estimate)
+        found["estimateDelta"] = _amount(totals.estimate_delta or "0")
+    return found
 
 
 def _coverage(month: SpendMonth, part: frozenset[str] | None, whole: bool, outside: int) -> dict[str, Any]:
@@ -450,7 +481,7 @@ def customer_spend(ctx: Context) -> Content:
         "granularity": granularity,
         "scope": "customer" if whole else "grant",
         "figures": pricing.figures,
-        "status": ESTIMATED,
+        "status": combined_status(sub.status for sub in shown) if shown else ESTIMATED,
         "currencies": currencies,
         "subscriptions": subscriptions,
         "coverage": coverage,
@@ -569,15 +600,49 @@ def _currencies(subjects: list[SpendSubject], first: str, last: str, granularity
                 undated += extra
                 source = str(subject.source)
                 by_source[source] = by_source.get(source, Decimal(0)) + _add(series.values()) + extra
-        out.append({**_currency_view(points, undated, currency), "bySource": dict(sorted(by_source.items()))})
+        view = {**_currency_view(points, undated, currency), "bySource": dict(sorted(by_source.items()))}
+        out.append({**view, **_kinds_and_status(mine, first, last)})
     return out
+
+
+def _kinds_and_status(subjects: list[SpendSubject], first: str, last: str) -> dict[str, Any]:
+    """Figures by kind and their status over [first, last]; once billed, the invoices and the last estimate
+    (those two only where the subjects carry them: never at a price)."""
+    by_kind: dict[str, Decimal] = {}
+    estimate: Decimal | None = None
+    estimated_part = Decimal(0)
+    invoices: set[str] = set()
+    with decimal.localcontext(EXACT):
+        for subject in subjects:
+            amount = _add(_series(subject.days, first, last, "day").values()) + (
+                _undated(subject, first, last) or Decimal(0)
+            )
+            kind = spend_kind(subject)
+            by_kind[kind] = by_kind.get(kind, Decimal(0)) + amount
+            invoices.update(subject.invoice_ids)
+            if subject.estimate is not None and first[:7] <= subject.period <= last[:7]:
+                estimate = (estimate or Decimal(0)) + Decimal(subject.estimate)
+                estimated_part += Decimal(subject.total)
+    found: dict[str, Any] = {
+        "status": combined_status(s.status for s in subjects),
+        "byKind": dict(sorted(by_kind.items())),
+    }
+    if invoices:
+        found["invoiceIds"] = sorted(invoices)
+    if estimate is not None:
+        found["estimate"] = estimate
+        with decimal.localcontext(EXACT):
+            found["estimateDelta"] = estimated_part - estimate
+    return found
 
 
 def _subscriptions(subjects: list[SpendSubject], first: str, last: str, granularity: str) -> list[dict[str, Any]]:
     """Each subscription's figures; an Azure plan's Azure subscriptions within it."""
     grouped: dict[str, list[SpendSubject]] = {}
     for subject in subjects:
-        grouped.setdefault(subject.subscription_id or subject.subject_id, []).append(subject)
+        charge = subject.source == Source.RECONCILIATION  # a charge is its own entry (a reservation is not its plan)
+        key = subject.subject_id if charge else subject.subscription_id or subject.subject_id
+        grouped.setdefault(key, []).append(subject)
     out = []
     for subscription_id, members in sorted(grouped.items()):
         azure = [s for s in members if s.kind == "azure_subscription"]
@@ -589,11 +654,15 @@ def _subscriptions(subjects: list[SpendSubject], first: str, last: str, granular
             "name": own[0].name if own else None,
             "resellerMpnId": (own or members)[0].reseller,
             "source": str((own or members)[0].source),
-            "status": ESTIMATED,
+            "status": combined_status(s.status for s in members),
             "currencies": _figures(members, first, last, granularity),
             "unpriced": [{"meterId": meter, **gap} for s in own for meter, gap in sorted(s.unpriced.items())],
             "asOf": min((s.as_of for s in members if s.as_of), default=None),
         }
+        billing = next((s.billing for s in own if s.billing), None)
+        if billing:
+            entry["billing"] = dict(billing)
+        entry |= _estimate_of(members)
         if azure:
             entry["azureSubscriptions"] = [
                 {
@@ -601,13 +670,25 @@ def _subscriptions(subjects: list[SpendSubject], first: str, last: str, granular
                     "name": s.name,
                     "resellerMpnId": s.reseller,
                     "source": str(s.source),
+                    "status": s.status,
                     "currencies": _figures([s], first, last, granularity),
                     "asOf": s.as_of,
+                    **_estimate_of([s]),
                 }
                 for s in sorted(azure, key=lambda s: (s.subject_id, s.period, s.currency))
             ]
         out.append(entry)
     return out
+
+
+def _estimate_of(subjects: list[SpendSubject]) -> dict[str, Any]:
+    """Billed figures' invoices and last estimate (only where the subjects carry them: never at a price)."""
+    invoices = sorted({i for s in subjects for i in s.invoice_ids})
+    estimates = [Decimal(s.estimate) for s in subjects if s.estimate is not None]
+    found: dict[str, Any] = {"invoiceIds": invoices} if invoices else {}
+    if estimates:
+        found["estimate"] = _add(estimates)
+    return found
 
 
 def _figures(subjects: list[SpendSubject], first: str, last: str, granularity: str) -> list[dict[str, Any]]:
@@ -691,14 +772,39 @@ def _subject_lines(
 _MONEY = {"$ref": "#/components/schemas/Money"}
 _LINK = {"$ref": "#/components/schemas/Link"}
 _TEXT_OR_NULL = {"type": ["string", "null"]}
-_STATUS = {"type": "string", "description": "`estimated` (unbilled figures; billed ones arrive with invoices)"}
+_STATUS = {
+    "type": "string",
+    "description": "`estimated` (unbilled figures, revised until the invoice), `billed` (from the invoice's billed "
+    "data, final), or `partlyBilled` (some of each: e.g. legacy usage, which the billed exports do not cover)",
+}
+_BILLED = {
+    "byKind": {
+        "type": "object",
+        "additionalProperties": _MONEY,
+        "description": "the total by kind: `azureUsage` (consumption, by day) and each charge kind of the "
+        "reconciliation data (`licence`, `reservation`, `savingsPlan`, `marketplace`, `software`, `other`: "
+        "period totals, never spread over days)",
+    },
+    "invoiceIds": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "billed: the invoices (and credit notes) the figures come from",
+    },
+    "estimate": {**_MONEY, "description": "billed: the last estimate of the billed figures that had one (cost)"},
+    "estimateDelta": {**_MONEY, "description": "billed: billed - `estimate`: how far the estimate was off (cost)"},
+}
+_BILLING = {
+    "type": "object",
+    "description": "a charge's billing: `billingCycle` (as sent, e.g. Monthly, Annual), `term`, `chargeTypes`, "
+    "`chargeStart`, `chargeEnd`, `prorated` (a monthly charge for part of a month)",
+}
 _SCOPE = {
     "type": "string",
     "enum": ["customer", "grant"],
     "description": "`customer`: the customer's own figures; `grant`: the sum of the caller's part of the customer "
     "(a reseller that sold some of its subscriptions), `coverage.outsideGrant` counting the rest",
 }
-_SOURCES = "`ratedUsage` (Azure plan, Graph billing export), `utilization×rateCard` (legacy usage priced by the rate card), `usageSummary` (a period total without days)"  # noqa: RUF001, E501
+_SOURCES = "`ratedUsage` (Azure plan, Graph billing export), `utilization×rateCard` (legacy usage priced by the rate card), `usageSummary` (a period total without days), `billedUsage` (an invoice's billed usage export), `reconciliation` (an invoice's charges)"  # noqa: RUF001, E501
 
 
 _PRICE_BESIDE = {
@@ -768,6 +874,8 @@ SCHEMAS: dict[str, Any] = {
             "anyOf": [{"type": "object", "additionalProperties": _MONEY}, {"type": "null"}],
             "description": f"the total by source: {_SOURCES}; null for a `grant` scope",
         },
+        status=_STATUS,
+        **_BILLED,
     ),
     "SpendSeries": _object(
         "A series and its totals in one currency",
@@ -782,6 +890,8 @@ SCHEMAS: dict[str, Any] = {
             "items": _object("One day (or month)", ["date", "amount"], date={"type": "string"}, amount=_MONEY),
         },
         bySource={"type": "object", "additionalProperties": _MONEY, "description": _SOURCES},
+        status=_STATUS,
+        **_BILLED,
     ),
     "CustomerSpendItem": _object(
         "One customer's month",
@@ -836,11 +946,18 @@ SCHEMAS: dict[str, Any] = {
         "One subscription's figures (an Azure plan's per Azure subscription within it)",
         ["subscriptionId", "kind", "source", "status", "currencies"],
         subscriptionId={"type": "string"},
-        kind={"type": "string", "description": "`azure_plan` or `legacy`"},
+        kind={
+            "type": "string",
+            "description": "`azure_plan`, `legacy`, or a charge kind of billed data (`licence`, `reservation`, "
+            "`savingsPlan`, `marketplace`, `software`, `other`)",
+        },
         name=_TEXT_OR_NULL,
         resellerMpnId=_TEXT_OR_NULL,
         source={"type": "string", "description": _SOURCES},
         status=_STATUS,
+        billing=_BILLING,
+        invoiceIds=_BILLED["invoiceIds"],
+        estimate=_BILLED["estimate"],
         currencies={"type": "array", "items": {"$ref": "#/components/schemas/SpendSeries"}},
         unpriced={
             "type": "array",
@@ -863,8 +980,11 @@ SCHEMAS: dict[str, Any] = {
                 name=_TEXT_OR_NULL,
                 resellerMpnId=_TEXT_OR_NULL,
                 source={"type": "string"},
+                status=_STATUS,
                 currencies={"type": "array", "items": {"$ref": "#/components/schemas/SpendSeries"}},
                 asOf=_TEXT_OR_NULL,
+                invoiceIds=_BILLED["invoiceIds"],
+                estimate=_BILLED["estimate"],
             ),
         },
     ),
