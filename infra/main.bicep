@@ -187,6 +187,9 @@ param utilizationSchedule string = '0 45 */3 * * *'
 @description('Optional. NCRONTAB schedule of fetch_rated_usage (the Graph billing export, Azure plan daily cost).')
 param ratedUsageSchedule string = '0 20 5,17 * * *'
 
+@description('Optional. NCRONTAB schedule of fetch_invoices (invoices, billed reconciliation and billed usage exports).')
+param invoicesSchedule string = '0 40 6 * * *'
+
 @description('Optional. NCRONTAB schedule of fetch_rate_card (the Azure rate card that prices legacy usage).')
 param rateCardSchedule string = '0 10 4 * * *'
 
@@ -223,6 +226,9 @@ param ratedUsageFanoutBlobs int = 4
 
 @description('Optional. Share of an export\'s lines (0 to 1, e.g. 0.01) quarantined above which /api/health answers 503. A string: ARM has no fractional numbers, so the app checks the range when it starts.')
 param ratedUsageQuarantineShare string = '0.01'
+
+@description('Optional. Amount an invoice\'s rounded lines may differ from its total before its tie-out fails (e.g. 0 or 0.05). A string: ARM has no fractional numbers, so the app checks it when it starts.')
+param billingTieoutTolerance string = '0'
 
 @description('Optional. Runs of fetch_rated_usage without progress on an export after which /api/health answers 503.')
 @minValue(1)
@@ -496,6 +502,7 @@ var syncSettings = {
   USAGE_SUMMARY_SCHEDULE: usageSummarySchedule
   UTILIZATION_SCHEDULE: utilizationSchedule
   RATED_USAGE_SCHEDULE: ratedUsageSchedule
+  INVOICES_SCHEDULE: invoicesSchedule
   RATE_CARD_SCHEDULE: rateCardSchedule
   API_ACCESS_MODE: apiAccessMode
   API_AUDIENCE: apiAudience
@@ -512,6 +519,7 @@ var syncSettings = {
   RATED_USAGE_SETTLE_DAYS: string(ratedUsageSettleDays)
   RATED_USAGE_FANOUT_BLOBS: string(ratedUsageFanoutBlobs)
   RATED_USAGE_QUARANTINE_SHARE: ratedUsageQuarantineShare
+  BILLING_TIEOUT_TOLERANCE: billingTieoutTolerance
   RATED_USAGE_STALLED_RUNS: string(ratedUsageStalledRuns)
   RATE_CARD_CURRENCIES: rateCardCurrencies
   RATE_CARD_REGION: rateCardRegion

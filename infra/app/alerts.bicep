@@ -36,6 +36,7 @@ param timerFunctions array = [
   'fetch_usage_summary'
   'fetch_utilization'
   'fetch_rated_usage'
+  'fetch_invoices'
   'fetch_rate_card'
 ]
 
