@@ -24,7 +24,7 @@ from devhost.azurite import REPO_ROOT, running_azurite, running_azurite_blob, ru
 from devhost.funcapp import drain_queues
 from devhost.localsettings import apply_local_settings
 from devhost.serve import make_server
-from devhost.simulator import Simulator, WorldConfig
+from devhost.simulator import Simulator, WorldConfig, invoices
 from devhost.simulator.billing import entitlement_ids
 from devhost.trigger import last_run_line, trigger
 from shared.settings import BY_NAME
@@ -68,6 +68,7 @@ def _curl_lines(port: int, key: str, customer_id: str, subscription_id: str, pla
         f'curl -s {header} "{sub}/usagesummary"',
         f'curl -s {header} "{sub}/utilizations/azure?start_time={{START}}&end_time={{END}}&size=5"',
         f'curl -s {header} "{base}/customers/{plan_customer}/azureentitlements/{entitlement}/dailycost"',
+        f'curl -s {header} "{base}/invoices"                              # invoices, billed or not, and tie-out',
     ]
 
 
@@ -184,6 +185,8 @@ def up(
     ):
         # Small blobs: the export has several, so it is staged through the rated-ingest queue, as large ones are.
         sim.graph.configure({"linesPerBlob": 100})
+        # Every invoice ties out here (the planted mismatch, and the failed run it causes, are test_billing's).
+        invoices.configure(sim.world, sim.invoice_state, {"mismatch": None})
         say(f"azurite      {azurite.endpoint} (data in {data_dir})")
         say(f"simulator    {sim.base_url} ({customers} customers)")
         _environment(sim, azurite.connection_string, queues.connection_string, blobs.connection_string)

@@ -96,8 +96,9 @@ def test_devhost_up_syncs_serves_answers_the_printed_curls_and_stops_cleanly(tmp
         focus = subprocess.run(["bash", "-c", duck], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
         assert focus.returncode == 0 and "x_CustomerName" in focus.stdout, (focus.stdout, focus.stderr)
         curls = [line.strip() for line in lines if line.strip().startswith("curl ") and "/api/scoped/" not in line]
-        assert len(curls) == 6 and '/api/v1/spend"' in curls[0] and curls[1].split('"')[3].endswith("/spend")
+        assert len(curls) == 7 and '/api/v1/spend"' in curls[0] and curls[1].split('"')[3].endswith("/spend")
         assert any("/azureentitlements/" in curl and "/dailycost" in curl for curl in curls)
+        assert curls[-1].split('"')[3].endswith("/api/v1/invoices")
         values = dict(part.split("=", 1) for part in export.removeprefix("export ").split())
         for curl in curls:
             url = captured(r'"(http://127\.0\.0\.1:\$PORT/api/[^"]+)"', curl).replace("$PORT", values["PORT"])

@@ -55,7 +55,7 @@ def test_a_run_record_names_the_unit_its_done_and_pending_count(store):
         run.add(done=3, pending=1)
     (row,) = store.partition(RUNS, "fetch_usage_records")
     assert row["unit"] == "customers" and row["done"] == 3 and row["pending"] == 1
-    assert {job.unit for job in jobs.JOBS} == {"customers", "subscriptions", "exports", "currencies"}
+    assert {job.unit for job in jobs.JOBS} == {"customers", "subscriptions", "exports", "invoices", "currencies"}
 
 
 def test_the_http_function_loads_the_registry_without_the_partner_center_client():

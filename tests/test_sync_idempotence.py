@@ -19,7 +19,7 @@ from shared.table_store import TableStore
 from shared.tables import RUNS
 from tests.fakes import pc_json
 from tests.stores import drop_tables
-from tests.sync_support import run_job, sim_env, snapshot, stand_in_settings, watermarks
+from tests.sync_support import run_job, sim_env, snapshot, stand_in_settings, ties_out, watermarks
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 
@@ -42,6 +42,7 @@ def clean(azurite, azurite_blob, store):
     """The tables of one clean run of every function, without faults."""
     other = TableStore(store._service, prefix=store.prefix + "c")
     with Simulator(world=world(), blob_connection_string=azurite_blob.connection_string) as sim:
+        ties_out(sim)
         settings = Settings.from_env(sim_env(sim, azurite, other.prefix))
         for function in FUNCTIONS:
             assert run_job(function, settings, other, NOW).status == "succeeded"
@@ -51,6 +52,7 @@ def clean(azurite, azurite_blob, store):
 
 def test_two_runs_with_faults_leave_the_rows_of_one_clean_run(azurite, azurite_blob, store, clean):
     with Simulator(world=world(), blob_connection_string=azurite_blob.connection_string) as sim:
+        ties_out(sim)
         sim.faults.add(Fault(kind="429", path=None, times=3, every=4, retry_after=1))
         sim.faults.add(Fault(kind="500", path=None, times=3, every=5))
         sim.faults.add(Fault(kind="drop", path=r"/utilizations/azure", times=2, every=3))
@@ -84,6 +86,7 @@ def test_a_run_killed_half_way_then_rerun_converges_to_the_clean_rows(
     azurite, azurite_blob, store, clean, writes_before_crash
 ):
     with Simulator(world=world(), blob_connection_string=azurite_blob.connection_string) as sim:
+        ties_out(sim)
         settings = Settings.from_env(sim_env(sim, azurite, store.prefix))
         crashing = CrashingStore(store._service, prefix=store.prefix, writes_before_crash=writes_before_crash)
         with pytest.raises(Crash):
@@ -181,6 +184,7 @@ def test_two_overlapping_runs_of_each_function_converge_to_the_rows_of_one_clean
     azurite, azurite_blob, store, clean
 ):
     with Simulator(world=world(), latency_ms=2, blob_connection_string=azurite_blob.connection_string) as sim:
+        ties_out(sim)
         settings = Settings.from_env(sim_env(sim, azurite, store.prefix))
         meeting = MeetingStore(store._service, prefix=store.prefix)
         for function in FUNCTIONS:
