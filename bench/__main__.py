@@ -23,6 +23,7 @@ import psutil
 
 from bench import (
     auth,
+    billing,
     cold_start,
     increment,
     ingest,
@@ -37,7 +38,20 @@ from bench.report import render, targets
 from devhost.azurite import running_azurite, running_azurite_blob
 from shared.settings import Settings
 
-PARTS = ("sync", "latency", "memory", "api", "imports", "rated", "auth", "rows", "cost", "spend", "ingest")
+PARTS = (
+    "sync",
+    "latency",
+    "memory",
+    "api",
+    "imports",
+    "rated",
+    "auth",
+    "rows",
+    "cost",
+    "spend",
+    "ingest",
+    "billing",
+)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -64,6 +78,7 @@ class Mode:
     ingest: tuple[int, int]  # (lines of the export, lines per blob) staged and committed as the queue workers do
     spend_customers: int  # customers (x 3 Azure subscriptions x 31 days) of the partner-wide spend answer
     rows_full_pages: tuple[int, int] = (1, 2)  # (subscriptions, days) of the sync on full 1,000-record pages
+    billing_lines: int = 100_000  # reconciliation lines through the billed ingest's per-line path (issue 23)
 
 
 MODES = {
@@ -111,6 +126,7 @@ MODES = {
         spend_customers=2_000,  # issue 21: 2,000 customers x 3 subscriptions x 31 days
         ingest=(10_000_000, 50_000),  # issue 22: a large partner's month, 200 blobs
         rows_full_pages=(4, 5),  # ~20,000 rows in 40 pages
+        billing_lines=1_000_000,  # issue 23: the RSS goal is stated at 1M lines
     ),
 }
 
@@ -288,6 +304,16 @@ def main(argv: list[str] | None = None) -> int:
         return {"runs": runs}
 
     attempt("rated", rated_part)
+
+    def billing_part() -> dict[str, Any]:
+        found = billing.measure(mode.billing_lines)
+        _progress(
+            f"billing {found['lines']} reconciliation lines: {found['lines_per_s']} lines/s, "
+            f"{found['cpu_us_per_line']} us/line ({found['vs_baseline']}x json.loads), RSS +{found['rss_growth_mb']} MB"
+        )
+        return found
+
+    attempt("billing", billing_part)
     attempt("auth", auth.measure)
 
     def cost_part() -> dict[str, Any]:

@@ -34,6 +34,16 @@ def _line(target: str, measured: str, met: bool | None, note: str = "") -> dict[
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every target next to its measured value."""
     lines = []
+    if "billing" in results:
+        b = results["billing"]
+        lines.append(
+            _line(
+                "billed reconciliation ingest: peak RSS growth <= 30 MB at 1M lines",
+                f"+{b['rss_growth_mb']} MB at {b['lines']:,} lines",
+                b["rss_growth_mb"] <= 30 if b["lines"] >= 1_000_000 else None,
+                "quick mode measures 100,000 lines: n/a",
+            )
+        )
     if "spend" in results:
         spend = results["spend"]
         per_1000 = spend["requests_per_1000_customers"]
@@ -333,6 +343,17 @@ def render(results: dict[str, Any]) -> str:
             "Budget per run SYNC_TIME_BUDGET_SECONDS, concurrency SYNC_CONCURRENCY; minimum of a day = one utilization "
             "call per subscription + the inventory (customers listing every INVENTORY_REFRESH_HOURS, each customer's "
             "subscriptions every INVENTORY_SUBSCRIPTIONS_HOURS); Flex cost = wall x 2.048 GB x $0.000026 per GB-s.",
+            "",
+        ]
+    if "billing" in results:
+        b = results["billing"]
+        out += [
+            "### Billed reconciliation ingest: per line, and memory at any size",
+            "",
+            "| lines | lines/s | CPU µs per line | baseline (json.loads) µs | vs baseline | RSS growth MB | subjects |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {b['lines']:,} | {b['lines_per_s']:,} | {b['cpu_us_per_line']} | {b['baseline_us_per_line']} | "
+            f"{b['vs_baseline']}x | {b['rss_growth_mb']} | {b['subjects']:,} |",
             "",
         ]
     if "spend" in results:

@@ -77,24 +77,21 @@ class ChargeLine:
         return self.charge_start[8:] != "01" or self.charge_end[:7] != self.charge_start[:7]
 
 
-def kind_of(fields: _Fields) -> str:
-    """The charge's kind, from the fields Microsoft sends."""
-    if (_text(fields, "ReservationOrderId") or "").strip():
+def _kind(
+    *, reservation: str, product: str, charge_type: str, product_id: str, category: str, publisher: str, term: str
+) -> str:
+    if reservation.strip():
         return RESERVATION
-    product = (_text(fields, "ProductName") or "").lower()
-    if "savings plan" in product:
+    if "savings plan" in product.lower():
         return SAVINGS_PLAN
-    charge_type = (_text(fields, "ChargeType") or "").strip().lower()
-    product_id = (_text(fields, "ProductId") or "").strip().upper()
-    if charge_type == "usage" or product_id.startswith(AZURE_PLAN_PRODUCT):
+    if charge_type.strip().lower() == "usage" or product_id.strip().upper().startswith(AZURE_PLAN_PRODUCT):
         return AZURE_USAGE
-    category = (_text(fields, "ProductCategory") or "").strip().lower()
-    publisher = (_text(fields, "PublisherName") or "").strip().lower()
+    category, publisher = category.strip().lower(), publisher.strip().lower()
     if category in ("saas", "marketplace") or (publisher and not publisher.startswith("microsoft")):
         return MARKETPLACE
     if category == "software":
         return SOFTWARE
-    if category in ("license", "licence", "") or "subscription" in (_text(fields, "TermAndBillingCycle") or "").lower():
+    if category in ("license", "licence", "") or "subscription" in term.lower():
         return LICENCE
     return OTHER
 
@@ -109,11 +106,11 @@ def _date(fields: _Fields, name: str) -> str | None:
         raise BadRecord(f"{name} is not a date: {value[:60]!r}") from None
 
 
-def _cycle(fields: _Fields) -> str | None:
-    frequency = (_text(fields, "BillingFrequency") or "").strip()
+def _cycle(frequency: str, term: str) -> str | None:
+    frequency = frequency.strip()
     if frequency:
         return frequency
-    term = (_text(fields, "TermAndBillingCycle") or "").lower()
+    term = term.lower()
     if "month" in term:
         return "Monthly"
     if "year" in term:
@@ -151,13 +148,27 @@ def parse_charge(text: str) -> ChargeLine:
             total = subtotal + tax
         unit, quantity = _optional_money(fields, "UnitPrice"), _optional_money(fields, "Quantity")
         list_total = None if unit is None or quantity is None else unit * quantity
-    kind = kind_of(fields)
-    subscription = _text(fields, "SubscriptionId")
     reservation = (_text(fields, "ReservationOrderId") or "").strip().lower()
+    product, sku, term = (
+        _text(fields, "ProductName"),
+        _text(fields, "SkuName"),
+        _text(fields, "TermAndBillingCycle") or "",
+    )
+    category = (_text(fields, "ProductCategory") or "").strip()
+    charge_type = _text(fields, "ChargeType")
+    kind = _kind(
+        reservation=reservation,
+        product=product or "",
+        charge_type=charge_type or "",
+        product_id=_text(fields, "ProductId") or "",
+        category=category,
+        publisher=_text(fields, "PublisherName") or "",
+        term=term,
+    )
+    subscription = _text(fields, "SubscriptionId")
     subject = reservation if kind == RESERVATION and reservation else (subscription or "").strip().lower()
     if not subject:
         subject = "-"  # a charge without a subscription (a one-time purchase): the customer's, unnamed
-    product, sku = _text(fields, "ProductName"), _text(fields, "SkuName")
     reseller = (_text(fields, "Tier2MpnId") or "").strip().lower() or None
     return ChargeLine(
         customer_id=_id(fields, "CustomerId"),
@@ -168,15 +179,15 @@ def parse_charge(text: str) -> ChargeLine:
         subject_id=subject,
         subscription_id=(subscription or "").strip().lower() or None,
         name=product if not sku or sku == product else f"{product} ({sku})" if product else sku,
-        charge_type=_text(fields, "ChargeType"),
+        charge_type=charge_type,
         charge_start=_date(fields, "ChargeStartDate"),
         charge_end=_date(fields, "ChargeEndDate"),
-        billing_cycle=_cycle(fields),
-        term=_text(fields, "TermAndBillingCycle") or None,
+        billing_cycle=_cycle(_text(fields, "BillingFrequency") or "", term),
+        term=term or None,
         subtotal=subtotal,
         total=total,
         list_total=list_total,
-        category=(_text(fields, "ProductCategory") or "").strip(),
+        category=category,
         text=text,
         digest=hashlib.sha256(encoded).digest(),
     )

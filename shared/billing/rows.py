@@ -519,20 +519,21 @@ class Tally:
     def add_charge(self, line: ChargeLine, fallback_period: str) -> None:
         """One reconciliation line."""
         self.lines += 1
-        self.total = _add(self.total, line.total)
         customer = self._customer(line.customer_id)
         customer.name = customer.name or line.customer_name
         if line.reseller:
             customer.resellers.add(line.reseller)
-        customer.total = _add(customer.total, line.total)
-        customer.subtotal = _add(customer.subtotal, line.subtotal)
-        customer.by_kind[line.kind] = _add(customer.by_kind.get(line.kind, ZERO), line.subtotal)
         customer.lines += 1
-        if line.kind == AZURE_USAGE:
-            return  # Azure usage is in spend by day, from the billed usage export
-        period = line.period(fallback_period)
-        subject = self._subject((line.customer_id, period, line.currency, line.kind, line.subject_id))
-        subject.total = _add(subject.total, line.subtotal)
+        with decimal.localcontext(EXACT):  # one context for the line's sums: every digit kept, or a trap
+            self.total += line.total
+            customer.total += line.total
+            customer.subtotal += line.subtotal
+            customer.by_kind[line.kind] = customer.by_kind.get(line.kind, ZERO) + line.subtotal
+            if line.kind == AZURE_USAGE:
+                return  # Azure usage is in spend by day, from the billed usage export
+            period = line.period(fallback_period)
+            subject = self._subject((line.customer_id, period, line.currency, line.kind, line.subject_id))
+            subject.total += line.subtotal
         amounts.add_to(subject.amounts.setdefault(period + "-01", {}), line.category, line.subtotal, line.list_total)
         subject.lines += 1
         subject.subscription_id = subject.subscription_id or line.subscription_id
