@@ -257,3 +257,24 @@ def test_a_malformed_invoice_and_malformed_lines_are_quarantined_and_the_rest_is
     assert all(
         i["status"] == "billed" and i["quarantinedLines"] > 0 for i in body["items"] if i["documentType"] == "Invoice"
     )
+
+
+def test_the_open_periods_charges_show_before_their_invoice_as_estimates(billing_sim, azurite, store):
+    run(billing_sim, azurite, store, "fetch_invoices")
+    expected: dict[tuple[str, str, str], Decimal] = {}
+    for currency in sorted({c.currency for c in billing_sim.world.customers()}):
+        for line in reconciliation.unbilled_lines(billing_sim.world, currency, "current", billing_sim.graph.options):
+            kind = "reservation" if line["ReservationOrderId"] else "licence"
+            kind = "marketplace" if line["PublisherName"] == "Contoso SaaS Ltd" else kind
+            if line["ChargeStartDate"][:7] == "2026-11":
+                key = (line["CustomerId"].lower(), currency, kind)
+                expected[key] = add([expected.get(key, 0), line["Subtotal"]])
+    assert expected
+    for (customer_id, currency, kind), total in expected.items():
+        totals = month(store, customer_id, "2026-11").currencies[currency]
+        assert Decimal(totals.by_kind[kind]) == total, (customer_id, kind)
+        assert totals.status == "estimated" and not totals.invoice_ids and totals.estimate is None
+    # exported once a day: the next run the same day asks Graph for nothing
+    started = billing_sim.graph.exports_started
+    run(billing_sim, azurite, store, "fetch_invoices")
+    assert billing_sim.graph.exports_started == started

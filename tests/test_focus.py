@@ -78,6 +78,8 @@ def fitted_costs(store: TableStore) -> dict[tuple[str, str, str], Decimal]:
     dataset's decimals (what its rows hold)."""
     found: dict[tuple[str, str, str], Decimal] = {}
     for subject in PeriodData.read(store, PERIOD).subjects:
+        if not subject.days:
+            continue  # a period total (a charge): one row over the month, not a day's
         for day, amounts in subject.amounts.items():
             key = (subject.customer_id, subject.currency, day)
             for cost, _ in amounts.values():
@@ -183,7 +185,9 @@ def test_every_focus_column_is_there_with_its_type_and_every_rule_holds(world, t
         "OR ContractedCost <> BilledCost",
         "list cost from list prices, or the cost where none is known": "(x_ListCostSource = 'cost' "
         "AND ListCost <> BilledCost) OR x_ListCostSource NOT IN ('list', 'cost')",
-        "usage is usage-based": "ChargeCategory <> 'Usage' OR ChargeFrequency <> 'Usage-Based'",
+        "usage is usage-based": "ChargeCategory = 'Usage' AND ChargeFrequency <> 'Usage-Based'",
+        "only usage and purchases (licences, reservations, marketplace: recurring)": "ChargeCategory NOT IN "
+        "('Usage', 'Purchase') OR (ChargeCategory = 'Purchase' AND ChargeFrequency <> 'Recurring')",
         "currencies are ISO codes": "NOT regexp_full_match(BillingCurrency, '[A-Z]{3}')",
         "every row names its customer and source": "x_CustomerId IS NULL OR x_Source IS NULL OR x_Status IS NULL",
     }

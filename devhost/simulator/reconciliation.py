@@ -336,6 +336,7 @@ def _licence(
         PublisherName="Microsoft Corporation",
         SubscriptionDescription=name,
         SubscriptionId=sub.id,
+        Tier2MpnId=raw.get("partnerId") or "",  # the reseller of record of this subscription (some bought direct)
         ChargeStartDate=_stamp(start),
         ChargeEndDate=_stamp(end),
         TermAndBillingCycle="1 Year Subscription" if annual else "1 Month Subscription",

@@ -99,7 +99,7 @@ class InvoiceIngest:
     def sync(self) -> Outcome:
         """Store the invoice's billed data if it is not stored (or an amendment asks for it again)."""
         store = self.ctx.store
-        row = store.get(INVOICES, "invoice", invoice_key(self.invoice.id))
+        row = store.get(INVOICES, self.invoice.partition, invoice_key(self.invoice.id))
         billed = Billed.of_row(row) if row else None
         if billed is not None and billed.amendments == self.invoice.amendments_digest:
             return Outcome("current")
@@ -131,9 +131,11 @@ class InvoiceIngest:
             leg = progress.leg(source)
             if leg.manifest is not None or leg.no_data:
                 continue
+            if source == USAGE and self.invoice.is_unbilled:  # the open period's usage is fetch_rated_usage's
+                progress = progress.with_leg(source, ExportLeg(no_data=True))
+                continue
             if not leg.operation_url or (leg.started_at or "") <= utc_text(self.ctx.now - OPERATION_MAX_AGE):
-                start = graph.start_billed_reconciliation if source == RECONCILIATION else graph.start_billed
-                operation = start(invoice_id=self.invoice.id, attribute_set=settings.rated_usage_attribute_set)
+                operation = self._start(source)
                 leg = ExportLeg(operation_url=operation, started_at=utc_text(self.ctx.now))
                 progress = progress.with_leg(source, leg)
                 self._save(progress)
@@ -149,6 +151,18 @@ class InvoiceIngest:
             progress = progress.with_leg(source, leg)
             self._save(progress)
         return progress
+
+    def _start(self, source: str) -> str:
+        """Start the export of ``source`` for this invoice (or open period); its operation URL."""
+        graph, attributes = self.ctx.graph, self.ctx.settings.rated_usage_attribute_set
+        if self.invoice.is_unbilled:
+            return graph.start_unbilled_reconciliation(
+                currency=self.invoice.currency,
+                billing_period=self.invoice.invoice_type or "current",
+                attribute_set=attributes,
+            )
+        start = graph.start_billed_reconciliation if source == RECONCILIATION else graph.start_billed
+        return start(invoice_id=self.invoice.id, attribute_set=attributes)
 
     @staticmethod
     def _etag(leg: ExportLeg) -> str:
@@ -309,7 +323,7 @@ class InvoiceIngest:
             quarantined=tally.quarantined,
             tie_out=result.as_json(),
         )
-        store.merge_one(INVOICES, pointer.row(invoice.id))  # the switch: readers now see the new version
+        store.merge_one(INVOICES, pointer.row(invoice))  # the switch: readers now see the new version
         if billed is not None and billed.version != progress.version:
             self._drop_version(billed.version)
         store.delete(SYNC_STATE, BILLED_STATE, invoice_key(invoice.id))
@@ -336,7 +350,7 @@ class InvoiceIngest:
 
 
 def _pointer_key(invoice: Invoice) -> dict[str, str]:
-    return {"PartitionKey": "invoice", "RowKey": invoice_key(invoice.id)}
+    return {"PartitionKey": invoice.partition, "RowKey": invoice_key(invoice.id)}
 
 
 class _Cursor:

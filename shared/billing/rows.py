@@ -41,6 +41,8 @@ BILLED_SPEND = "BilledSpend"
 TABLES = (INVOICES, INVOICE_LINES, INVOICE_CUSTOMERS, BILLED_SPEND)
 
 INVOICE_PARTITION = "invoice"
+UNBILLED_PARTITION = "unbilled"  # the open periods' charges, each stored like an invoice (never listed as one)
+UNBILLED = "Unbilled"  # their documentType
 BILLED_STATE = "billed_ingest"  # SyncState partition: one BilledProgress per invoice being ingested
 RECONCILIATION, USAGE = "r", "u"  # the two exports of an invoice, in the order they are read
 SEGMENT_PREFIX = "~seg"  # "~" sorts after every customer key: a partition's tallies follow its lines
@@ -109,6 +111,35 @@ class Invoice:
         return self.document_type.strip().lower() == CREDIT_NOTE
 
     @property
+    def is_unbilled(self) -> bool:
+        """The open period's charges of one currency (``unbilled`` reconciliation export), not an invoice."""
+        return self.document_type == UNBILLED
+
+    @property
+    def partition(self) -> str:
+        """Its Invoices partition."""
+        return UNBILLED_PARTITION if self.is_unbilled else INVOICE_PARTITION
+
+    @classmethod
+    def unbilled(cls, currency: str, period: str, billing_period: str, day: str) -> Invoice:
+        """The open period ``period`` (``current`` or ``last``: ``billing_period``) of one currency, exported
+        again once a day (``day``, as its one "amendment")."""
+        return cls(
+            id=f"UNBILLED-{currency.upper()}-{period.replace('-', '')}",
+            invoice_date=None,
+            period_start=period + "-01",
+            period_end=None,
+            currency=currency.upper(),
+            total_charges="0",
+            paid_amount=None,
+            document_type=UNBILLED,
+            invoice_type=billing_period,
+            amends_of=None,
+            amendments=(day,),
+            raw="{}",
+        )
+
+    @property
     def amendments_digest(self) -> str:
         return ",".join(sorted(self.amendments))
 
@@ -158,7 +189,7 @@ class Invoice:
     def row(self) -> dict[str, Any]:
         """Its Invoices row: the listed fields only (merged: the billed pointer written by the ingest stays)."""
         return {
-            "PartitionKey": INVOICE_PARTITION,
+            "PartitionKey": self.partition,
             "RowKey": invoice_key(self.id),
             "invoiceId": self.id,
             "invoiceDate": self.invoice_date,
@@ -213,11 +244,11 @@ class Billed:
     def passed(self) -> bool:
         return bool(self.tie_out.get("passed"))
 
-    def row(self, invoice_id: str) -> dict[str, Any]:
+    def row(self, invoice: Invoice) -> dict[str, Any]:
         """The properties merged into the invoice's row."""
         return {
-            "PartitionKey": INVOICE_PARTITION,
-            "RowKey": invoice_key(invoice_id),
+            "PartitionKey": invoice.partition,
+            "RowKey": invoice_key(invoice.id),
             "billedVersion": self.version,
             "billedAt": self.billed_at,
             "reconciliationETag": self.reconciliation_etag,
@@ -685,6 +716,7 @@ class BilledSubject:
     days: Mapping[str, Decimal]
     amounts: Mapping[str, Amounts]
     billing: Mapping[str, Any]  # billingCycle, term, chargeTypes, chargeStart, chargeEnd, prorated
+    unbilled: bool = False  # from the open period's unbilled reconciliation: an estimate until invoiced
 
     @classmethod
     def of_row(cls, row: Mapping[str, Any]) -> BilledSubject:
@@ -702,6 +734,7 @@ class BilledSubject:
             name=_text(row.get("name")),
             reseller=_text(row.get("reseller")),
             invoice_id=str(row["invoiceId"]),
+            unbilled=row.get("documentType") == UNBILLED,
             total=Decimal(str(row.get("total") or "0")),
             days={str(d): Decimal(str(v)) for d, v in days.items()},
             amounts={str(d): amounts.of_json(v) for d, v in found.items()},

@@ -132,11 +132,13 @@ def check(invoice: Invoice, tally: Tally, tolerance: Decimal) -> TieOut:
         with decimal.localcontext(EXACT):
             passed = abs(billed - reconciled) <= tolerance
         customers[customer_id] = CustomerCheck(customer_id, found.usage_billed, found.usage_reconciled, passed)
+    lines_rounded = rounded(tally.total, currency)
     return TieOut(
         currency=currency,
         lines_total=tally.total,
-        lines_rounded=rounded(tally.total, currency),
-        invoice_total=Decimal(invoice.total_charges),
+        lines_rounded=lines_rounded,
+        # the open period's charges have no invoice to add up to yet
+        invoice_total=lines_rounded if invoice.is_unbilled else Decimal(invoice.total_charges),
         tolerance=tolerance,
         customers=customers,
     )

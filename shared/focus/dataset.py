@@ -20,7 +20,7 @@ from typing import Any
 
 from shared.focus.columns import COLUMNS, MONEY_PRECISION, MONEY_SCALE, QUANTUM, service_category
 from shared.spend.project import subject_amounts
-from shared.spend.rows import SPEND_DAYS, SpendSubject, is_month_row, next_month, spend_days_range
+from shared.spend.rows import SPEND_DAYS, Source, SpendSubject, is_month_row, next_month, spend_days_range
 from shared.table_store import TableStore
 
 _ROUND = decimal.Context(prec=80, rounding=decimal.ROUND_HALF_EVEN)
@@ -105,7 +105,8 @@ def rows_of(
     counts = counts if counts is not None else Counts()
     mine = (s for s in data.subjects if s.currency == currency and (view.keep is None or view.keep(s)))
     for subject in sorted(mine, key=lambda s: (s.customer_id, s.kind, s.subject_id)):
-        whole_month = not subject.days and not subject.amounts
+        whole_month = not subject.days  # a period total (a usage summary, a charge): one row over the month
+        charge = subject.source == Source.RECONCILIATION  # a licence, reservation, marketplace... purchase
         for day, amounts in sorted(subject_amounts(subject).items()):
             first = start if whole_month else date.fromisoformat(day)
             last = end if whole_month else first + timedelta(days=1)
@@ -126,9 +127,9 @@ def rows_of(
                         "BillingCurrency": currency,
                         "BillingPeriodStart": _utc(start),
                         "BillingPeriodEnd": _utc(end),
-                        "ChargeCategory": "Usage",
+                        "ChargeCategory": "Purchase" if charge else "Usage",
                         "ChargeDescription": f"{category or 'Azure usage'} ({subject.name or subject.subject_id})",
-                        "ChargeFrequency": "Usage-Based",
+                        "ChargeFrequency": "Recurring" if charge else "Usage-Based",
                         "ChargePeriodStart": _utc(first),
                         "ChargePeriodEnd": _utc(last),
                         "ContractedCost": billed,

@@ -458,8 +458,11 @@ def _with_billed(
     every other charge (licences, reservations, marketplace...) is its own subject, a period total."""
     rows: dict[tuple[str, str, str], list[BilledSubject]] = {}
     for billed in sources.billed:
-        if billed.period == period:
+        if billed.period == period and not (billed.unbilled and (billed.currency, period) in sources.closed):
             rows.setdefault((billed.currency, billed.kind, billed.subject_id), []).append(billed)
+    for key, group in rows.items():  # an invoiced charge supersedes the open period's estimate of it
+        if any(not b.unbilled for b in group):
+            rows[key] = [b for b in group if not b.unbilled]
     if not rows and not any((s.currency, period) in sources.closed for s in subjects):
         return subjects, excluded
     out: list[SpendSubject] = []
@@ -480,8 +483,11 @@ def _with_billed(
     for (_, kind, subject_id), found in sorted(rows.items()):
         estimate = "0" if kind == BILLED_USAGE_KIND else None  # billed usage no estimate showed: it was 0
         out.append(_billed_subject(sources.customer_id, period, found, stamp, estimate=estimate))
-        sellers.setdefault(subject_id, found[0].reseller)
-    charged = {b.subscription_id for b in sources.billed if b.period == period and b.kind != BILLED_USAGE_KIND}
+        if kind != BILLED_USAGE_KIND:  # the reseller of record on the charge's lines is the one whose it is
+            sellers[subject_id] = found[0].reseller
+        else:
+            sellers.setdefault(subject_id, found[0].reseller)
+    charged = {b.subscription_id for found in rows.values() for b in found if b.kind != BILLED_USAGE_KIND}
     kept = [e for e in excluded if not (e.reason == Reason.LICENCE_NOT_COVERED and e.subscription_id in charged)]
     return out, kept
 
@@ -501,6 +507,7 @@ def _billed_subject(
             for day, day_amounts in billed.amounts.items():
                 amounts.merge(by_day.setdefault(day, {}), day_amounts)
     usage = first.kind == BILLED_USAGE_KIND
+    estimated = all(b.unbilled for b in found)  # the open period's charges: an estimate until invoiced
     return SpendSubject(
         customer_id=customer_id,
         period=period,
@@ -513,11 +520,11 @@ def _billed_subject(
         source=Source.BILLED_USAGE if usage else Source.RECONCILIATION,
         days={day: money_text(v) for day, v in sorted(days.items())},
         total=money_text(total),
-        status=BILLED,
+        status=ESTIMATED if estimated else BILLED,
         stored_at=stamp,
         amounts=by_day,
         estimate=estimate,
-        invoice_ids=tuple(sorted({b.invoice_id for b in found})),
+        invoice_ids=tuple(sorted({b.invoice_id for b in found if not b.unbilled})),
         billing=None if usage else _billing(found),
     )
 

@@ -5,12 +5,15 @@ billed pointer the ingest wrote stays). Then, newest first and within the run's 
 billed data is not stored whole (or that lists a new amendment) goes through ``shared.billing.ingest``: its
 billed reconciliation and billed usage exports, stored as one version, tallied, tied out, and the customer
 months it bills marked for the spend projection (which then serves them ``billed``). ``done`` counts invoices
-whose billed data is stored (or was already); an invoice left for the next run counts as pending.
+whose billed data is stored (or was already); an invoice left for the next run counts as pending. Last, the
+open periods' charges that are not usage (``reconciliation/unbilled/export`` per currency, ``current`` and
+``last`` until its invoice is listed, once a day) are stored the same way, as estimates.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta, timezone
 
 from azure.data.tables import UpdateMode
 
@@ -18,6 +21,7 @@ from shared.billing.ingest import InvoiceIngest
 from shared.billing.rows import INVOICES, Invoice
 from shared.deadline import DeadlineReached
 from shared.sync.context import RunContext
+from shared.sync.rated_usage import currencies
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +81,44 @@ def sync_invoices(ctx: RunContext) -> None:
             stored += 1
             ctx.run.note(f"{subject}: {outcome.state}; {outcome.detail}")
     ctx.run.note(f"{len(invoices)} invoices listed, {stored} stored or checked again this run")
+    sync_unbilled(ctx, invoices)
+
+
+def open_periods(ctx: RunContext, invoices: list[Invoice]) -> list[Invoice]:
+    """The open periods whose charges are due: ``current`` of each currency, and ``last`` until its invoice is
+    listed (each exported at most once a day)."""
+    today = ctx.now.astimezone(timezone.utc).date()
+    current = today.strftime("%Y-%m")
+    last = (today.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    found = set(currencies(ctx.store, ctx.settings)) | {i.currency for i in invoices}
+    invoiced = {(i.currency, i.period) for i in invoices if not i.is_credit_note}
+    due = []
+    for currency in sorted(found):
+        due.append(Invoice.unbilled(currency, current, "current", today.isoformat()))
+        if (currency, last) not in invoiced:
+            due.append(Invoice.unbilled(currency, last, "last", today.isoformat()))
+    return due
+
+
+def sync_unbilled(ctx: RunContext, invoices: list[Invoice]) -> None:
+    """The open periods' charges that are not usage (a licence bought this month shows before its invoice)."""
+    for period in open_periods(ctx, invoices):
+        if ctx.out_of_time():
+            ctx.run.add(pending=1)
+            ctx.run.note(f"no time left for the unbilled charges of {period.currency} {period.period}")
+            return
+        subject = f"unbilled charges {period.currency} {period.period}"
+        try:
+            outcome = InvoiceIngest(ctx, period).sync()
+        except DeadlineReached as exc:
+            ctx.run.add(pending=1)
+            ctx.run.reached_deadline(subject, exc)
+            return
+        except Exception as exc:  # the billed data is stored; the open period's charges wait for the next run
+            ctx.run.fail(subject, exc)
+            continue
+        if outcome.state == "pending":
+            ctx.run.add(pending=1)
+        elif outcome.state != "current":
+            ctx.run.add(rows=outcome.rows)
+            ctx.run.note(f"{subject}: {outcome.state}; {outcome.detail}")
