@@ -119,7 +119,7 @@ def test_licences_reservations_and_marketplace_appear_as_their_own_kinds_never_s
     lines = [
         line for i in october for line in reconciliation.billed_lines(billing_sim.world, i, billing_sim.graph.options)
     ]
-    kinds: dict[tuple[str, str], Decimal] = {}
+    kinds: dict[tuple[str, str, str], Decimal] = {}
     for line in lines:
         if line["ChargeType"] == "usage":
             continue

@@ -24,6 +24,7 @@ from shared.billing.lines import parse_charge
 from shared.billing.rows import (
     BILLED_SPEND,
     BILLED_STATE,
+    DONE,
     INVOICE_CUSTOMERS,
     INVOICE_LINES,
     INVOICES,
@@ -33,6 +34,7 @@ from shared.billing.rows import (
     Billed,
     BilledProgress,
     ExportLeg,
+    IncompleteTallies,
     Invoice,
     Tally,
     billed_spend_key,
@@ -60,7 +62,6 @@ CHECKPOINT_LINES = 20_000  # lines between two stored cursors: what a crash cost
 OPERATION_MAX_AGE = timedelta(hours=24)  # an older operation is not polled again: its links will have expired
 EXPORT_ATTEMPTS = 2  # a 410 or an expired SAS exports again once within a run
 NO_DATA_ETAG = "noData"
-DONE = 1 << 30  # the cursor's blob once every line of both exports is stored
 SOURCES = (RECONCILIATION, USAGE)
 SOURCE_NAMES = {RECONCILIATION: "reconciliation", USAGE: "usage"}
 
@@ -93,6 +94,7 @@ class InvoiceIngest:
     def __init__(self, ctx: RunContext, invoice: Invoice) -> None:
         self.ctx, self.invoice = ctx, invoice
         self.subject = f"billed data of invoice {invoice.id}"
+        self.etags = (NO_DATA_ETAG, NO_DATA_ETAG)  # of the two exports being stored
 
     # -- the whole ---------------------------------------------------------------------------------------------
 
@@ -175,7 +177,7 @@ class InvoiceIngest:
 
     def _store(self, progress: BilledProgress, billed: Billed | None) -> Outcome:
         store = self.ctx.store
-        etags = (self._etag(progress.leg(RECONCILIATION)), self._etag(progress.leg(USAGE)))
+        etags = self.etags = (self._etag(progress.leg(RECONCILIATION)), self._etag(progress.leg(USAGE)))
         if billed is not None and (billed.reconciliation_etag, billed.usage_etag) == etags:
             store.merge_one(INVOICES, {**_pointer_key(self.invoice), "amendmentsExported": self._amended})
             store.delete(SYNC_STATE, BILLED_STATE, invoice_key(self.invoice.id))
@@ -190,7 +192,11 @@ class InvoiceIngest:
         rows = self._stream(progress)
         if rows is None:
             return Outcome("pending", detail="the deadline came; the next run goes on from the stored cursor")
-        return self._finalize(load_progress(self.ctx, self.invoice.id), billed, rows)
+        try:
+            return self._finalize(version, billed, rows)
+        except IncompleteTallies as exc:  # another run started the version again under this one: start over
+            self._save(replace(load_progress(self.ctx, self.invoice.id), version=None))
+            return Outcome("pending", detail=f"{exc}; the next run stores this version again")
 
     @property
     def _amended(self) -> str:
@@ -220,9 +226,9 @@ class InvoiceIngest:
                 if self.ctx.out_of_time() and (index + 1 < len(blobs) or position + 1 < len(SOURCES)):
                     self.ctx.run.add(pending=1)
                     return None
-            if position + 1 < len(SOURCES):
-                state.progress = replace(state.progress, source=SOURCES[position + 1], blob=0, line=0)
-        state.checkpoint(self, SOURCES[-1], DONE, 0)
+            if position + 1 < len(SOURCES):  # the end of one export is the start of the next
+                state.checkpoint(self, SOURCES[position + 1], 0, 0)
+        state.checkpoint(self, *DONE)
         return state.rows
 
     def _sink(self, state: _Cursor, source: str, blob: int, skip: int, fallback: str) -> Callable[[BlobLine], None]:
@@ -282,14 +288,15 @@ class InvoiceIngest:
 
     # -- the whole, stored ---------------------------------------------------------------------------------------
 
-    def _finalize(self, progress: BilledProgress, billed: Billed | None, rows: int) -> Outcome:
+    def _finalize(self, version: str, billed: Billed | None, rows: int) -> Outcome:
+        """Every line of ``version`` is stored: its spend rows, customers and tie-out, then the switch. Two runs
+        that both get here write the same rows (a run that overlapped this one may have done it first)."""
         store, invoice = self.ctx.store, self.invoice
-        assert progress.version is not None
-        partition = lines_partition(invoice.id, progress.version)
+        partition = lines_partition(invoice.id, version)
         tally = self._tally(partition)
         result = tieout.check(invoice, tally, self.ctx.settings.billing_tieout_tolerance)
         old = self._tally(lines_partition(invoice.id, billed.version)) if billed is not None else None
-        spend = [billed_spend_row(s, invoice, progress.version) for s in tally.subjects.values()]
+        spend = [billed_spend_row(s, invoice, version) for s in tally.subjects.values()]
         written = store.upsert(BILLED_SPEND, spend)
         if old is not None:
             kept = {billed_spend_key(s, invoice.id) for s in tally.subjects.values()}
@@ -305,18 +312,17 @@ class InvoiceIngest:
                 if c not in tally.customers
             ]
             store.delete_rows(INVOICE_CUSTOMERS, stale)
-        written += store.upsert(INVOICE_CUSTOMERS, tieout.customer_rows(invoice, tally, result, progress.version))
+        written += store.upsert(INVOICE_CUSTOMERS, tieout.customer_rows(invoice, tally, result, version))
         periods: dict[str, set[str]] = {}
         for subject in [*tally.subjects.values(), *(old.subjects.values() if old else [])]:
             periods.setdefault(subject.customer_id, set()).add(subject.period)
         for customer_id, months in periods.items():
             refresh.mark(store, [customer_id], months)
-        legs = (progress.leg(RECONCILIATION), progress.leg(USAGE))
         pointer = Billed(
-            version=progress.version,
+            version=version,
             billed_at=utc_text(self.ctx.now),
-            reconciliation_etag=self._etag(legs[0]),
-            usage_etag=self._etag(legs[1]),
+            reconciliation_etag=self.etags[0],
+            usage_etag=self.etags[1],
             amendments=self._amended,
             lines=tally.lines,
             usage_lines=tally.usage_lines,
@@ -324,7 +330,7 @@ class InvoiceIngest:
             tie_out=result.as_json(),
         )
         store.merge_one(INVOICES, pointer.row(invoice))  # the switch: readers now see the new version
-        if billed is not None and billed.version != progress.version:
+        if billed is not None and billed.version != version:
             self._drop_version(billed.version)
         store.delete(SYNC_STATE, BILLED_STATE, invoice_key(invoice.id))
         if not result.passed:
@@ -337,6 +343,7 @@ class InvoiceIngest:
         )
 
     def _tally(self, partition: str) -> Tally:
+        """The tally of every line of a version, from its segments."""
         low = make_key(SEGMENT_PREFIX)
         rows = self.ctx.store.query(
             INVOICE_LINES, "PartitionKey eq @pk and RowKey ge @lo", {"pk": partition, "lo": low}
@@ -363,12 +370,14 @@ class _Cursor:
         self.rows = 0
 
     def checkpoint(self, ingest: InvoiceIngest, source: str, blob: int, line: int) -> None:
-        """Lines written, the tally of them stored as one segment, then the cursor moved past them."""
+        """Lines written, the tally of them stored as the segment from the cursor to here, then the cursor moved
+        past them."""
         self.writer.flush()
         self.rows = self.writer.written
+        start, end = (self.progress.source, self.progress.blob, self.progress.line), (source, blob, line)
         segments = self.progress.segments
-        if not self.tally.empty:
-            ingest.ctx.store.upsert(INVOICE_LINES, self.tally.segment_rows(self.partition, segments))
+        if start != end:
+            ingest.ctx.store.upsert(INVOICE_LINES, self.tally.segment_rows(self.partition, start, end))
             segments += 1
         self.progress = replace(self.progress, source=source, blob=blob, line=line, segments=segments)
         ingest._save(self.progress)

@@ -17,8 +17,6 @@ from decimal import Decimal, localcontext
 
 from shared.pricing.amounts import EXACT, ZERO
 from shared.rated.lines import (
-    _DECODE,
-    MAX_LINE_CHARS,
     _currency,
     _day,
     _Fields,
@@ -26,6 +24,7 @@ from shared.rated.lines import (
     _money,
     _optional_money,
     _text,
+    decode_line,
 )
 from shared.records import BadRecord
 
@@ -120,18 +119,7 @@ def _cycle(frequency: str, term: str) -> str | None:
 
 def parse_charge(text: str) -> ChargeLine:
     """A reconciliation line as received, checked; BadRecord says why it cannot be placed."""
-    if len(text) > MAX_LINE_CHARS:
-        raise BadRecord(f"line is {len(text)} characters; at most {MAX_LINE_CHARS} can be stored")
-    try:
-        encoded = text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadRecord(f"line holds text that cannot be encoded (a lone surrogate at character {exc.start})") from None
-    try:
-        record = _DECODE(text.removeprefix("\ufeff"))
-    except (ValueError, RecursionError) as exc:
-        raise BadRecord(f"line is not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
-    if not isinstance(record, dict):
-        raise BadRecord(f"line is not a JSON object but a JSON {type(record).__name__}")
+    record, encoded = decode_line(text)
     fields = _Fields(record)
     currency = fields.get("Currency") or fields.get("BillingCurrency")
     if not isinstance(currency, str):

@@ -20,6 +20,7 @@ Money is text with every digit.
 from __future__ import annotations
 
 import decimal
+import itertools
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -66,9 +67,25 @@ def line_key(customer_id: str, source: str, blob: int, number: int) -> str:
     return make_key(customer_id.lower(), source, f"{blob:05d}", f"{number:09d}")
 
 
-def segment_key(segment: int, part: int) -> str:
-    """The RowKey of one part of one segment's tally."""
-    return make_key(SEGMENT_PREFIX, f"{segment:05d}", f"{part:03d}")
+Position = tuple[str, int, int]  # (export: RECONCILIATION or USAGE, blob, line): where a segment starts or ends
+START: Position = (RECONCILIATION, 0, 0)
+DONE: Position = (USAGE, 1 << 30, 0)  # every line of both exports
+
+
+def position_text(position: Position) -> str:
+    source, blob, line = position
+    return f"{source}.{blob:010d}.{line:09d}"
+
+
+def _position(text: str) -> Position:
+    source, blob, line = text.split(".")
+    return source, int(blob), int(line)
+
+
+def segment_key(start: Position, end: Position, part: int) -> str:
+    """The RowKey of one part of the tally of the lines from ``start`` to ``end``: two runs that wrote the same
+    range wrote the same tally, and ranges that differ never share a key."""
+    return make_key(SEGMENT_PREFIX, position_text(start), position_text(end), f"{part:03d}")
 
 
 def _text(value: Any) -> str | None:
@@ -636,26 +653,62 @@ class Tally:
             tally.customers[customer.customer_id] = customer
         return tally
 
-    def segment_rows(self, partition: str, segment: int) -> list[dict[str, Any]]:
-        """The tally as rows of one segment (parts of at most PART_BYTES)."""
+    def segment_rows(self, partition: str, start: Position, end: Position) -> list[dict[str, Any]]:
+        """The tally of the lines from ``start`` to ``end`` as rows (parts of at most PART_BYTES)."""
         data = self.packed()
         parts = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)] or [b""]
         return [
-            {"PartitionKey": partition, "RowKey": segment_key(segment, n), "data": part, "parts": len(parts)}
+            {
+                "PartitionKey": partition,
+                "RowKey": segment_key(start, end, n),
+                "start": position_text(start),
+                "end": position_text(end),
+                "data": part,
+                "parts": len(parts),
+            }
             for n, part in enumerate(parts)
         ]
 
 
+class IncompleteTallies(Exception):
+    """The stored segments do not cover the export from its first line to its last."""
+
+
 def tally_of_segments(rows: Iterable[Mapping[str, Any]]) -> Tally:
-    """The merged tally of a partition's segment rows (in key order: parts of one segment are adjacent)."""
-    whole = Tally()
-    pending: list[bytes] = []
+    """The tally of every line: a chain of stored segments from START to DONE, merged. Each segment is the exact
+    tally of its range, so runs that overlapped (and checkpointed at different lines) still add up to each line
+    once: the chain uses one segment per range, and there is always one (a cursor is stored only after the
+    segment ending there)."""
+    pieces: dict[tuple[str, str], dict[int, bytes]] = {}
+    counts: dict[tuple[str, str], int] = {}
     for row in rows:
-        pending.append(bytes(row["data"]))
-        if len(pending) == int(row.get("parts") or 1):
-            whole.merge(Tally.unpacked(b"".join(pending)))
-            pending = []
+        key = (str(row["start"]), str(row["end"]))
+        pieces.setdefault(key, {})[int(str(row["RowKey"]).rsplit("|", 1)[-1])] = bytes(row["data"])
+        counts[key] = int(row.get("parts") or 1)
+    edges: dict[str, list[str]] = {}
+    for (start, end), found in pieces.items():
+        if len(found) == counts[(start, end)]:  # a segment whose parts are all stored
+            edges.setdefault(start, []).append(end)
+    path = _chain(edges, position_text(START), position_text(DONE))
+    whole = Tally()
+    for start, end in itertools.pairwise(path):
+        found = pieces[(start, end)]
+        whole.merge(Tally.unpacked(b"".join(found[n] for n in sorted(found))))
     return whole
+
+
+def _chain(edges: Mapping[str, list[str]], first: str, last: str) -> list[str]:
+    """Positions from ``first`` to ``last`` along stored segments (the longest steps tried first)."""
+    stack, seen = [[first]], {first}
+    while stack:
+        path = stack.pop()
+        if path[-1] == last:
+            return path
+        for end in sorted(edges.get(path[-1], ()), key=_position):  # pushed in order: the farthest is tried first
+            if end not in seen:
+                seen.add(end)
+                stack.append([*path, end])
+    raise IncompleteTallies(f"no stored segments lead from {first} to {last}")
 
 
 # -- BilledSpend ------------------------------------------------------------------------------------------------

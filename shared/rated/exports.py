@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from shared.deadline import Deadline
 from shared.graph.blobs import read_blob
@@ -22,7 +22,7 @@ from shared.graph.client import Blob, GraphBillingClient, Manifest
 from shared.rated.commit import Committer
 from shared.rated.stage import BlobStager, Quarantine, stage_blob
 from shared.rated.versions import Snapshot
-from shared.table_store import TableStore
+from shared.table_store import TableStore, written_at
 from shared.tables import (
     RATED_INGEST_STATE,
     RATED_STAGING_PREFIX,
@@ -209,14 +209,24 @@ def finalize(
     return stored
 
 
+STRAY_MIN_AGE = timedelta(hours=1)
+
+
 def drop_strays(store: TableStore, keep: set[str]) -> int:
     """Drop staging tables of exports no stream has in progress (a worker that wrote after its export was
-    replaced); returns how many."""
+    replaced); returns how many. A table whose blob rows were written within STRAY_MIN_AGE (by the service's
+    clock) is left: it may be an export another run is beginning, whose blob rows are written before its progress
+    row names it (dropping it then failed that run with a 404)."""
     dropped = 0
+    recent = datetime.now(timezone.utc) - STRAY_MIN_AGE
     for name in store.table_names(RATED_STAGING_PREFIX):
-        if name.removeprefix(RATED_STAGING_PREFIX) not in keep:
-            store.drop(name)
-            dropped += 1
+        if name.removeprefix(RATED_STAGING_PREFIX) in keep:
+            continue
+        written = [written_at(row) for row in store.partition(name, STAGING_BLOBS, select=["Timestamp"])]
+        if any(moment is not None and moment > recent for moment in written):
+            continue
+        store.drop(name)
+        dropped += 1
     return dropped
 
 

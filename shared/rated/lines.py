@@ -184,8 +184,9 @@ def _currency(value: str) -> str:
     return value.strip().upper()
 
 
-def parse_line(text: str) -> RatedLine:
-    """A line as received, checked; BadRecord says why it cannot be placed."""
+def decode_line(text: str) -> tuple[Mapping[str, Any], bytes]:
+    """A JSON Lines line of an export as an object (fractions as their text), and its UTF-8 bytes; BadRecord says
+    why it is not one that can be stored (too long for a property, unencodable, not JSON, not an object)."""
     if len(text) > MAX_LINE_CHARS:
         raise BadRecord(f"line is {len(text)} characters; at most {MAX_LINE_CHARS} can be stored")
     try:
@@ -199,6 +200,12 @@ def parse_line(text: str) -> RatedLine:
     if not isinstance(record, Mapping):
         kind = {list: "list", str: "str", int: "int", bool: "bool"}.get(type(record), type(record).__name__)
         raise BadRecord(f"line is not a JSON object but a JSON {kind}")
+    return record, encoded
+
+
+def parse_line(text: str) -> RatedLine:
+    """A line as received, checked; BadRecord says why it cannot be placed."""
+    record, encoded = decode_line(text)
     fields = _Fields(record)
     currency = fields.get("BillingCurrency")
     if not isinstance(currency, str):

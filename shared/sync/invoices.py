@@ -56,32 +56,43 @@ def sync_invoices(ctx: RunContext) -> None:
         key=lambda i: (i.invoice_date or "", i.id),
         reverse=True,
     )
-    stored = 0
-    for index, invoice in enumerate(due):
+    stored = ingest_each(ctx, due, "invoices")
+    ctx.run.note(f"{len(invoices)} invoices listed, {stored} stored or checked again this run")
+    ingest_each(ctx, open_periods(ctx, invoices), "open periods")
+
+
+def ingest_each(ctx: RunContext, documents: list[Invoice], what: str) -> int:
+    """Store each document's billed data (or open period's charges) that is due, until the run's time is up;
+    returns how many were stored or checked again. Only invoices count as ``done``."""
+    changed = 0
+    for index, document in enumerate(documents):
         if ctx.out_of_time():
-            ctx.run.add(pending=len(due) - index)
-            ctx.run.note(f"no time left in this run; {len(due) - index} invoices left for the next run")
+            ctx.run.add(pending=len(documents) - index)
+            ctx.run.note(f"no time left in this run; {len(documents) - index} {what} left for the next run")
             break
-        subject = f"billed data of invoice {invoice.id}"
+        subject = (
+            f"unbilled charges {document.currency} {document.period}"
+            if document.is_unbilled
+            else f"billed data of invoice {document.id}"
+        )
         try:
-            outcome = InvoiceIngest(ctx, invoice).sync()
+            outcome = InvoiceIngest(ctx, document).sync()
         except DeadlineReached as exc:
             ctx.run.add(pending=1)
             ctx.run.reached_deadline(subject, exc)
             break
-        except Exception as exc:  # one invoice's failure does not stop the others
+        except Exception as exc:  # one document's failure does not stop the others
             ctx.run.fail(subject, exc)
             continue
         if outcome.state == "pending":
             ctx.run.add(pending=1)
             ctx.run.note(f"{subject}: {outcome.detail}")
             continue
-        ctx.run.add(done=1, rows=outcome.rows)
+        ctx.run.add(rows=outcome.rows, done=0 if document.is_unbilled else 1)
         if outcome.state != "current":
-            stored += 1
+            changed += 1
             ctx.run.note(f"{subject}: {outcome.state}; {outcome.detail}")
-    ctx.run.note(f"{len(invoices)} invoices listed, {stored} stored or checked again this run")
-    sync_unbilled(ctx, invoices)
+    return changed
 
 
 def open_periods(ctx: RunContext, invoices: list[Invoice]) -> list[Invoice]:
@@ -98,27 +109,3 @@ def open_periods(ctx: RunContext, invoices: list[Invoice]) -> list[Invoice]:
         if (currency, last) not in invoiced:
             due.append(Invoice.unbilled(currency, last, "last", today.isoformat()))
     return due
-
-
-def sync_unbilled(ctx: RunContext, invoices: list[Invoice]) -> None:
-    """The open periods' charges that are not usage (a licence bought this month shows before its invoice)."""
-    for period in open_periods(ctx, invoices):
-        if ctx.out_of_time():
-            ctx.run.add(pending=1)
-            ctx.run.note(f"no time left for the unbilled charges of {period.currency} {period.period}")
-            return
-        subject = f"unbilled charges {period.currency} {period.period}"
-        try:
-            outcome = InvoiceIngest(ctx, period).sync()
-        except DeadlineReached as exc:
-            ctx.run.add(pending=1)
-            ctx.run.reached_deadline(subject, exc)
-            return
-        except Exception as exc:  # the billed data is stored; the open period's charges wait for the next run
-            ctx.run.fail(subject, exc)
-            continue
-        if outcome.state == "pending":
-            ctx.run.add(pending=1)
-        elif outcome.state != "current":
-            ctx.run.add(rows=outcome.rows)
-            ctx.run.note(f"{subject}: {outcome.state}; {outcome.detail}")
