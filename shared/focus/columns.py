@@ -44,7 +44,6 @@ def _c(name: str, kind: str = "String", why_null: str | None = None, **more: Any
 _NO_COMMITMENT = "no commitment discount (reservation, savings plan) is known for usage until billed data brings them"
 _PER_CATEGORY = "a row sums the meters of one category and day, whose units differ; line items hold each meter's"
 _PER_LINE = "partner earned credit is on each line, not summed per day: line items hold it"
-_NO_INVOICE = "estimated (unbilled) usage has no invoice yet; billed data brings it"
 
 SERVICE_CATEGORIES = (
     "AI and Machine Learning",
@@ -97,7 +96,9 @@ COLUMNS: tuple[Column, ...] = (
     _m("ContractedCost", "Decimal"),
     _c("ContractedUnitPrice", "Decimal", why_null=_PER_CATEGORY),
     _m("EffectiveCost", "Decimal"),
-    _c("InvoiceId", why_null=_NO_INVOICE),
+    # a billed figure from one invoice carries its id; null for estimates (no invoice yet), a figure made of an
+    # invoice and its credit notes, and in a grant's dataset (the partner's invoices are not a buyer's)
+    _c("InvoiceId"),
     _m("InvoiceIssuerName"),
     _m("ListCost", "Decimal"),
     _c("ListUnitPrice", "Decimal", why_null=_PER_CATEGORY),

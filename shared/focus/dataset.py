@@ -107,6 +107,8 @@ def rows_of(
     for subject in sorted(mine, key=lambda s: (s.customer_id, s.kind, s.subject_id)):
         whole_month = not subject.days  # a period total (a usage summary, a charge): one row over the month
         charge = subject.source == Source.RECONCILIATION  # a licence, reservation, marketplace... purchase
+        one_invoice = len(subject.invoice_ids) == 1 and view.price is None
+        invoice = subject.invoice_ids[0] if one_invoice else None
         for day, amounts in sorted(subject_amounts(subject).items()):
             first = start if whole_month else date.fromisoformat(day)
             last = end if whole_month else first + timedelta(days=1)
@@ -134,6 +136,7 @@ def rows_of(
                         "ChargePeriodEnd": _utc(last),
                         "ContractedCost": billed,
                         "EffectiveCost": billed,
+                        "InvoiceId": invoice,
                         "InvoiceIssuerName": "Microsoft",
                         "ListCost": billed if listed is None else _money(listed, counts),
                         "ProviderName": "Microsoft",
