@@ -19,7 +19,7 @@ from shared.billing.rows import BILLED_SPEND, INVOICE_CUSTOMERS, INVOICE_LINES, 
 from shared.settings import Settings
 from shared.spend.rows import SPEND_MONTHS, SpendMonth
 from shared.table_store import TableStore
-from tests.api_data import get
+from tests.api_data import check, get
 from tests.rated_support import NOW
 from tests.stores import drop_tables
 from tests.sync_support import run_job, sim_env
@@ -104,7 +104,10 @@ def test_a_month_moves_from_estimated_to_billed_with_its_invoice_and_the_estimat
             checked.append(customer_id)
     assert checked
     answer = get(store, f"/api/v1/customers/{checked[0]}/spend?from=2026-10-01&to=2026-10-31", headers=KEY)
-    assert answer.status == 200, answer.body
+    check(answer, "/v1/customers/{customer_id}/spend")
+    overview = get(store, "/api/v1/spend?period=2026-10", headers=KEY)
+    check(overview, "/v1/spend")
+    assert any(c.get("status") == "billed" for i in overview.json()["items"] for c in i["currencies"])
     body = answer.json()
     assert body["status"] in ("billed", "partlyBilled")
     assert any(c.get("estimateDelta") not in (None, 0) for c in body["currencies"])
@@ -173,14 +176,18 @@ def test_tie_out_passes_on_consistent_invoices_and_flags_the_planted_mismatch(bi
     mismatch = state["mismatch"]
     done = run(billing_sim, azurite, store, "fetch_invoices")
     assert done.status == "failed" and any(mismatch in e.subject for e in done.errors), done.summary()
-    body = get(store, "/api/v1/invoices", headers=KEY).json()
+    answer = get(store, "/api/v1/invoices", headers=KEY)
+    check(answer, "/v1/invoices")
+    body = answer.json()
     assert body["tieOutFailed"] == [mismatch]
     for item in body["items"]:
         assert item["status"] == "billed"
         assert item["tieOut"]["passed"] is (item["id"] != mismatch)
         if item["id"] == mismatch:
             assert Decimal(item["tieOut"]["difference"]) == Decimal("-1.00")
-    one = get(store, f"/api/v1/invoices/{mismatch.lower()}", headers=KEY).json()
+    single = get(store, f"/api/v1/invoices/{mismatch.lower()}", headers=KEY)
+    check(single, "/v1/invoices/{invoice_id}")
+    one = single.json()
     assert one["customers"] and all(c["tieOutPassed"] for c in one["customers"])  # the lines agree with each other
     health = get(store, "/api/health", headers=KEY).json()
     assert [f["invoiceId"] for f in health["invoices"]["tieOutFailed"]] == [mismatch]
@@ -195,6 +202,7 @@ def test_invoice_line_items_page_per_customer_and_only_the_partner_reads_them(bi
     seen: list[dict[str, Any]] = []
     target = f"/api/v1/invoices/{invoice['id']}/lineitems?customer={customer['customerId']}&size=3"
     page = get(store, target, headers=KEY)
+    check(page, "/v1/invoices/{invoice_id}/lineitems")
     while True:
         assert page.status == 200, page.body
         body = page.json()
