@@ -845,7 +845,9 @@ SCHEMAS: dict[str, Any] = {
                     "description": "`unpriced` (meters the rate card does not price; quantities under the "
                     "subscription's `unpriced`), `notYetFetched`, `forbidden` (no relationship, 403/20002), "
                     "`licenceNotCovered` (their charges come with billed data), `noListPrice` (prices only: days "
-                    "whose figures came without a list price, left out of a price on the list basis)",
+                    "whose figures came without a list price, left out of a price on the list basis), "
+                    "`notInBilledExports` (legacy usage in a month its invoice closed: in the figures, still the "
+                    "estimate, as Microsoft's billed exports do not cover legacy commerce)",
                 },
                 detail=_TEXT_OR_NULL,
             ),

@@ -479,6 +479,13 @@ def _with_billed(
                     )
                 )
                 continue
+        if subject.kind == "legacy" and (subject.currency, period) in sources.closed:
+            detail = "legacy commerce is not in Microsoft's billed exports: the estimate stays (its invoice bills it)"
+            excluded.append(
+                Excluded(
+                    subject.subject_id, "legacy", Reason.NOT_IN_BILLED_EXPORTS, subject.name, subject.reseller, detail
+                )
+            )
         out.append(subject)
     for (_, kind, subject_id), found in sorted(rows.items()):
         estimate = "0" if kind == BILLED_USAGE_KIND else None  # billed usage no estimate showed: it was 0
