@@ -48,7 +48,7 @@ class DiscardLines(CountingStore):
 def _export(sim: Simulator, billing_period: str = "current") -> Manifest:
     """Have the simulator produce the GBP export now, outside any measurement."""
     body = json.dumps({"currencyCode": "GBP", "billingPeriod": billing_period})
-    started = sim.graph.start("unbilled", body)
+    started = sim.graph.start("usage/unbilled", body)
     operation_id = dict(started.headers)["Location"].rsplit("/", 1)[1]
     reply = sim.graph.operation(operation_id)
     while "resourceLocation@odata.navigationLink" not in (reply.body or {}):
