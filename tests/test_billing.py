@@ -295,3 +295,33 @@ def test_the_open_periods_charges_show_before_their_invoice_as_estimates(billing
     started = billing_sim.graph.exports_started
     run(billing_sim, azurite, store, "fetch_invoices")
     assert billing_sim.graph.exports_started == started
+
+
+def test_an_ingest_cut_by_the_run_budget_goes_on_run_after_run_and_converges(
+    billing_sim, azurite, store, other_store, monkeypatch
+):
+    monkeypatch.setattr(ingest, "CHECKPOINT_LINES", 25)
+    ticks = {"n": 0.0}
+
+    def clock() -> float:  # time, for these runs, is looks at the clock: a budget of 40 cuts an ingest mid-blob
+        ticks["n"] += 1
+        return ticks["n"]
+
+    settings = Settings.from_env(env_of(billing_sim, azurite, store))
+    runs = []
+    for _ in range(40):
+        found = run_job("fetch_invoices", settings, store, NOW, clock=clock, budget=40)
+        runs.append(found)
+        if not found.counts()["pending"]:
+            break
+    assert len(runs) > 2 and not runs[-1].counts()["pending"]  # cut, then resumed, then done
+    cut = [r for r in runs if any("cursor" in note or "left for the next run" in note for note in r.notes)]
+    assert cut
+    run(billing_sim, azurite, other_store, "fetch_invoices")  # a clean run
+    mine, clean = rows_of(store), rows_of(other_store)
+    for name in (INVOICE_CUSTOMERS, BILLED_SPEND):
+        assert mine[name] == clean[name], name
+    lines = [r for r in mine[INVOICE_LINES] if not r["RowKey"].startswith("~")]
+    assert lines == [r for r in clean[INVOICE_LINES] if not r["RowKey"].startswith("~")]
+    pointers = {r["RowKey"]: (r.get("billedVersion"), r.get("tieOut")) for r in mine[INVOICES]}
+    assert pointers == {r["RowKey"]: (r.get("billedVersion"), r.get("tieOut")) for r in clean[INVOICES]}
