@@ -473,11 +473,9 @@ def _with_billed(
                 out.append(_billed_subject(sources.customer_id, period, found, stamp, estimate=subject.total))
                 continue
             if (subject.currency, period) in sources.closed:
-                out.append(
-                    replace(
-                        subject, status=BILLED, estimate=subject.total, total="0", days={}, amounts={}, stored_at=stamp
-                    )
-                )
+                nothing: dict[str, Amounts] = {period + "-01": {"": [Decimal(0), Decimal(0)]}}  # 0 at any price
+                billed_zero = replace(subject, total="0", days={}, amounts=nothing, estimate=subject.total)
+                out.append(replace(billed_zero, status=BILLED, stored_at=stamp))
                 continue
         if subject.kind == "legacy" and (subject.currency, period) in sources.closed:
             detail = "legacy commerce is not in Microsoft's billed exports: the estimate stays (its invoice bills it)"
