@@ -24,7 +24,7 @@ def every_timer_once(
     azurite: Any, azurite_blob: Any, tag: str, **overrides: str
 ) -> Iterator[tuple[Simulator, TableStore, dict[str, str]]]:
     """Four customers (one forbidden) over 30 days; every timer once, in its own tables (prefix ``tag`` + random)."""
-    config = WorldConfig(now=NOW, customers=4, forbidden_customers=1, days=30)
+    config = WorldConfig(now=NOW, customers=4, forbidden_customers=1, days=30, invoice_months=1)  # October's
     with Simulator(world=config, blob_connection_string=azurite_blob.connection_string) as sim:
         ties_out(sim)  # the planted tie-out mismatch is test_billing's story
         service = TableServiceClient.from_connection_string(azurite.connection_string)

@@ -5,6 +5,7 @@ kinds in spend, scoped callers, idempotence and a crash mid-ingest."""
 from __future__ import annotations
 
 import decimal
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -12,8 +13,8 @@ from typing import Any
 import pytest
 from azure.data.tables import TableServiceClient
 
+from devhost.simulator import Simulator, WorldConfig, reconciliation
 from devhost.simulator import invoices as sim_invoices
-from devhost.simulator import reconciliation
 from shared.billing import ingest
 from shared.billing.rows import BILLED_SPEND, INVOICE_CUSTOMERS, INVOICE_LINES, INVOICES
 from shared.settings import Settings
@@ -33,9 +34,26 @@ KEY = {"x-functions-key": "k"}
 @pytest.fixture
 def other_store(azurite) -> Iterator[TableStore]:
     service = TableServiceClient.from_connection_string(azurite.connection_string)
-    found = TableStore(service, prefix="o" + __import__("uuid").uuid4().hex[:12])
+    found = TableStore(service, prefix="o" + uuid.uuid4().hex[:12])
     yield found
     drop_tables(found)
+
+
+@pytest.fixture(scope="module")
+def billed(azurite, azurite_blob) -> Iterator[dict[str, Any]]:
+    """One simulated partner whose rated usage and invoices were fetched once, for the tests that only read."""
+    with Simulator(
+        world=WorldConfig(now=NOW, customers=4, forbidden_customers=1),
+        blob_connection_string=azurite_blob.connection_string,
+    ) as sim:
+        service = TableServiceClient.from_connection_string(azurite.connection_string)
+        found = TableStore(service, prefix="b" + uuid.uuid4().hex[:12])
+        run(sim, azurite, found, "fetch_rated_usage")
+        first = run(sim, azurite, found, "fetch_invoices")
+        try:
+            yield {"sim": sim, "store": found, "first": first}
+        finally:
+            drop_tables(found)
 
 
 def env_of(sim, azurite, store: TableStore, **more: str) -> dict[str, str]:
@@ -122,11 +140,8 @@ def test_a_month_moves_from_estimated_to_billed_with_its_invoice_and_the_estimat
     assert any(c.get("estimateDelta") not in (None, 0) for c in body["currencies"])
 
 
-def test_licences_reservations_and_marketplace_appear_as_their_own_kinds_never_spread_over_days(
-    billing_sim, azurite, store
-):
-    run(billing_sim, azurite, store, "fetch_rated_usage")
-    run(billing_sim, azurite, store, "fetch_invoices")
+def test_licences_reservations_and_marketplace_appear_as_their_own_kinds_never_spread_over_days(billed):
+    billing_sim, store = billed["sim"], billed["store"]
     october = [i for i in listed(billing_sim) if i["billingPeriodStartDate"][:7] == OCTOBER]  # credit notes too
     lines = [
         line for i in october for line in reconciliation.billed_lines(billing_sim.world, i, billing_sim.graph.options)
@@ -162,7 +177,7 @@ def test_billed_data_exported_again_unchanged_writes_no_rows(billing_sim, azurit
     before = rows_of(store)
     started = billing_sim.graph.exports_started
     run(billing_sim, azurite, store, "fetch_invoices")
-    assert billing_sim.graph.exports_started == started  # stored whole: not exported again
+    assert billing_sim.graph.exports_started == started  # stored whole (open periods: once a day): not again
     assert rows_of(store) == before
     # An amendment asks for the amended invoice again: the same data (same eTags) writes no line or spend row of it.
     target = next(i for i in listed(billing_sim) if i["documentType"] == "Invoice" and not i["amendments"])
@@ -180,10 +195,9 @@ def test_billed_data_exported_again_unchanged_writes_no_rows(billing_sim, azurit
     assert any(r["invoiceId"] == credit["id"] for r in after[BILLED_SPEND])  # the credit note itself is stored
 
 
-def test_tie_out_passes_on_consistent_invoices_and_flags_the_planted_mismatch(billing_sim, azurite, store):
-    state = sim_invoices.describe(billing_sim.world, billing_sim.invoice_state)
-    mismatch = state["mismatch"]
-    done = run(billing_sim, azurite, store, "fetch_invoices")
+def test_tie_out_passes_on_consistent_invoices_and_flags_the_planted_mismatch(billed):
+    billing_sim, store, done = billed["sim"], billed["store"], billed["first"]
+    mismatch = sim_invoices.describe(billing_sim.world, billing_sim.invoice_state)["mismatch"]
     assert done.status == "failed" and any(mismatch in e.subject for e in done.errors), done.summary()
     answer = get(store, "/api/v1/invoices", headers=KEY)
     check(answer, "/v1/invoices")
@@ -203,8 +217,8 @@ def test_tie_out_passes_on_consistent_invoices_and_flags_the_planted_mismatch(bi
     assert health["functions"]["fetch_invoices"]["healthy"] is False  # the run that stored it failed: the alert
 
 
-def test_invoice_line_items_page_per_customer_and_only_the_partner_reads_them(billing_sim, azurite, store):
-    run(billing_sim, azurite, store, "fetch_invoices")
+def test_invoice_line_items_page_per_customer_and_only_the_partner_reads_them(billed):
+    billing_sim, store = billed["sim"], billed["store"]
     invoice = next(i for i in listed(billing_sim) if i["documentType"] == "Invoice")
     one = get(store, f"/api/v1/invoices/{invoice['id']}", headers=KEY).json()
     customer = one["customers"][0]
@@ -276,8 +290,8 @@ def test_a_malformed_invoice_and_malformed_lines_are_quarantined_and_the_rest_is
     )
 
 
-def test_the_open_periods_charges_show_before_their_invoice_as_estimates(billing_sim, azurite, store):
-    run(billing_sim, azurite, store, "fetch_invoices")
+def test_the_open_periods_charges_show_before_their_invoice_as_estimates(billed):
+    billing_sim, store = billed["sim"], billed["store"]
     expected: dict[tuple[str, str, str], Decimal] = {}
     for currency in sorted({c.currency for c in billing_sim.world.customers()}):
         for line in reconciliation.unbilled_lines(billing_sim.world, currency, "current", billing_sim.graph.options):
@@ -291,10 +305,6 @@ def test_the_open_periods_charges_show_before_their_invoice_as_estimates(billing
         totals = month(store, customer_id, "2026-11").currencies[currency]
         assert Decimal(totals.by_kind[kind]) == total, (customer_id, kind)
         assert totals.status == "estimated" and not totals.invoice_ids and totals.estimate is None
-    # exported once a day: the next run the same day asks Graph for nothing
-    started = billing_sim.graph.exports_started
-    run(billing_sim, azurite, store, "fetch_invoices")
-    assert billing_sim.graph.exports_started == started
 
 
 def test_an_ingest_cut_by_the_run_budget_goes_on_run_after_run_and_converges(

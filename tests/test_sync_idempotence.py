@@ -34,6 +34,7 @@ def world():
         days=8,
         records_per_day=5,
         now=NOW,
+        invoice_months=1,  # the last closed month's invoices: enough for every path of fetch_invoices
     )
 
 
