@@ -295,7 +295,12 @@ class InvoiceIngest:
         partition = lines_partition(invoice.id, version)
         tally = self._tally(partition)
         result = tieout.check(invoice, tally, self.ctx.settings.billing_tieout_tolerance)
-        old = self._tally(lines_partition(invoice.id, billed.version)) if billed is not None else None
+        old = None  # the version served until now: what of it is gone from the new one is deleted
+        if billed is not None and billed.version != version:
+            try:
+                old = self._tally(lines_partition(invoice.id, billed.version))
+            except IncompleteTallies:  # dropped already: a run that overlapped this one switched and cleaned up
+                old = None
         spend = [billed_spend_row(s, invoice, version) for s in tally.subjects.values()]
         written = store.upsert(BILLED_SPEND, spend)
         if old is not None:
