@@ -609,9 +609,6 @@ def _kinds_and_status(subjects: list[SpendSubject], first: str, last: str) -> di
     """Figures by kind and their status over [first, last]; once billed, the invoices and the last estimate
     (those two only where the subjects carry them: never at a price)."""
     by_kind: dict[str, Decimal] = {}
-    estimate: Decimal | None = None
-    estimated_part = Decimal(0)
-    invoices: set[str] = set()
     with decimal.localcontext(EXACT):
         for subject in subjects:
             amount = _add(_series(subject.days, first, last, "day").values()) + (
@@ -619,21 +616,11 @@ def _kinds_and_status(subjects: list[SpendSubject], first: str, last: str) -> di
             )
             kind = spend_kind(subject)
             by_kind[kind] = by_kind.get(kind, Decimal(0)) + amount
-            invoices.update(subject.invoice_ids)
-            if subject.estimate is not None and first[:7] <= subject.period <= last[:7]:
-                estimate = (estimate or Decimal(0)) + Decimal(subject.estimate)
-                estimated_part += Decimal(subject.total)
     found: dict[str, Any] = {
         "status": combined_status(s.status for s in subjects),
         "byKind": dict(sorted(by_kind.items())),
     }
-    if invoices:
-        found["invoiceIds"] = sorted(invoices)
-    if estimate is not None:
-        found["estimate"] = estimate
-        with decimal.localcontext(EXACT):
-            found["estimateDelta"] = estimated_part - estimate
-    return found
+    return found | _estimate_of(subjects, delta=True)
 
 
 def _subscriptions(subjects: list[SpendSubject], first: str, last: str, granularity: str) -> list[dict[str, Any]]:
@@ -681,13 +668,18 @@ def _subscriptions(subjects: list[SpendSubject], first: str, last: str, granular
     return out
 
 
-def _estimate_of(subjects: list[SpendSubject]) -> dict[str, Any]:
-    """Billed figures' invoices and last estimate (only where the subjects carry them: never at a price)."""
+def _estimate_of(subjects: list[SpendSubject], *, delta: bool = False) -> dict[str, Any]:
+    """Billed figures' invoices and last estimate, and with ``delta`` how far it was off (billed - estimate, of the
+    figures that had one); only where the subjects carry them: never at a price."""
     invoices = sorted({i for s in subjects for i in s.invoice_ids})
-    estimates = [Decimal(s.estimate) for s in subjects if s.estimate is not None]
+    estimated = [s for s in subjects if s.estimate is not None]
     found: dict[str, Any] = {"invoiceIds": invoices} if invoices else {}
-    if estimates:
-        found["estimate"] = _add(estimates)
+    if estimated:
+        estimate = _add(s.estimate or "0" for s in estimated)
+        found["estimate"] = estimate
+        if delta:
+            with decimal.localcontext(EXACT):
+                found["estimateDelta"] = _add(s.total for s in estimated) - estimate
     return found
 
 
