@@ -179,7 +179,7 @@ class InvoiceIngest:
         store = self.ctx.store
         etags = self.etags = (self._etag(progress.leg(RECONCILIATION)), self._etag(progress.leg(USAGE)))
         if billed is not None and (billed.reconciliation_etag, billed.usage_etag) == etags:
-            store.merge_one(INVOICES, {**_pointer_key(self.invoice), "amendmentsExported": self._amended})
+            store.merge_one(INVOICES, {**self.invoice.keys, "amendmentsExported": self._amended})
             store.delete(SYNC_STATE, BILLED_STATE, invoice_key(self.invoice.id))
             return Outcome("unchanged", detail=f"exports {etags[0]} / {etags[1]} are the ones stored; nothing written")
         version = digest(*etags, length=16)
@@ -359,10 +359,6 @@ class InvoiceIngest:
         partition = lines_partition(self.invoice.id, version)
         keys = self.ctx.store.partition(INVOICE_LINES, partition, select=["PartitionKey", "RowKey"])
         self.ctx.store.delete_rows(INVOICE_LINES, keys)
-
-
-def _pointer_key(invoice: Invoice) -> dict[str, str]:
-    return {"PartitionKey": invoice.partition, "RowKey": invoice_key(invoice.id)}
 
 
 class _Cursor:

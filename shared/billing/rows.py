@@ -137,6 +137,11 @@ class Invoice:
         """Its Invoices partition."""
         return UNBILLED_PARTITION if self.is_unbilled else INVOICE_PARTITION
 
+    @property
+    def keys(self) -> dict[str, str]:
+        """PartitionKey and RowKey of its Invoices row."""
+        return {"PartitionKey": self.partition, "RowKey": invoice_key(self.id)}
+
     @classmethod
     def unbilled(cls, currency: str, period: str, billing_period: str, day: str) -> Invoice:
         """The open period ``period`` (``current`` or ``last``: ``billing_period``) of one currency, exported
@@ -206,8 +211,7 @@ class Invoice:
     def row(self) -> dict[str, Any]:
         """Its Invoices row: the listed fields only (merged: the billed pointer written by the ingest stays)."""
         return {
-            "PartitionKey": self.partition,
-            "RowKey": invoice_key(self.id),
+            **self.keys,
             "invoiceId": self.id,
             "invoiceDate": self.invoice_date,
             "periodStart": self.period_start,
@@ -264,8 +268,7 @@ class Billed:
     def row(self, invoice: Invoice) -> dict[str, Any]:
         """The properties merged into the invoice's row."""
         return {
-            "PartitionKey": invoice.partition,
-            "RowKey": invoice_key(invoice.id),
+            **invoice.keys,
             "billedVersion": self.version,
             "billedAt": self.billed_at,
             "reconciliationETag": self.reconciliation_etag,
@@ -602,12 +605,13 @@ class Tally:
         self.usage_lines += 1
         customer = self._customer(line.customer_id)
         customer.name = customer.name or line.names[0]
-        customer.usage_billed = _add(customer.usage_billed, line.billing_total)
         customer.usage_lines += 1
         key = (line.customer_id, line.period, line.currency, BILLED_USAGE_KIND, line.entitlement_id)
         subject = self._subject(key)
-        subject.total = _add(subject.total, line.billing_total)
-        subject.days[line.day] = _add(subject.days.get(line.day, ZERO), line.billing_total)
+        with decimal.localcontext(EXACT):  # one context for the line's sums, as add_charge
+            customer.usage_billed += line.billing_total
+            subject.total += line.billing_total
+            subject.days[line.day] = subject.days.get(line.day, ZERO) + line.billing_total
         amounts.add_to(subject.amounts.setdefault(line.day, {}), line.category, line.billing_total, line.list_total)
         subject.lines += 1
         subject.name = subject.name or line.names[1]

@@ -13,7 +13,7 @@ open periods' charges that are not usage (``reconciliation/unbilled/export`` per
 from __future__ import annotations
 
 import logging
-from datetime import timedelta, timezone
+from datetime import timezone
 
 from azure.data.tables import UpdateMode
 
@@ -21,7 +21,7 @@ from shared.billing.ingest import InvoiceIngest
 from shared.billing.rows import INVOICES, Invoice
 from shared.deadline import DeadlineReached
 from shared.sync.context import RunContext
-from shared.sync.rated_usage import currencies
+from shared.sync.rated_usage import currencies, month_of, previous_month
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,7 @@ def open_periods(ctx: RunContext, invoices: list[Invoice]) -> list[Invoice]:
     """The open periods whose charges are due: ``current`` of each currency, and ``last`` until its invoice is
     listed (each exported at most once a day)."""
     today = ctx.now.astimezone(timezone.utc).date()
-    current = today.strftime("%Y-%m")
-    last = (today.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    current, last = month_of(today), month_of(previous_month(today))
     found = set(currencies(ctx.store, ctx.settings)) | {i.currency for i in invoices}
     invoiced = {(i.currency, i.period) for i in invoices if not i.is_credit_note}
     due = []
